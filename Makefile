@@ -1,0 +1,12 @@
+# Two entry points a new user needs; both install everything first (see scripts/env.sh).
+SHELL := /bin/bash
+
+.PHONY: demo test test-fast
+demo:  ## install, then train the default model on the built-in synthetic dataset
+	@venv=$$(bash scripts/env.sh) && $$venv/bin/erts train name=demo $(ARGS)
+
+test:  ## install, then run the whole test suite
+	@venv=$$(bash scripts/env.sh) && $$venv/bin/python -m pytest -q $(ARGS)
+
+test-fast:  ## skip the slow end-to-end tests
+	@venv=$$(bash scripts/env.sh) && $$venv/bin/python -m pytest -q -m "not slow" $(ARGS)

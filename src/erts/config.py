@@ -1,0 +1,308 @@
+"""Run configuration: dataclasses loaded from YAML plus ``key=value`` overrides.
+
+Why dataclasses: every setting has one place, one type and one default, and a
+typo is an error that names the key and what is accepted instead of a setting
+that silently does nothing. Configs reach code only through builder functions
+(``build_*``), never as a bag of options threaded through the loop.
+
+Keys may be given flat (``phi=0.7``) or dotted (``selection.phi=0.7``); every
+leaf name is unique across sections so the flat form is never ambiguous.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # see `erts data list`
+    root: Optional[str] = None  # dataset folder or archive (real datasets)
+    cache_dir: Optional[str] = None  # default: $ERTS_CACHE or ~/.cache/erts
+    task: str = "default"  # dataset-specific label task (e.g. ptbxl: superdiagnostic)
+    split_seed: int = 0  # seeds the stratified split of datasets without official folds
+    fs: Optional[float] = None  # resample to this rate (Hz); None keeps the native rate
+    length_s: Optional[float] = None  # crop/pad every record to this many seconds
+    crop: Literal["center", "random"] = "center"  # crop policy for training records longer than length_s
+    bandpass: Optional[list[float]] = None  # [low_hz, high_hz] zero-phase Butterworth band-pass
+    standardize: bool = True  # per-record, per-lead zero mean / unit variance
+    nan_policy: Literal["reject", "interpolate"] = "reject"  # what to do with NaNs in a signal
+    bad_records: Literal["skip", "fail"] = "skip"  # skip-and-report or stop at the first bad record
+    labels: Literal["current", "original"] = "current"  # cinc2017 label file
+    # built-in synthetic dataset
+    n_records: int = 5000
+    corrupt_frac: float = 0.1  # fraction of records corrupted on purpose (ground truth kept in meta)
+    multilabel: bool = False
+
+
+@dataclass
+class ModelConfig:
+    model: str = "resnet18_1d"  # see erts.models.list_models()
+    dropout: float = 0.0
+    head: Literal["linear", "mlp"] = "linear"
+    head_hidden: int = 128  # hidden units of the mlp head (the published head)
+    lead_rows: int = 32  # 2-D backbones: leads padded to this many image rows
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_gamma: float = 0.98  # per-epoch decay of the step schedule
+    batch_size: int = 64
+    loss: Literal["ce", "balanced_ce", "bce"] = "ce"  # bce is required (and implied) for multi-label
+
+
+@dataclass
+class SelectionConfig:
+    method: str = "full"  # full | dbpd | smrd | srd | erts-dbpd | erts-smrd | erts-srd
+    granularity: Literal["batch", "epoch"] = "batch"
+    warmup_epochs: int = 5
+    revision_epoch: Optional[int] = None  # None: half the epochs (50 of 100 as published)
+    tau: float = 0.3
+    gamma: float = 0.99
+    phi: float = 0.7
+    focus_q: float = 0.1  # top fraction of map values averaged into the focus score
+    focus_filter: Literal["rank", "threshold"] = "rank"
+    focus_threshold: float = 0.5  # used when focus_filter=threshold
+    gradcam_start: Optional[int] = None  # None: warmup_epochs + 3
+    gradcam_layer: str = "last"  # "last" or a module name of the backbone (e.g. layer3)
+    class_rescue: bool = True
+    score_mode: Literal["eval", "train"] = "eval"  # train reproduces the published BN/dropout pitfall
+    score_batch_size: int = 256
+
+
+@dataclass
+class TrainConfig:
+    name: Optional[str] = None  # run folder name under out_dir; default: <dataset>-<model>-<method>-s<seed>
+    out_dir: str = "runs"
+    seed: int = 0
+    epochs: int = 12
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool = False  # bf16 autocast (CPU and CUDA)
+    num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    quiet: bool = False
+    preset: Optional[str] = None
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def run_name(self) -> str:
+        if self.train.name:
+            return self.train.name
+        return f"{self.data.dataset}-{self.model.model}-{self.selection.method}-s{self.train.seed}"
+
+
+SECTIONS = [f.name for f in dataclasses.fields(Config)]
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be accepted; the message says why and what is."""
+
+
+def _leaf_index() -> dict[str, str]:
+    """Maps every leaf name to its section, checking that flat names are unambiguous."""
+    index: dict[str, str] = {}
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory()):
+            if f.name in index:
+                raise AssertionError(f"config leaf {f.name!r} in both {index[f.name]} and {section.name}")
+            index[f.name] = section.name
+    return index
+
+
+LEAVES = _leaf_index()
+
+
+def _resolve_key(key: str) -> tuple[str, str]:
+    if "." in key:
+        section, leaf = key.split(".", 1)
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section {section!r} in {key!r}; sections: {', '.join(SECTIONS)}")
+        if LEAVES.get(leaf) != section:
+            names = sorted(k for k, s in LEAVES.items() if s == section)
+            raise ConfigError(f"unknown key {key!r}; {section} accepts: {', '.join(names)}")
+        return section, leaf
+    if key not in LEAVES:
+        raise ConfigError(f"unknown config key {key!r}; accepted keys: {', '.join(sorted(LEAVES))}")
+    return LEAVES[key], key
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Converts ``value`` to type ``tp`` or raises ConfigError naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, value, a)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}={value!r} is not {_describe(tp)}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        raise ConfigError(f"{key}={value!r} is not accepted; expected {_describe(tp)}")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} is not a list")
+        return [_coerce(key, v, inner) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}={value!r} is not a bool (true/false)")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} is not an int")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}={value!r} is not an int")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} is not a float")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={value!r} is not a float") from None
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}={value!r} is not a string")
+    raise AssertionError(f"unsupported config type {tp} for {key}")
+
+
+def _field_types(section: str) -> dict[str, Any]:
+    cls = type(getattr(Config(), section))
+    return typing.get_type_hints(cls)
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Sets one key (flat or dotted), with type conversion and validation."""
+    section, leaf = _resolve_key(key)
+    tp = _field_types(section)[leaf]
+    setattr(getattr(cfg, section), leaf, _coerce(f"{section}.{leaf}", value, tp))
+
+
+def apply_dict(cfg: Config, values: dict[str, Any]) -> None:
+    """Applies a (nested or flat) mapping, e.g. a loaded YAML file."""
+    for key, value in values.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for leaf, v in value.items():
+                set_value(cfg, f"{key}.{leaf}", v)
+        else:
+            set_value(cfg, key, value)
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for a in args:
+        if "=" not in a:
+            raise ConfigError(f"expected key=value, got {a!r}")
+        k, v = a.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    s, o, t, d = cfg.selection, cfg.optim, cfg.train, cfg.data
+    from erts.selection import METHODS  # local import: selection depends on config, not the reverse
+
+    if s.method not in METHODS:
+        raise ConfigError(f"method={s.method!r} is not accepted; expected one of {', '.join(METHODS)}")
+    checks = [
+        (0.0 <= s.tau <= 1.0, f"tau={s.tau} must be in [0, 1]"),
+        (0.0 < s.gamma <= 1.0, f"gamma={s.gamma} must be in (0, 1]"),
+        (0.0 < s.phi <= 1.0, f"phi={s.phi} must be in (0, 1]"),
+        (0.0 < s.focus_q <= 1.0, f"focus_q={s.focus_q} must be in (0, 1]"),
+        (s.warmup_epochs >= 0, f"warmup_epochs={s.warmup_epochs} must be >= 0"),
+        (t.epochs >= 1, f"epochs={t.epochs} must be >= 1"),
+        (o.batch_size >= 1, f"batch_size={o.batch_size} must be >= 1"),
+        (o.lr > 0, f"lr={o.lr} must be > 0"),
+        (0.0 <= d.corrupt_frac < 1.0, f"corrupt_frac={d.corrupt_frac} must be in [0, 1)"),
+        (d.bandpass is None or len(d.bandpass) == 2, f"bandpass={d.bandpass} must be [low_hz, high_hz]"),
+        (t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
+         f"device={t.device!r} is not accepted; expected auto, cpu, cuda or cuda:N"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """Builds a Config: defaults < preset < YAML file < overrides, then validates it."""
+    cfg = Config()
+    layers: list[dict[str, Any]] = []
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        layers.append(loaded)
+    if overrides:
+        layers.append(parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides))
+    preset = None
+    for layer in layers:
+        preset = layer.get("preset", (layer.get("train") or {}).get("preset") if isinstance(layer.get("train"), dict) else None) or preset
+    if preset:
+        from erts.presets import get_preset
+
+        apply_dict(cfg, get_preset(preset))
+    for layer in layers:
+        apply_dict(cfg, layer)
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuilds a Config saved with ``to_dict`` (used on resume)."""
+    cfg = Config()
+    apply_dict(cfg, values)
+    validate(cfg)
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,87 @@
+"""The record set: the one in-memory shape every dataset loader returns.
+
+Why one shape: the training loop, the selection rules and the reports never need
+to know which dataset they are looking at. Signals may be a read-only
+``np.memmap`` (cached datasets); nothing here copies them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class RecordSet:
+    """A dataset split into train/val/test.
+
+    signals:    (N, leads, T) float32, possibly memory-mapped.
+    labels:     (N,) int64 class index (single-label) or (N, C) float32 multi-hot.
+    split:      (N,) str array with values in SPLITS.
+    record_ids: (N,) str array, unique, the names users see in reports.
+    meta:       per-record metadata (N rows, same order). Never fed to the model;
+                it holds things like ground-truth corruption flags or patient ids.
+    """
+
+    name: str
+    signals: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    record_ids: np.ndarray
+    class_names: list[str]
+    fs: float
+    lead_names: list[str]
+    multilabel: bool = False
+    meta: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # records rejected while loading: list of (record_id, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.signals)
+        if self.signals.ndim != 3:
+            raise ValueError(f"{self.name}: signals must be (N, leads, T), got shape {self.signals.shape}")
+        for attr in ("labels", "split", "record_ids"):
+            if len(getattr(self, attr)) != n:
+                raise ValueError(f"{self.name}: {attr} has {len(getattr(self, attr))} rows, signals have {n}")
+        if len(self.meta) not in (0, n):
+            raise ValueError(f"{self.name}: meta has {len(self.meta)} rows, signals have {n}")
+        bad = set(np.unique(self.split)) - set(SPLITS)
+        if bad:
+            raise ValueError(f"{self.name}: unknown split values {sorted(bad)}; expected {SPLITS}")
+        if self.multilabel and self.labels.ndim != 2:
+            raise ValueError(f"{self.name}: multi-label sets need (N, C) multi-hot labels")
+        if not self.multilabel and self.labels.ndim != 1:
+            raise ValueError(f"{self.name}: single-label sets need (N,) class indices")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_leads(self) -> int:
+        return int(self.signals.shape[1])
+
+    @property
+    def length(self) -> int:
+        return int(self.signals.shape[2])
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices of one split, in stored order."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return np.flatnonzero(self.split == split)
+
+    def class_counts(self, split: str | None = None) -> dict[str, int]:
+        """Records per class (multi-label: records carrying each label)."""
+        idx = np.arange(len(self.labels)) if split is None else self.indices(split)
+        lab = self.labels[idx]
+        counts = lab.sum(0) if self.multilabel else np.bincount(lab, minlength=self.num_classes)
+        return {c: int(k) for c, k in zip(self.class_names, counts)}
+
+    def summary(self) -> pd.DataFrame:
+        """Record and class counts per split (rows: splits, columns: classes + total)."""
+        rows = {s: {**self.class_counts(s), "total": len(self.indices(s))} for s in SPLITS}
+        return pd.DataFrame(rows).T
