@@ -57,7 +57,7 @@ class OptimConfig:
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     step_gamma: float = 0.98  # per-epoch decay of the step schedule
     batch_size: int = 64
-    loss: Literal["ce", "balanced_ce", "bce"] = "ce"  # bce is required (and implied) for multi-label
+    loss: Literal["auto", "ce", "balanced_ce", "bce"] = "auto"  # auto: ce for single-label, bce for multi-label
 
 
 @dataclass
@@ -287,7 +287,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
     for layer in layers:
         preset = layer.get("preset", (layer.get("train") or {}).get("preset") if isinstance(layer.get("train"), dict) else None) or preset
     if preset:
-        from erts.presets import get_preset
+        from erts.train.presets import get_preset
 
         apply_dict(cfg, get_preset(preset))
     for layer in layers:

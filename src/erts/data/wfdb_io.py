@@ -1,0 +1,306 @@
+"""Reading ECG records in the PhysioNet layouts: WFDB (.hea + .dat) and Challenge-style .hea + .mat.
+
+Why a module of its own: every real-dataset loader must turn a broken file into
+the same ``BadRecord(record_id, reason)`` (see preprocess.py), whichever
+dataset it comes from, and must read from a ``.zip`` download or its extracted
+folder alike.
+
+Public API (stable; other loaders import it):
+
+- ``read_wfdb(path, record_id=None) -> (signal, fs, lead_names)`` via wfdb.rdrecord.
+- ``parse_header(text, record_id) -> Header``: a WFDB header parsed as *text*
+  (wfdb-python rejects some Challenge 2020/21 date fields).
+- ``read_challenge_mat(hea_path, record_id=None) -> (signal, fs, lead_names, comments)``.
+- ``decode_challenge_mat(hea_text, mat_bytes, record_id) -> same``: the bytes version,
+  used for members of a zip.
+- ``parse_dx(comments) -> list[str]``: codes of ``# Dx: a,b`` header lines.
+- ``Source(root)``: a dataset root that is a folder or a ``.zip``, read the same
+  way without extracting everything (``names``, ``find``, ``read_bytes``,
+  ``read_text``, ``fingerprint``, ``extract``).
+- ``progress(iterable, desc, total)``: the loaders' tqdm bar (stderr; off with ERTS_QUIET=1).
+
+Signals are always ``(leads, samples)`` float32 in physical units (mV).
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import scipy.io
+
+from erts.data.preprocess import BadRecord
+
+DEFAULT_GAIN = 200.0  # WFDB: ADC units per mV when the header gives no (or a zero) gain
+
+
+# --------------------------------------------------------------------------- WFDB via wfdb-python
+
+def read_wfdb(path: str | Path, record_id: str | None = None) -> tuple[np.ndarray, float, list[str]]:
+    """Reads a WFDB record (``path`` without extension) as ``((leads, T) float32 mV, fs, lead_names)``.
+
+    Every failure of the reader (missing or truncated ``.dat``, a header that
+    does not match its data, an unreadable header) becomes ``BadRecord`` naming
+    the record and the reason, so loaders can skip-and-report it.
+    """
+    import wfdb  # local: keeps `import erts.data` light
+
+    path = Path(path)
+    rid = record_id or path.name
+    hea = path.with_suffix(".hea")
+    if not hea.exists():
+        raise BadRecord(rid, f"header file {hea.name} not found")
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception as e:  # wfdb raises a mix of ValueError/IndexError/KeyError on bad headers
+        raise BadRecord(rid, f"unreadable header {hea.name}: {e}") from None
+    n_sig = int(header.n_sig or 0)
+    if n_sig == 0:
+        raise BadRecord(rid, f"header {hea.name} lists no signals")
+    _check_wfdb_files(header, path.parent, rid)
+    try:
+        rec = wfdb.rdrecord(str(path), physical=True, return_res=32)
+    except Exception as e:
+        raise BadRecord(rid, f"cannot read signal: {type(e).__name__}: {e}") from None
+    x = np.asarray(rec.p_signal, dtype=np.float32).T
+    if x.shape != (n_sig, header.sig_len):
+        raise BadRecord(rid, f"signal shape {x.shape} does not match header ({n_sig} leads, {header.sig_len} samples)")
+    return x, float(rec.fs), [str(n) for n in rec.sig_name]
+
+
+def _check_wfdb_files(header, folder: Path, rid: str) -> None:
+    """Checks every signal file exists and holds at least the samples the header promises.
+
+    Why: wfdb-python reads a short file without complaint (numpy pads or
+    reshapes), so truncation must be caught from the byte count.
+    """
+    bits = {"16": 16, "61": 16, "80": 8, "160": 16, "212": 12, "310": 10, "311": 10, "24": 24, "32": 32, "8": 8}
+    by_file: dict[str, list[int]] = {}
+    for i, fname in enumerate(header.file_name):
+        by_file.setdefault(fname, []).append(i)
+    for fname, idx in by_file.items():
+        f = folder / fname
+        if not f.exists():
+            raise BadRecord(rid, f"signal file {fname} not found")
+        fmt = str(header.fmt[idx[0]])
+        if fmt not in bits or header.sig_len is None:
+            continue  # compressed/rare formats: let wfdb decide
+        offset = int((header.byte_offset or [0] * len(header.file_name))[idx[0]] or 0)
+        need = offset + (header.sig_len * len(idx) * bits[fmt] + 7) // 8
+        size = f.stat().st_size
+        if size < need:
+            raise BadRecord(rid, f"signal file {fname} is truncated: {size} bytes, header needs {need} "
+                                 f"({len(idx)} signal(s) x {header.sig_len} samples, format {fmt})")
+
+
+# --------------------------------------------------------------------------- WFDB headers as text
+
+@dataclass
+class Header:
+    """A WFDB header parsed as text: record line, one entry per signal, comments."""
+
+    record_name: str
+    n_sig: int
+    fs: float
+    n_samples: int | None
+    file_names: list[str] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    byte_offsets: list[int] = field(default_factory=list)
+    gains: list[float] = field(default_factory=list)  # ADC units per physical unit
+    baselines: list[float] = field(default_factory=list)  # ADC value of 0 physical units
+    units: list[str] = field(default_factory=list)
+    lead_names: list[str] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)  # '#' lines, without the '#'
+
+
+def parse_header(text: str, record_id: str) -> Header:
+    """Parses a WFDB ``.hea`` as text; malformed lines -> BadRecord.
+
+    Only the fields loaders need are kept. Date/time fields of the record line
+    are ignored on purpose (some Challenge headers carry dates wfdb rejects).
+    """
+    lines = [ln.strip() for ln in text.splitlines()]
+    comments = [ln[1:].strip() for ln in lines if ln.startswith("#")]
+    body = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not body:
+        raise BadRecord(record_id, "empty header")
+    rec = body[0].split()
+    try:
+        n_sig = int(rec[1])
+        fs = float(rec[2].split("/")[0].split("(")[0]) if len(rec) > 2 else 250.0
+        n_samples = int(rec[3]) if len(rec) > 3 else None
+    except (IndexError, ValueError):
+        raise BadRecord(record_id, f"malformed header record line {body[0]!r}") from None
+    if len(body) - 1 < n_sig:
+        raise BadRecord(record_id, f"header lists {len(body) - 1} signal lines, record line says {n_sig}")
+    h = Header(record_name=rec[0].split("/")[0], n_sig=n_sig, fs=fs, n_samples=n_samples, comments=comments)
+    for ln in body[1:1 + n_sig]:
+        _parse_signal_line(ln, h, record_id)
+    return h
+
+
+def _parse_signal_line(line: str, h: Header, record_id: str) -> None:
+    tok = line.split()
+    try:
+        fmt, _, off = tok[1].partition("+")
+        h.file_names.append(tok[0])
+        h.formats.append(fmt.split("x")[0].split(":")[0])
+        h.byte_offsets.append(int(off) if off else 0)
+        gain_tok = tok[2] if len(tok) > 2 else ""
+        gain_part, _, unit = gain_tok.partition("/")
+        gain_str, _, base_str = gain_part.partition("(")
+        gain = float(gain_str) if gain_str else 0.0
+        adc_zero = float(tok[4]) if len(tok) > 4 else 0.0
+        h.gains.append(gain if gain != 0 else DEFAULT_GAIN)
+        h.baselines.append(float(base_str.rstrip(")")) if base_str else adc_zero)
+        h.units.append(unit or "mV")
+        h.lead_names.append(" ".join(tok[8:]) if len(tok) > 8 else f"ch{len(h.lead_names)}")
+    except (IndexError, ValueError):
+        raise BadRecord(record_id, f"malformed header signal line {line!r}") from None
+
+
+def parse_dx(comments: list[str]) -> list[str]:
+    """Diagnosis codes from ``Dx: a,b`` comment lines (with or without the leading '#')."""
+    codes: list[str] = []
+    for c in comments:
+        c = c.lstrip("#").strip()
+        key, sep, value = c.partition(":")
+        if sep and key.strip().lower() == "dx":
+            codes += [v.strip() for v in value.split(",") if v.strip()]
+    return codes
+
+
+# --------------------------------------------------------------------------- Challenge-style .hea + .mat
+
+def decode_challenge_mat(hea_text: str, mat_bytes: bytes, record_id: str) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """Decodes a Challenge record from its header text and MATLAB v4 ``.mat`` bytes.
+
+    Returns ``((leads, T) float32 mV, fs, lead_names, header_comments)``. The
+    ``val`` variable (ADC units) is converted with each lead's gain and
+    baseline from the header; its shape must match the header exactly.
+    """
+    h = parse_header(hea_text, record_id)
+    try:
+        mat = scipy.io.loadmat(io.BytesIO(mat_bytes))
+    except Exception as e:  # truncated/garbled files raise ValueError, OSError, TypeError...
+        raise BadRecord(record_id, f"unreadable .mat file ({type(e).__name__}: {e})") from None
+    if "val" not in mat:
+        raise BadRecord(record_id, f".mat file has no variable 'val' (found: {sorted(k for k in mat if not k.startswith('__'))})")
+    val = np.asarray(mat["val"])
+    if val.ndim == 1:
+        val = val[None, :]
+    if val.ndim != 2 or val.shape[0] != h.n_sig:
+        raise BadRecord(record_id, f".mat 'val' has shape {val.shape}, header says {h.n_sig} leads")
+    if h.n_samples is not None and val.shape[1] != h.n_samples:
+        raise BadRecord(record_id, f".mat 'val' has {val.shape[1]} samples, header says {h.n_samples} (truncated or mismatched)")
+    gains = np.asarray(h.gains, dtype=np.float64)[:, None]
+    base = np.asarray(h.baselines, dtype=np.float64)[:, None]
+    x = ((val.astype(np.float64) - base) / gains).astype(np.float32)
+    return x, h.fs, h.lead_names, h.comments
+
+
+def read_challenge_mat(hea_path: str | Path, record_id: str | None = None) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """Reads a Challenge-style record from disk (``X.hea`` + the ``.mat`` its header names).
+
+    Returns ``((leads, T) float32 mV, fs, lead_names, header_comments)``.
+    """
+    hea_path = Path(hea_path)
+    rid = record_id or hea_path.stem
+    if not hea_path.exists():
+        raise BadRecord(rid, f"header file {hea_path.name} not found")
+    text = hea_path.read_text(errors="replace")
+    h = parse_header(text, rid)
+    mat_path = hea_path.parent / (h.file_names[0] if h.file_names else hea_path.stem + ".mat")
+    if not mat_path.exists():
+        raise BadRecord(rid, f"signal file {mat_path.name} not found")
+    return decode_challenge_mat(text, mat_path.read_bytes(), rid)
+
+
+# --------------------------------------------------------------------------- folder-or-zip sources
+
+class Source:
+    """A dataset root that is either a folder or a ``.zip`` of it, read the same way.
+
+    Why: PhysioNet downloads come as zips; reading members straight from the
+    archive avoids extracting thousands of small files. Names are relative
+    POSIX paths (inside a zip: the member names, e.g. ``training2017/A00001.hea``).
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser()
+        if not self.root.exists():
+            raise FileNotFoundError(f"dataset root {self.root} does not exist")
+        self.is_zip = self.root.is_file() and zipfile.is_zipfile(self.root)
+        if self.root.is_file() and not self.is_zip:
+            raise ValueError(f"dataset root {self.root} is a file but not a zip archive")
+        self._zip = zipfile.ZipFile(self.root) if self.is_zip else None
+        self._names: list[str] | None = None
+
+    def names(self) -> list[str]:
+        """All file names (sorted), relative to the root."""
+        if self._names is None:
+            if self._zip is not None:
+                self._names = sorted(i.filename for i in self._zip.infolist() if not i.is_dir())
+            else:
+                self._names = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        return self._names
+
+    def find(self, filename: str) -> str | None:
+        """The shortest name whose last component is ``filename`` (None if absent)."""
+        hits = [n for n in self.names() if PurePosixPath(n).name == filename]
+        return min(hits, key=lambda n: (n.count("/"), n)) if hits else None
+
+    def read_bytes(self, name: str) -> bytes:
+        if self._zip is not None:
+            return self._zip.read(name)
+        return (self.root / name).read_bytes()
+
+    def read_text(self, name: str) -> str:
+        return self.read_bytes(name).decode("utf-8", errors="replace")
+
+    def fingerprint(self) -> list:
+        """Cheap identity of the source for cache keys: the archive's size/mtime, or every file's."""
+        from erts.data.cache import files_fingerprint
+
+        if self._zip is not None:
+            return files_fingerprint([self.root])
+        return files_fingerprint([self.root / n for n in self.names()])
+
+    def extract(self, names: list[str], dest: str | Path) -> Path:
+        """Copies ``names`` into ``dest`` flat (by base name) and returns ``dest``.
+
+        For readers that need real files (wfdb.rdrecord); a folder source is
+        copied too, so ``dest`` is always a self-contained record folder.
+        """
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            target = dest / PurePosixPath(n).name
+            if self._zip is not None:
+                with self._zip.open(n) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+            else:
+                shutil.copyfile(self.root / n, target)
+        return dest
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress(iterable, desc: str, total: int | None = None):
+    """A tqdm progress bar on stderr for record preparation; ``ERTS_QUIET=1`` turns it off."""
+    from tqdm import tqdm
+
+    quiet = os.environ.get("ERTS_QUIET", "").lower() in ("1", "true", "yes")
+    return tqdm(iterable, desc=desc, total=total, unit="rec", disable=quiet, leave=False, dynamic_ncols=True)

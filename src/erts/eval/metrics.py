@@ -1,0 +1,65 @@
+"""Classification metrics, computed with scikit-learn.
+
+Single-label: predictions are the argmax. Multi-label: one threshold per class,
+tuned on the validation split (maximising that class's F1) and then applied
+unchanged to the test split, so the test set is never used for selection.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+
+# datasets whose official score averages F1 over a subset of classes
+SCORED_SUBSETS: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {
+    ("N", "A", "O", "~"): ("f1_nao", ("N", "A", "O")),  # CinC 2017 challenge score
+}
+
+
+def macro_auroc(y_onehot: np.ndarray, probs: np.ndarray) -> float:
+    """Mean one-vs-rest AUROC over classes that have both positives and negatives."""
+    aucs = [roc_auc_score(y_onehot[:, c], probs[:, c]) for c in range(y_onehot.shape[1])
+            if 0 < y_onehot[:, c].sum() < len(y_onehot)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def tune_thresholds(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per-class threshold maximising F1 (multi-label); 0.5 for a class with no positives."""
+    thresholds = np.full(y.shape[1], 0.5, dtype=np.float64)  # float64: a float32 cut could exclude its own sample
+    for c in range(y.shape[1]):
+        if y[:, c].sum() == 0:
+            continue
+        candidates = np.unique(np.concatenate([probs[:, c], [0.5]]))
+        pred = probs[:, c][None, :] >= candidates[:, None]  # (n_candidates, N)
+        tp = (pred & (y[:, c] > 0)).sum(1)
+        f1 = 2 * tp / (pred.sum(1) + y[:, c].sum())
+        thresholds[c] = candidates[int(np.argmax(f1))]
+    return thresholds
+
+
+def compute_metrics(y: np.ndarray, probs: np.ndarray, class_names: list[str], *, multilabel: bool = False,
+                    thresholds: np.ndarray | None = None) -> dict:
+    """macro-F1, accuracy, macro-AUROC, per-class F1 and (single-label) the confusion matrix.
+
+    Multi-label accuracy is the exact-match (subset) accuracy.
+    """
+    k = len(class_names)
+    if multilabel:
+        th = np.full(k, 0.5) if thresholds is None else thresholds
+        pred = (probs >= th).astype(int)
+        y_onehot = y.astype(int)
+        per_class = f1_score(y_onehot, pred, average=None, labels=range(k), zero_division=0)
+        out = {"accuracy": float(accuracy_score(y_onehot, pred)), "thresholds": [float(t) for t in th]}
+    else:
+        pred = probs.argmax(1)
+        y_onehot = np.eye(k, dtype=int)[y]
+        per_class = f1_score(y, pred, average=None, labels=range(k), zero_division=0)
+        out = {"accuracy": float(accuracy_score(y, pred)),
+               "confusion": confusion_matrix(y, pred, labels=range(k)).tolist()}
+    out["macro_f1"] = float(np.mean(per_class))
+    out["macro_auroc"] = macro_auroc(y_onehot, probs)
+    out["per_class_f1"] = {c: float(f) for c, f in zip(class_names, per_class)}
+    subset = SCORED_SUBSETS.get(tuple(class_names))
+    if subset:
+        name, classes = subset
+        out[name] = float(np.mean([out["per_class_f1"][c] for c in classes]))
+    return out

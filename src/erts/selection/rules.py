@@ -1,0 +1,73 @@
+"""Selection rules: which samples get a gradient update.
+
+Every function works on one *pool* of samples, a mini-batch (as published) or a
+whole epoch, and returns a boolean keep-mask. All are vectorised torch ops on the
+pool's device; randomness comes only from the generator passed in.
+
+``member`` is a (n, K) bool matrix of class membership (one-hot for single-label,
+the multi-hot labels for multi-label); it lets class rescue treat both alike.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def dbpd_keep(p: torch.Tensor, correct: torch.Tensor, tau: float) -> torch.Tensor:
+    """Difficulty-based: keep samples whose true-class confidence p < tau.
+
+    tau = 0 is the published special case: keep the misclassified samples.
+    """
+    return ~correct if tau == 0 else p < tau
+
+
+def random_keep(n: int, n_keep: int, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A uniformly random subset of exactly ``n_keep`` of ``n`` samples."""
+    keep = torch.zeros(n, dtype=torch.bool, device=device)
+    if n_keep > 0:
+        keep[torch.randperm(n, generator=generator)[:n_keep].to(device)] = True
+    return keep
+
+
+def srd_count(n: int, gamma: float, epoch: int) -> int:
+    """SRD pool size: ceil(gamma^(t-1) * n) with the paper's 1-based t = epoch + 1."""
+    return min(n, math.ceil(gamma ** epoch * n - 1e-9))
+
+
+def class_rescue(keep: torch.Tensor, member: torch.Tensor, usefulness: torch.Tensor,
+                 eligible: torch.Tensor | None = None) -> torch.Tensor:
+    """If a rule removed every (eligible) sample of a class present in the pool, keep the
+    most useful sample of that class. Returns a new mask; vectorised over classes."""
+    if eligible is None:
+        eligible = torch.ones_like(keep)
+    m = member & eligible[:, None]                      # (n, K)
+    present = m.any(0)
+    covered = (m & keep[:, None]).any(0)
+    need = present & ~covered
+    if not bool(need.any()):
+        return keep
+    scores = torch.where(m, usefulness[:, None].float(), torch.tensor(float("-inf"), device=keep.device))
+    best = scores.argmax(0)                             # (K,) most useful sample per class
+    out = keep.clone()
+    out[best[need]] = True
+    return out
+
+
+def focus_rank_keep(candidates: torch.Tensor, p: torch.Tensor, focus: torch.Tensor, phi: float) -> torch.Tensor:
+    """ERTS filter: among candidates keep the top ceil(phi * n_candidates) by (1 - p) * focus."""
+    n_cand = int(candidates.sum())
+    n_keep = min(n_cand, math.ceil(phi * n_cand - 1e-9))
+    keep = torch.zeros_like(candidates)
+    if n_keep == 0:
+        return keep
+    score = torch.where(candidates, (1 - p) * focus, torch.tensor(float("-inf"), device=p.device))
+    # stable ordering: ties broken by index so the result is deterministic
+    order = torch.sort(score, descending=True, stable=True).indices
+    keep[order[:n_keep]] = True
+    return keep
+
+
+def focus_threshold_keep(candidates: torch.Tensor, focus: torch.Tensor, threshold: float) -> torch.Tensor:
+    """ERTS filter, absolute mode: keep candidates whose focus score reaches the threshold."""
+    return candidates & (focus >= threshold)

@@ -1,0 +1,70 @@
+"""Builders: the only place where config values turn into objects.
+
+The training loop never reads raw settings for these parts; it receives the
+device, model, loss, optimiser and schedule built here (torchtune's rule).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from erts.config import Config, ConfigError
+from erts.data.records import RecordSet
+
+
+def resolve_device(name: str) -> torch.device:
+    """device=auto picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but no CUDA device is available; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: Config, rs: RecordSet) -> torch.nn.Module:
+    from erts.models import create_model
+
+    m = cfg.model
+    return create_model(m.model, in_channels=rs.num_leads, num_classes=rs.num_classes, dropout=m.dropout,
+                        head=m.head, head_hidden=m.head_hidden, lead_rows=m.lead_rows)
+
+
+def resolve_loss_name(cfg: Config, multilabel: bool) -> str:
+    loss = cfg.optim.loss
+    if loss == "auto":
+        return "bce" if multilabel else "ce"
+    if multilabel and loss != "bce":
+        raise ConfigError(f"loss={loss!r} cannot train a multi-label task; use loss=bce (or auto)")
+    if not multilabel and loss == "bce":
+        raise ConfigError("loss='bce' is for multi-label tasks; use loss=ce or balanced_ce for single-label data")
+    return loss
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Class-balanced weights n / (K * n_c) from the training labels (absent classes get weight 0)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def build_loss(name: str, train_labels: np.ndarray, num_classes: int, device: torch.device):
+    """One loss per run, used by every method (the published code's confound is not repeated)."""
+    if name == "bce":
+        return lambda logits, y: F.binary_cross_entropy_with_logits(logits.float(), y)
+    weight = class_weights(train_labels, num_classes).to(device) if name == "balanced_ce" else None
+    return lambda logits, y: F.cross_entropy(logits.float(), y, weight=weight)
+
+
+def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+
+def build_scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per epoch."""
+    s = cfg.optim.schedule
+    if s == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train.epochs)
+    if s == "step":
+        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.optim.step_gamma)
+    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)

@@ -1,0 +1,101 @@
+"""Honest cost accounting: every forward, backward, FLOP and second, per phase.
+
+Effective epochs alone hide the scoring passes and Grad-CAM (METHOD.md sec. 4),
+so the meter counts sample-forwards and sample-backwards for each phase
+(scoring, gradcam, update; eval is timed too), FLOPs from PyTorch's own counter
+measured on the first batch of each phase and scaled by the sample counts, and
+wall-clock seconds (synchronising CUDA so asynchronous kernels are not missed).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+PHASES = ("scoring", "gradcam", "update", "eval")
+
+
+def _zeros() -> dict[str, float]:
+    return {p: 0.0 for p in PHASES}
+
+
+@dataclass
+class CostMeter:
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seconds: dict[str, float] = field(default_factory=_zeros)
+    forwards: dict[str, float] = field(default_factory=_zeros)   # sample-forwards
+    backwards: dict[str, float] = field(default_factory=_zeros)  # sample-backwards
+    flops: dict[str, float] = field(default_factory=_zeros)
+    flops_per_sample: dict[str, float] = field(default_factory=dict)  # measured once per phase
+    updated: float = 0.0  # samples back-propagated (numerator of effective epochs)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def phase(self, name: str, n_samples: int, *, forward: bool = True, backward: bool = False) -> Iterator[None]:
+        """Times a block of work on ``n_samples`` samples and counts it.
+
+        The first time a phase runs, the block runs under FlopCounterMode and the
+        FLOPs per sample are recorded; later blocks are scaled from that.
+        """
+        measure = name not in self.flops_per_sample and n_samples > 0
+        counter = FlopCounterMode(display=False) if measure else None
+        self._sync()
+        start = time.perf_counter()
+        if counter is not None:
+            with counter:
+                yield
+        else:
+            yield
+        self._sync()
+        self.seconds[name] += time.perf_counter() - start
+        if counter is not None:
+            self.flops_per_sample[name] = counter.get_total_flops() / n_samples
+        self.forwards[name] += n_samples if forward else 0
+        self.backwards[name] += n_samples if backward else 0
+        self.flops[name] += self.flops_per_sample.get(name, 0.0) * n_samples
+
+    def add_seconds(self, name: str, seconds: float) -> None:
+        self.seconds[name] += seconds
+
+    def snapshot(self) -> dict:
+        """Plain numbers (for checkpoints and per-epoch differences)."""
+        return {"seconds": dict(self.seconds), "forwards": dict(self.forwards), "backwards": dict(self.backwards),
+                "flops": dict(self.flops), "flops_per_sample": dict(self.flops_per_sample), "updated": self.updated}
+
+    def restore(self, snap: dict) -> None:
+        for key in ("seconds", "forwards", "backwards", "flops", "flops_per_sample"):
+            getattr(self, key).update({k: float(v) for k, v in snap[key].items()})
+        self.updated = float(snap["updated"])
+
+    def summary(self, n_train: int) -> dict:
+        """The cost block of metrics.json."""
+        training = ("scoring", "gradcam", "update")
+        return {
+            "effective_epochs": self.updated / max(n_train, 1),
+            "seconds": {**{p: self.seconds[p] for p in PHASES},
+                        "train": sum(self.seconds[p] for p in training),
+                        "total": sum(self.seconds.values())},
+            "sample_forwards": {p: self.forwards[p] for p in training},
+            "sample_backwards": {p: self.backwards[p] for p in ("gradcam", "update")},
+            "flops": {**{p: self.flops[p] for p in training}, "total": sum(self.flops[p] for p in training)},
+        }
+
+
+def epoch_row(before: dict, after: dict) -> dict[str, float]:
+    """Per-epoch differences of two snapshots, as log.csv columns."""
+    row: dict[str, float] = {}
+    for p in ("scoring", "gradcam", "update"):
+        row[f"fwd_{p}"] = after["forwards"][p] - before["forwards"][p]
+        row[f"flops_{p}"] = after["flops"][p] - before["flops"][p]
+    for p in ("gradcam", "update"):
+        row[f"bwd_{p}"] = after["backwards"][p] - before["backwards"][p]
+    for p in PHASES:
+        row[f"sec_{p}"] = after["seconds"][p] - before["seconds"][p]
+    return row

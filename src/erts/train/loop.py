@@ -1,0 +1,371 @@
+"""The one training loop. Every method (full, PDD rules, ERTS) runs through it.
+
+Per epoch: the Selector says whether the epoch needs a scoring pass and Grad-CAM;
+the pool (a mini-batch, or the whole epoch) is scored in eval/inference mode,
+the rule and the focus filter give keep-masks, and only kept samples are
+back-propagated. Everything is counted by the CostMeter and logged per sample in
+``selection/epoch_XXX.npz``.
+
+Determinism: model init, the epoch's shuffle, the rule's randomness and dropout
+all derive from (seed, epoch), so a resumed run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from erts.config import Config, config_from_dict, dump_config
+from erts.data import load_dataset
+from erts.data.records import RecordSet
+from erts.eval.metrics import compute_metrics, tune_thresholds
+from erts.selection import PoolScores, Selector
+from erts.train import runio
+from erts.train.builders import (build_loss, build_model, build_optimizer, build_scheduler, resolve_device,
+                                 resolve_loss_name)
+from erts.train.cost import CostMeter, epoch_row
+
+# ground-truth columns copied to train_records.csv when a dataset has them (never model input)
+GROUND_TRUTH_COLUMNS = ("corruption", "true_class", "label_changed", "label_original", "label_current")
+
+
+def seed_for(seed: int, epoch: int, stream: int) -> int:
+    """Independent, reproducible seeds per (run seed, epoch, purpose)."""
+    return (seed * 1_000_003 + epoch * 1009 + stream) % (2**63)
+
+
+@dataclass
+class Tensors:
+    """The dataset as device tensors, so batching is one index_select (no per-epoch decoding)."""
+
+    x: torch.Tensor       # (N, leads, T) float32
+    y: torch.Tensor       # (N,) long, or (N, K) float multi-hot
+    member: torch.Tensor  # (N, K) bool
+    multilabel: bool
+
+    @classmethod
+    def from_recordset(cls, rs: RecordSet, device: torch.device) -> "Tensors":
+        x = torch.from_numpy(np.ascontiguousarray(rs.signals, dtype=np.float32)).to(device)
+        if rs.multilabel:
+            y = torch.from_numpy(rs.labels.astype(np.float32)).to(device)
+            member = y > 0.5
+        else:
+            y = torch.from_numpy(rs.labels.astype(np.int64)).to(device)
+            member = torch.nn.functional.one_hot(y, rs.num_classes).bool()
+        return cls(x, y, member, rs.multilabel)
+
+
+def confidence(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """p = probability of the true label; multi-label: mean over classes of the probability
+    of the correct label (sigmoid s for positives, 1 - s for negatives). ``correct``: the
+    prediction is right (multi-label: every class right at threshold 0.5)."""
+    logits = logits.float()
+    if multilabel:
+        s = torch.sigmoid(logits)
+        p_label = torch.where(y > 0.5, s, 1 - s)
+        return p_label.mean(1), (p_label > 0.5).all(1)
+    probs = torch.softmax(logits, 1)
+    return probs.gather(1, y[:, None]).squeeze(1), probs.argmax(1) == y
+
+
+class Trainer:
+    """Holds the run's state; ``fit`` runs the epochs, ``finish`` evaluates the best model once on test."""
+
+    def __init__(self, cfg: Config, rs: RecordSet, run_dir: Path, *, progress: bool = True):
+        self.cfg, self.rs, self.run_dir = cfg, rs, run_dir
+        self.progress = progress
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        torch.manual_seed(cfg.train.seed)
+        self.model = build_model(cfg, rs).to(self.device)
+        self.data = Tensors.from_recordset(rs, self.device)
+        self.idx = {s: torch.from_numpy(rs.indices(s)).to(self.device) for s in ("train", "val", "test")}
+        if len(self.idx["train"]) == 0 or len(self.idx["val"]) == 0:
+            raise ValueError(f"{rs.name}: the training and validation splits must not be empty")
+        self.loss_name = resolve_loss_name(cfg, rs.multilabel)
+        self.loss_fn = build_loss(self.loss_name, rs.labels[rs.indices("train")], rs.num_classes, self.device)
+        self.opt = build_optimizer(cfg, self.model)
+        self.sched = build_scheduler(cfg, self.opt)
+        self.selector = Selector(cfg.selection, cfg.train.epochs)
+        self.cost = CostMeter(self.device)
+        self.start_epoch, self.best_f1, self.best_epoch = 0, -1.0, -1
+        self.log_rows: list[dict] = []
+        layer = cfg.selection.gradcam_layer
+        self.cam_fast = self.model.get_layer(layer) is self.model.get_layer("last")
+
+    # ---------------------------------------------------------------- helpers
+    def autocast(self):
+        if not self.cfg.train.bf16:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model(x).float()
+
+    # ---------------------------------------------------------------- scoring
+    def score(self, ids: torch.Tensor, epoch: int, want_focus: bool) -> PoolScores:
+        """Scoring pass over ``ids`` (batched by score_batch_size): p, correct and, when ERTS
+        is active, the focus score of the PDD candidates is filled in later by ``focus``."""
+        published = self.cfg.selection.score_mode == "train"
+        self.model.train(published)  # published pitfall: train mode updates BatchNorm statistics
+        ps, cs, feats = [], [], []
+        bs = self.cfg.selection.score_batch_size
+        with self.cost.phase("scoring", len(ids)), (torch.no_grad() if published else torch.inference_mode()):
+            for chunk in ids.split(bs):
+                x, y = self.data.x[chunk], self.data.y[chunk]
+                with self.autocast():
+                    f = self.model.forward_features(x)
+                    logits = self.model.forward_head(f)
+                p, c = confidence(logits, y, self.data.multilabel)
+                ps.append(p)
+                cs.append(c)
+                if want_focus and self.cam_fast:
+                    feats.append(f.float())
+        return PoolScores(torch.cat(ps), torch.cat(cs), self.data.member[ids],
+                          feats=torch.cat(feats) if feats else None)
+
+    def focus(self, ids: torch.Tensor, scores: PoolScores, candidates: torch.Tensor) -> None:
+        """Grad-CAM focus of the candidates (fast path: from the scoring features, no extra forward)."""
+        from erts.explain.gradcam import cam_from_features, focus_score, gradcam
+
+        sel = torch.nonzero(candidates).squeeze(1)
+        focus = torch.full((len(ids),), float("nan"), device=self.device)
+        n = len(sel)
+        if n:
+            target = self.data.y[ids[sel]]
+            if self.cam_fast:
+                with self.cost.phase("gradcam", n, forward=False):
+                    with torch.inference_mode():
+                        maps, _ = cam_from_features(self.model, scores.feats[sel], target)
+                        focus[sel] = focus_score(maps.float(), self.cfg.selection.focus_q)
+            else:
+                with self.cost.phase("gradcam", n, forward=True, backward=True):
+                    for chunk in sel.split(self.cfg.selection.score_batch_size):
+                        res = gradcam(self.model, self.data.x[ids[chunk]], self.data.y[ids[chunk]],
+                                      layer=self.cfg.selection.gradcam_layer, fast=False)
+                        focus[chunk] = focus_score(res.maps.float(), self.cfg.selection.focus_q)
+        scores.focus = focus
+
+    # ---------------------------------------------------------------- selection
+    def select(self, epoch: int, ids: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """Keep-mask over ``ids`` plus the per-sample log fields."""
+        n = len(ids)
+        nan = torch.full((n,), float("nan"), device=self.device)
+        scores = self.score(ids, epoch, self.selector.erts_active(epoch)) if self.selector.needs_scores(epoch) else None
+        pdd = self.selector.pdd_candidates(epoch, self.data.member[ids], scores, gen)
+        erts = pdd
+        if self.selector.erts_active(epoch):
+            self.focus(ids, scores, pdd)
+            erts = self.selector.focus_filter(pdd, scores)
+        log = {"p": scores.p if scores is not None else nan,
+               "focus": scores.focus if scores is not None and scores.focus is not None else nan,
+               "pdd_keep": pdd, "erts_keep": erts}
+        return erts, log
+
+    # ---------------------------------------------------------------- update
+    def update(self, ids: torch.Tensor) -> float:
+        self.model.train()
+        with self.cost.phase("update", len(ids), forward=True, backward=True):
+            logits = self.forward_logits(self.data.x[ids])
+            loss = self.loss_fn(logits, self.data.y[ids])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        self.cost.updated += len(ids)
+        return float(loss.detach())
+
+    # ---------------------------------------------------------------- epoch
+    def run_epoch(self, epoch: int) -> dict:
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(seed_for(cfg.train.seed, epoch, 1))
+        torch.manual_seed(seed_for(cfg.train.seed, epoch, 2))  # dropout / stochastic depth
+        train_ids = self.idx["train"]
+        order = train_ids[torch.randperm(len(train_ids), generator=gen).to(self.device)]
+        bs = cfg.optim.batch_size
+        fields = {k: [] for k in ("index", "p", "focus", "pdd_keep", "erts_keep", "updated")}
+        losses: list[tuple[float, int]] = []
+
+        def record(ids, log, kept):
+            fields["index"].append(ids)
+            for k in ("p", "focus", "pdd_keep", "erts_keep"):
+                fields[k].append(log[k])
+            fields["updated"].append(kept)
+
+        if cfg.selection.granularity == "epoch":
+            keep, log = self.select(epoch, order, gen)
+            record(order, log, keep)
+            batches = [(b, None) for b in order[keep].split(bs)]
+        else:
+            batches = [(b, "select") for b in order.split(bs)]
+        bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress, unit="batch")
+        for ids, mode in bar:
+            if mode == "select":
+                keep, log = self.select(epoch, ids, gen)
+                record(ids, log, keep)
+                ids = ids[keep]
+            if len(ids):
+                losses.append((self.update(ids), len(ids)))
+        self.sched.step()
+        selection = {k: torch.cat(v).cpu().numpy() for k, v in fields.items()}
+        runio.write_npz(self.run_dir / "selection" / f"epoch_{epoch:03d}.npz", **selection)
+        n_loss = sum(n for _, n in losses)
+        return {
+            "train_loss": sum(l * n for l, n in losses) / n_loss if n_loss else float("nan"),
+            "n_train": len(train_ids),
+            "n_scored": int(np.isfinite(selection["p"]).sum()),
+            "n_pdd_kept": int(selection["pdd_keep"].sum()),
+            "n_erts_kept": int(selection["erts_keep"].sum()),
+            "n_updated": int(selection["updated"].sum()),
+        }
+
+    # ---------------------------------------------------------------- evaluation
+    def predict(self, split: str) -> tuple[np.ndarray, float]:
+        """Probabilities and mean loss on a split (eval mode, inference mode)."""
+        self.model.eval()
+        ids = self.idx[split]
+        probs, loss_sum = [], 0.0
+        with self.cost.phase("eval", len(ids)), torch.inference_mode():
+            for chunk in ids.split(self.cfg.selection.score_batch_size):
+                logits = self.forward_logits(self.data.x[chunk])
+                loss_sum += float(self.loss_fn(logits, self.data.y[chunk])) * len(chunk)
+                probs.append(torch.sigmoid(logits) if self.data.multilabel else torch.softmax(logits, 1))
+        return torch.cat(probs).cpu().numpy(), loss_sum / max(len(ids), 1)
+
+    def evaluate(self, split: str, thresholds: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+        probs, loss = self.predict(split)
+        y = self.rs.labels[self.rs.indices(split)]
+        if self.rs.multilabel and thresholds is None:
+            thresholds = tune_thresholds(y, probs)
+        m = compute_metrics(y, probs, self.rs.class_names, multilabel=self.rs.multilabel, thresholds=thresholds)
+        m["loss"] = loss
+        return m, probs
+
+    # ---------------------------------------------------------------- state
+    def state(self, epoch: int) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "epoch": epoch, "best_f1": self.best_f1,
+                "best_epoch": self.best_epoch, "cost": self.cost.snapshot()}
+
+    def load_state(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.cost.restore(ckpt["cost"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.best_f1, self.best_epoch = float(ckpt["best_f1"]), int(ckpt["best_epoch"])
+        self.log_rows = [r for r in runio.read_csv(self.run_dir / "log.csv") if int(r["epoch"]) < self.start_epoch]
+
+    def fit(self) -> None:
+        ckpt_dir = self.run_dir / "checkpoints"
+        epochs = range(self.start_epoch, self.cfg.train.epochs)
+        bar = tqdm(epochs, desc="epochs", disable=not self.progress, unit="epoch")
+        for epoch in bar:
+            t0 = time.perf_counter()
+            before = self.cost.snapshot()
+            lr = self.opt.param_groups[0]["lr"]
+            stats = self.run_epoch(epoch)
+            val, _ = self.evaluate("val")
+            after = self.cost.snapshot()
+            row = {"epoch": epoch, "phase": self.selector.phase(epoch), "lr": lr, "train_loss": stats.pop("train_loss"),
+                   "val_loss": val["loss"], "val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"],
+                   "val_macro_auroc": val["macro_auroc"], **stats,
+                   "kept_frac": stats["n_updated"] / stats["n_train"],
+                   "effective_epochs": after["updated"] / stats["n_train"],
+                   **epoch_row(before, after), "sec_epoch": time.perf_counter() - t0}
+            self.log_rows.append(row)
+            if val["macro_f1"] > self.best_f1:
+                self.best_f1, self.best_epoch = val["macro_f1"], epoch
+                runio.save_checkpoint(ckpt_dir / "best.pt", {"model": self.model.state_dict(), "epoch": epoch})
+            runio.write_csv(self.run_dir / "log.csv", self.log_rows)
+            runio.save_checkpoint(ckpt_dir / "last.pt", self.state(epoch))
+            bar.set_postfix(val_f1=f"{val['macro_f1']:.3f}", kept=f"{row['kept_frac']:.2f}")
+
+    def finish(self) -> dict:
+        """Loads the best epoch, tunes multi-label thresholds on val, evaluates test once."""
+        best = runio.load_checkpoint(self.run_dir / "checkpoints" / "best.pt", self.device)
+        self.model.load_state_dict(best["model"])
+        val, _ = self.evaluate("val")
+        test, probs = self.evaluate("test", np.array(val["thresholds"]) if self.rs.multilabel else None)
+        test_idx = self.rs.indices("test")
+        runio.write_npz(self.run_dir / "predictions_test.npz", record_ids=self.rs.record_ids[test_idx].astype(str),
+                        y_true=self.rs.labels[test_idx], probs=probs.astype(np.float32),
+                        **({"thresholds": np.array(val["thresholds"], dtype=np.float32)} if self.rs.multilabel else {}))
+        cfg = self.cfg
+        metrics = {"run": self.run_dir.name, "dataset": cfg.data.dataset, "model": cfg.model.model,
+                   "method": cfg.selection.method, "granularity": cfg.selection.granularity, "seed": cfg.train.seed,
+                   "loss": self.loss_name, "class_names": list(self.rs.class_names), "multilabel": self.rs.multilabel,
+                   "epochs": cfg.train.epochs, "best_epoch": self.best_epoch, "val": val, "test": test,
+                   "cost": self.cost.summary(len(self.idx["train"])),
+                   "device": str(self.device), "skipped_records": len(self.rs.skipped)}
+        runio.write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+
+def write_train_records(rs: RecordSet, path: Path) -> None:
+    """One row per training record with any ground-truth columns (for analyses, never model input)."""
+    import pandas as pd
+
+    idx = rs.indices("train")
+    if rs.multilabel:
+        names = np.array(rs.class_names)
+        label = [";".join(names[row > 0.5]) for row in rs.labels[idx]]
+    else:
+        label = np.array(rs.class_names)[rs.labels[idx]]
+    df = pd.DataFrame({"index": idx, "record_id": rs.record_ids[idx], "label": label})
+    for col in GROUND_TRUTH_COLUMNS:
+        if col in rs.meta.columns:
+            df[col] = rs.meta[col].to_numpy()[idx]
+    runio.write_text(path, df.to_csv(index=False))
+
+
+def run_dir_for(cfg: Config) -> Path:
+    return Path(cfg.train.out_dir) / cfg.run_name()
+
+
+def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) -> dict:
+    """Trains (or resumes) one run and returns its final metrics (also in metrics.json)."""
+    run_dir = run_dir_for(cfg)
+    progress = not cfg.train.quiet if progress is None else progress
+    last = run_dir / "checkpoints" / "last.pt"
+    if not resume and (run_dir / "log.csv").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; use `erts train --resume {run_dir}` "
+                              f"to continue it, or choose another name=")
+    rs = load_dataset(cfg.data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runio.write_text(run_dir / "config.yaml", dump_config(cfg))
+    trainer = Trainer(cfg, rs, run_dir, progress=progress)
+    if resume and last.exists():
+        trainer.load_state(runio.load_checkpoint(last, trainer.device))
+    else:
+        write_train_records(rs, run_dir / "train_records.csv")
+    trainer.fit()
+    return trainer.finish()
+
+
+def load_config_from_run(run_dir: str | Path) -> Config:
+    return config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+
+
+def resume(run_dir: str | Path, *, progress: bool | None = None) -> dict:
+    """Continues a killed run from its last completed epoch."""
+    cfg = load_config_from_run(run_dir)
+    cfg.train.out_dir, cfg.train.name = str(Path(run_dir).parent), Path(run_dir).name
+    return train(cfg, resume=True, progress=progress)
+
+
+def load_run(run_dir: str | Path, which: str = "best") -> tuple[Config, torch.nn.Module, RecordSet]:
+    """The run's config, its model with the ``which`` checkpoint loaded (eval mode, CPU), and its dataset."""
+    cfg = load_config_from_run(run_dir)
+    rs = load_dataset(cfg.data)
+    model = build_model(cfg, rs)
+    model.load_state_dict(runio.load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")["model"])
+    return cfg, model.eval(), rs
