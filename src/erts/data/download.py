@@ -26,6 +26,7 @@ PHYSIONET_FILES = "https://physionet.org/files"
 USER_AGENT = "erts-downloader/0.1 (+python-urllib)"  # PhysioNet refuses some default agents
 CHUNK = 1 << 20
 RETRIES = 3
+RETRY_WAIT_S = 2.0  # doubled after each failed attempt
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def fetch(url: str, dest: Path, digest: str | None, name: str) -> int:
                 raise DownloadError(f"{name}: HTTP {e.code} {e.reason} for {url}") from None
             if attempt == RETRIES:
                 raise DownloadError(f"{name}: download failed after {RETRIES} attempts: {e}") from None
-            time.sleep(min(2 ** attempt, 10))
+            time.sleep(RETRY_WAIT_S * 2 ** (attempt - 1))
     if digest is not None:
         got = sha256_of(part)
         if got != digest:
@@ -181,6 +182,7 @@ def download(dataset: str, root: Path, *, base_url: str | None = None, quiet: bo
     (root / "SHA256SUMS.txt.tmp").write_text("\n".join(listing) + "\n")
     os.replace(root / "SHA256SUMS.txt.tmp", root / "SHA256SUMS.txt")
     skipped = fetched = nbytes = 0
+    failed: list[str] = []
     bar = tqdm(todo, desc=f"{dataset}", unit="file", disable=quiet, dynamic_ncols=True)
     for path, digest in bar:
         rel = _safe_relpath(path[len(remote.prefix):])
@@ -190,9 +192,16 @@ def download(dataset: str, root: Path, *, base_url: str | None = None, quiet: bo
             continue
         if digest is None and not quiet:
             tqdm.write(f"{dataset}: no published checksum for {path}; downloading it unverified")
-        nbytes += fetch(base + quote(path), dest, digest, str(rel))
-        fetched += 1
+        try:
+            nbytes += fetch(base + quote(path), dest, digest, str(rel))
+            fetched += 1
+        except DownloadError as e:  # one bad file must not stop a 40,000-file download
+            failed.append(str(e))
         bar.set_postfix_str(f"{nbytes / 1e6:.1f} MB")
     if not quiet:
-        print(f"{dataset}: {fetched} file(s) downloaded ({nbytes / 1e6:.1f} MB), {skipped} already complete, in {root}")
+        print(f"{dataset}: {fetched} file(s) downloaded ({nbytes / 1e6:.1f} MB), {skipped} already complete, "
+              f"{len(failed)} failed, in {root}")
+    if failed:
+        more = f"\n  ... and {len(failed) - 10} more" if len(failed) > 10 else ""
+        raise DownloadError(f"{len(failed)} file(s) of {dataset} failed:\n  " + "\n  ".join(failed[:10]) + more)
     return root / remote.loader_root if remote.loader_root else root

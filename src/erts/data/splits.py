@@ -76,14 +76,22 @@ def cached_with_split(name: str, key_parts: dict[str, Any], build: Callable[[], 
                       cache_dir: str | None = None) -> RecordSet:
     """``erts.data.cache.cached`` plus the split CSV next to the entry.
 
-    Sets two attributes on the returned set that the CLI prints:
-    ``cache_path`` (the entry folder) and ``split_path`` (``<entry>.split.csv``).
+    Sets three attributes on the returned set that the CLI prints:
+    ``cache_path`` (the entry folder), ``split_path`` (``<entry>.split.csv``)
+    and ``fresh`` (True when it was built now, False on a cache hit).
     """
-    rs = cached(name, key_parts, build, cache_dir)
+    built: list[bool] = []
+
+    def build_once() -> RecordSet:
+        built.append(True)
+        return build()
+
+    rs = cached(name, key_parts, build_once, cache_dir)
     folder = default_cache_dir(cache_dir) / f"{name}-{cache_key(key_parts)}"
     split_path = folder.with_name(folder.name + ".split.csv")
     if not split_path.exists():
         write_split_file(split_path, rs.record_ids, rs.split)
     rs.cache_path = folder
     rs.split_path = split_path
+    rs.fresh = bool(built)
     return rs

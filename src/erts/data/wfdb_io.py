@@ -187,7 +187,8 @@ def decode_challenge_mat(hea_text: str, mat_bytes: bytes, record_id: str) -> tup
     try:
         mat = scipy.io.loadmat(io.BytesIO(mat_bytes))
     except Exception as e:  # truncated/garbled files raise ValueError, OSError, TypeError...
-        raise BadRecord(record_id, f"unreadable .mat file ({type(e).__name__}: {e})") from None
+        reason = str(e).split(";")[0]  # scipy appends long advice after ';'
+        raise BadRecord(record_id, f"unreadable .mat file, truncated or corrupt ({type(e).__name__}: {reason})") from None
     if "val" not in mat:
         raise BadRecord(record_id, f".mat file has no variable 'val' (found: {sorted(k for k in mat if not k.startswith('__'))})")
     val = np.asarray(mat["val"])

@@ -52,7 +52,7 @@ class Tensors:
 
     @classmethod
     def from_recordset(cls, rs: RecordSet, device: torch.device) -> "Tensors":
-        x = torch.from_numpy(np.ascontiguousarray(rs.signals, dtype=np.float32)).to(device)
+        x = torch.from_numpy(np.array(rs.signals, dtype=np.float32)).to(device)  # one copy into RAM (writable)
         if rs.multilabel:
             y = torch.from_numpy(rs.labels.astype(np.float32)).to(device)
             member = y > 0.5

@@ -1,0 +1,74 @@
+"""`erts sweep`, `erts report` and `erts explain`."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run an experiment grid (resumable; results in <out_dir>/<name>/results.csv)",
+                       description="Runs every combination of the grid file's values in worker processes. "
+                                   "Run it again to resume: finished runs are skipped, killed ones continued.")
+    p.add_argument("grid", help="grid YAML file (name, out_dir, workers, base, grid)")
+    p.add_argument("--workers", type=int, help="parallel worker processes (overrides the file)")
+    p.add_argument("--max-runs", type=int, help="start at most this many runs now, leave the rest for later")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state, start nothing")
+    p.set_defaults(func=run_sweep_cmd)
+
+    r = sub.add_parser("report", help="write report.html + report.md for a run or a sweep folder")
+    r.add_argument("dir", help="a run folder (runs/<name>) or a sweep folder (sweeps/<name>)")
+    r.add_argument("--out", help="output folder (default: DIR)")
+    r.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for a single run's CI")
+    r.add_argument("--examples", type=int, default=2, help="example records per kind (kept, filtered); 0: none")
+    r.add_argument("--leads", type=int, default=3, help="leads drawn per example record")
+    r.set_defaults(func=run_report_cmd)
+
+    e = sub.add_parser("explain", help="draw one record with its Grad-CAM map (PNG)")
+    e.add_argument("run", help="run folder with checkpoints/")
+    e.add_argument("--record", required=True, help="record id, as in train_records.csv or predictions_test.npz")
+    e.add_argument("--out", help="PNG path (default: RUN/explain/<record>.png)")
+    e.add_argument("--layer", help="Grad-CAM layer: last, published, or a backbone module name "
+                                   "(default: the run's gradcam_layer)")
+    e.add_argument("--leads", type=int, help="draw only the first N leads")
+    e.add_argument("--target", choices=["pred", "true"], default="pred",
+                   help="map of the predicted class (default) or of the true label")
+    e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.set_defaults(func=run_explain_cmd)
+
+
+def run_sweep_cmd(args: argparse.Namespace) -> int:
+    from erts.train.sweep import expand, load_grid, run_state, run_sweep
+
+    grid = load_grid(args.grid)
+    if args.dry_run:
+        for run in expand(grid, args.workers):
+            print(f"{run_state(run.run_dir):7s} {run.run_dir}")
+        return 0
+    # SIGTERM (a job scheduler's kill) unwinds like Ctrl-C, so the workers are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    res = run_sweep(grid, workers=args.workers, max_runs=args.max_runs)
+    print(f"sweep {grid.name}: {len(res.finished)} finished now ({len(res.resumed)} resumed), "
+          f"{len(res.skipped)} already done, {len(res.failed)} failed, {len(res.not_started)} not started")
+    print(f"results: {res.results_csv}")
+    for name in res.failed:
+        print(f"failed: {name} (log: {res.sweep_dir / 'logs' / (name + '.log')})", file=sys.stderr)
+    return 1 if res.failed else 0
+
+
+def run_report_cmd(args: argparse.Namespace) -> int:
+    from erts.report.build import build_report
+
+    html_path, md_path = build_report(args.dir, out_dir=args.out, n_boot=args.n_boot, examples=args.examples,
+                                      max_leads=args.leads)
+    print(f"wrote {html_path}\nwrote {md_path}")
+    return 0
+
+
+def run_explain_cmd(args: argparse.Namespace) -> int:
+    from erts.report.explain import explain_record
+
+    path = explain_record(args.run, args.record, out=args.out, layer=args.layer, max_leads=args.leads,
+                          which=args.checkpoint, target=args.target)
+    print(f"wrote {path}")
+    return 0

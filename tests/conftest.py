@@ -1,0 +1,26 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).parent))  # fixture writers importable as plain modules
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One dataset cache for the whole test session (tests never touch ~/.cache)."""
+    d = tmp_path_factory.mktemp("erts-cache")
+    os.environ["ERTS_CACHE"] = str(d)
+    return d
+
+
+def tiny_overrides(cache_dir: Path, out_dir: Path, **extra) -> list[str]:
+    """A run that takes seconds: 240 short synthetic records, small batches, few epochs."""
+    base = {"n_records": 240, "length_s": 2.0, "corrupt_frac": 0.2, "cache_dir": str(cache_dir),
+            "out_dir": str(out_dir), "epochs": 4, "batch_size": 32, "warmup_epochs": 1, "gradcam_start": 1,
+            "revision_epoch": 3, "quiet": True, "num_threads": 1, "score_batch_size": 64}
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]

@@ -1,0 +1,138 @@
+"""The one training loop: every method end to end, determinism, cost accounting, resume after kill."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from erts.config import load_config
+from erts.train.loop import resume, train
+
+
+def run(cache_dir, out, **extra):
+    return train(load_config(overrides=tiny_overrides(cache_dir, out, **extra)))
+
+
+def selection_logs(run_dir):
+    files = sorted((run_dir / "selection").glob("epoch_*.npz"))
+    return [dict(np.load(f)) for f in files]
+
+
+@pytest.mark.parametrize("method", ["full", "dbpd", "smrd", "srd", "erts-dbpd", "erts-smrd", "erts-srd"])
+def test_every_method_runs_and_accounts(cache_dir, tmp_path, method):
+    m = run(cache_dir, tmp_path, method=method, epochs=3, name="r", gamma=0.5)
+    run_dir = tmp_path / "r"
+    log = pd.read_csv(run_dir / "log.csv")
+    n_train = int(log.n_train[0])
+    logs = selection_logs(run_dir)
+    assert len(logs) == 3 and len(log) == 3
+    # effective epochs: hand-computed sum of updated samples over N
+    ee = sum(int(s["updated"].sum()) for s in logs) / n_train
+    assert m["cost"]["effective_epochs"] == pytest.approx(ee)
+    assert log.effective_epochs.iloc[-1] == pytest.approx(ee)
+    # counters add up: per-epoch rows sum to the totals; update forwards == backwards == updated samples
+    c = m["cost"]
+    assert c["sample_forwards"]["update"] == c["sample_backwards"]["update"] == log.n_updated.sum() == ee * n_train
+    for phase in ("scoring", "gradcam", "update"):
+        assert log[f"fwd_{phase}"].sum() == pytest.approx(c["sample_forwards"][phase])
+        assert log[f"flops_{phase}"].sum() == pytest.approx(c["flops"][phase], rel=1e-9)
+    assert c["seconds"]["total"] == pytest.approx(sum(c["seconds"][p] for p in ("scoring", "gradcam", "update", "eval")))
+    assert c["flops"]["total"] == pytest.approx(c["flops"]["scoring"] + c["flops"]["gradcam"] + c["flops"]["update"])
+    # select epochs (1 and 2: warm-up 1, revision from 3) score the whole training set, except plain SRD
+    sel_epoch = log[log.phase == "select"]
+    assert list(log.phase) == (["full"] * 3 if method == "full" else ["warmup", "select", "select"])
+    if method == "full":
+        assert ee == 3 and c["sample_forwards"]["scoring"] == 0
+    elif method == "srd":
+        assert c["sample_forwards"]["scoring"] == 0 and int(sel_epoch.n_updated.iloc[0]) < n_train
+    else:
+        assert c["sample_forwards"]["scoring"] == 2 * n_train
+        assert (sel_epoch.n_scored == n_train).all()
+    if method.startswith("erts"):
+        s = logs[1]
+        assert np.isfinite(s["focus"][s["pdd_keep"]]).all()          # every candidate got a focus score
+        assert not np.isfinite(s["focus"][~s["pdd_keep"]]).any()      # and only candidates
+        assert (s["erts_keep"] <= s["pdd_keep"]).all() and (s["updated"] == s["erts_keep"]).all()
+        assert c["flops"]["gradcam"] > 0
+    else:
+        assert c["flops"]["gradcam"] == 0
+    for s in logs:  # every training sample is seen once per epoch
+        assert sorted(s["index"].tolist()) == sorted(pd.read_csv(run_dir / "train_records.csv")["index"].tolist())
+    assert set(m["test"]) >= {"macro_f1", "accuracy", "macro_auroc", "per_class_f1", "confusion"}
+
+
+def test_epoch_granularity_scores_then_trains_on_subset(cache_dir, tmp_path):
+    m = run(cache_dir, tmp_path, method="erts-dbpd", granularity="epoch", epochs=3, name="e")
+    s = selection_logs(tmp_path / "e")[1]
+    assert (s["updated"] == s["erts_keep"]).all()
+    assert m["cost"]["sample_forwards"]["update"] == int(sum(x["updated"].sum() for x in selection_logs(tmp_path / "e")))
+
+
+def test_dbpd_keeps_exactly_low_confidence_in_the_loop(cache_dir, tmp_path):
+    run(cache_dir, tmp_path, method="dbpd", tau=0.5, class_rescue=False, epochs=3, name="d")
+    s = selection_logs(tmp_path / "d")[1]
+    np.testing.assert_array_equal(s["pdd_keep"], s["p"] < 0.5)
+
+
+def test_same_seed_same_numbers_and_other_seed_differs(cache_dir, tmp_path):
+    a = run(cache_dir, tmp_path / "a", method="erts-dbpd", seed=1)
+    b = run(cache_dir, tmp_path / "b", method="erts-dbpd", seed=1)
+    c = run(cache_dir, tmp_path / "c", method="erts-dbpd", seed=2)
+    assert a["test"] == b["test"] and a["val"] == b["val"]
+    assert a["cost"]["effective_epochs"] == b["cost"]["effective_epochs"]
+    assert a["test"] != c["test"]
+
+
+def test_score_mode_eval_leaves_batchnorm_untouched(cache_dir, tmp_path):
+    """Scoring in eval mode never updates BatchNorm statistics; the published train mode does."""
+    from erts.data import load_dataset
+    from erts.train.loop import Trainer
+
+    cfg = load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="dbpd"))
+    rs = load_dataset(cfg.data)
+    for mode, changes in (("eval", False), ("train", True)):
+        cfg.selection.score_mode = mode
+        t = Trainer(cfg, rs, tmp_path / mode, progress=False)
+        bn = [b for b in t.model.modules() if isinstance(b, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))][0]
+        before = bn.running_mean.clone()
+        t.score(t.idx["train"][:64], epoch=2, want_focus=False)
+        assert (not torch.equal(before, bn.running_mean)) == changes
+
+
+@pytest.mark.slow
+def test_resume_after_kill_gives_identical_final_metrics(cache_dir, tmp_path):
+    extra = dict(method="erts-dbpd", epochs=6, revision_epoch=5, name="k")
+    straight = run(cache_dir, tmp_path / "straight", **extra)
+    out = tmp_path / "killed"
+    args = tiny_overrides(cache_dir, out, **extra)
+    env = {**os.environ, "ERTS_CACHE": str(cache_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "erts.cli.main", "train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "k" / "log.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # header + 2 epochs done
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert not (out / "k" / "metrics.json").exists(), "the run finished before it could be killed"
+    resumed = resume(out / "k", progress=False)
+    assert resumed["test"] == straight["test"] and resumed["val"] == straight["val"]
+    assert resumed["best_epoch"] == straight["best_epoch"]
+    assert resumed["cost"]["effective_epochs"] == straight["cost"]["effective_epochs"]
+    assert len(pd.read_csv(out / "k" / "log.csv")) == 6
+    assert json.loads((out / "k" / "metrics.json").read_text())["test"] == straight["test"]
+
+
+def test_existing_run_is_not_overwritten(cache_dir, tmp_path):
+    run(cache_dir, tmp_path, epochs=1, name="x")
+    with pytest.raises(FileExistsError, match="--resume"):
+        run(cache_dir, tmp_path, epochs=1, name="x")
