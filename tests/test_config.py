@@ -50,3 +50,17 @@ def test_preset_then_overrides():
     assert cfg.optim.lr == 3e-4 and cfg.train.epochs == 2 and cfg.selection.gradcam_layer == "published"
     with pytest.raises(ConfigError, match="unknown preset"):
         load_config(overrides=["preset=paper-nothing"])
+
+
+def test_loss_policy_same_for_every_method_unless_published():
+    from erts.train.builders import resolve_loss_name
+
+    for method in ("full", "erts-dbpd"):
+        assert resolve_loss_name(load_config(overrides=[f"method={method}"]), False) == "ce"
+        assert resolve_loss_name(load_config(overrides=[f"method={method}", "loss=balanced_ce"]), False) == "balanced_ce"
+    pub = ["loss_policy=published"]
+    assert resolve_loss_name(load_config(overrides=["method=full", *pub]), False) == "ce"
+    assert resolve_loss_name(load_config(overrides=["method=dbpd", *pub]), False) == "balanced_ce"
+    assert resolve_loss_name(load_config(overrides=["method=dbpd"]), True) == "bce"
+    with pytest.raises(ConfigError, match="multi-label"):
+        resolve_loss_name(load_config(overrides=["loss=ce"]), True)

@@ -118,7 +118,8 @@ def _labels_by_record(rs) -> dict[str, set[str] | str]:
 def test_task_classes_from_statements(root):
     st = ptbxl.read_statements((root / "scp_statements.csv").read_text())
     assert ptbxl.task_classes(st, "superdiagnostic") == ["CD", "HYP", "MI", "NORM", "STTC"]
-    assert ptbxl.task_classes(st, "subdiagnostic") == ["AMI", "IMI", "IRBBB", "ISC_", "LAFB/LPFB", "LVH", "NORM", "STTC"]
+    assert ptbxl.task_classes(st, "subdiagnostic") == [
+        "AMI", "IMI", "IRBBB", "ISC_", "LAFB/LPFB", "LVH", "NORM", "STTC"]
     assert ptbxl.task_classes(st, "diagnostic") == ["ASMI", "IMI", "IRBBB", "ISC_", "LAFB", "LVH", "NDT", "NORM"]
     assert ptbxl.task_classes(st, "form") == ["LOWT", "NDT", "PVC"]
     assert ptbxl.task_classes(st, "rhythm") == ["AFIB", "SR"]
@@ -169,7 +170,8 @@ def test_official_folds_signals_and_meta(root, tmp_path):
     # meta: demographics and folds, never a diagnosis-derived column
     assert list(rs.meta.ecg_id) == [1, 2, 3, 5, 6, 7, 8]
     assert {"patient_id", "age", "sex", "strat_fold", "filename"} <= set(rs.meta.columns)
-    leaky = {"scp_codes", "report", "heart_axis", "infarction_stadium1", "infarction_stadium2", "extra_beats", "pacemaker"}
+    leaky = {"scp_codes", "report", "heart_axis", "infarction_stadium1", "infarction_stadium2",
+             "extra_beats", "pacemaker"}
     assert not leaky & set(rs.meta.columns)
     assert rs.meta.filename.iloc[0] == "records100/00000/00001_lr"
 

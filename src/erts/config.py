@@ -58,6 +58,9 @@ class OptimConfig:
     step_gamma: float = 0.98  # per-epoch decay of the step schedule
     batch_size: int = 64
     loss: Literal["auto", "ce", "balanced_ce", "bce"] = "auto"  # auto: ce for single-label, bce for multi-label
+    # same: every method uses `loss` (ours). published: full uses ce, every other method balanced_ce
+    # (the published code's confound, kept only to reproduce it)
+    loss_policy: Literal["same", "published"] = "same"
 
 
 @dataclass

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from erts.config import ConfigError
 from erts.data import DATASETS
 
 
@@ -79,11 +80,7 @@ def _load(args: argparse.Namespace):
 
 
 def _fail(e: Exception) -> int:
-    """Bad data or paths: one clear line, exit 1 (config errors go on to main, which exits 2)."""
-    from erts.config import ConfigError
-
-    if isinstance(e, ConfigError):
-        raise e
+    """Bad data or paths: one clear line, exit 1 (config errors reach main, which exits 2)."""
     print(f"erts: error: {e}", file=sys.stderr)
     return 1
 
@@ -91,6 +88,8 @@ def _fail(e: Exception) -> int:
 def run_info(args: argparse.Namespace) -> int:
     try:
         _, rs = _load(args)
+    except ConfigError:
+        raise
     except (ValueError, FileNotFoundError) as e:
         return _fail(e)
     print(describe(rs))
@@ -101,6 +100,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
         _, rs = _load(args)
+    except ConfigError:
+        raise
     except (ValueError, FileNotFoundError) as e:
         return _fail(e)
     dt = time.time() - t0

@@ -193,8 +193,7 @@ def split_file(cfg, name: str) -> Path:
 def _build(src: Source, heas: list[str], name: str, task: str, cfg) -> RecordSet:
     bad = BadRecordLog(cfg.bad_records)
     prep = dataclasses.replace(cfg, fs=float(cfg.fs or NATIVE_FS), length_s=cfg.length_s or 10.0)
-    n_t = int(round(prep.length_s * prep.fs))
-    signals = np.empty((len(heas), len(LEADS), n_t), dtype=np.float32)
+    signals = np.empty((len(heas), len(LEADS), int(round(prep.length_s * prep.fs))), dtype=np.float32)
     names = set(src.names())
     ids: list[str] = []
     dx: list[list[str]] = []
@@ -207,16 +206,7 @@ def _build(src: Source, heas: list[str], name: str, task: str, cfg) -> RecordSet
                              "point root= at a single dataset folder")
         seen[rid] = hea
         try:
-            text = src.read_text(hea)
-            h = parse_header(text, rid)
-            codes = header_dx(h.comments, rid)
-            mat = str(PurePosixPath(hea).parent / (h.file_names[0] if h.file_names else f"{rid}.mat"))
-            if mat not in names:
-                raise BadRecord(rid, f"signal file {PurePosixPath(mat).name} not found")
-            x, fs, leads, comments = decode_challenge_mat(text, src.read_bytes(mat), rid)
-            if [n.lower() for n in leads] != [n.lower() for n in LEADS]:
-                raise BadRecord(rid, f"leads {leads} are not the standard 12 in order {LEADS}")
-            x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS))
+            x, codes, comments = _read_record(src, names, hea, rid, prep)
         except BadRecord as e:
             bad.handle(e)
             continue
@@ -243,3 +233,19 @@ def _build(src: Source, heas: list[str], name: str, task: str, cfg) -> RecordSet
         class_names=list(classes), fs=prep.fs, lead_names=list(LEADS), multilabel=task == "scored",
         meta=meta, skipped=bad.skipped,
     )
+
+
+def _read_record(src: Source, names: set[str], hea: str, rid: str, prep) -> tuple[np.ndarray, list[str], list[str]]:
+    """One record: (preprocessed signal, Dx codes, header comments). The Dx line is checked
+    before the (larger) .mat is read."""
+    text = src.read_text(hea)
+    h = parse_header(text, rid)
+    codes = header_dx(h.comments, rid)
+    mat = str(PurePosixPath(hea).parent / (h.file_names[0] if h.file_names else f"{rid}.mat"))
+    if mat not in names:
+        raise BadRecord(rid, f"signal file {PurePosixPath(mat).name} not found")
+    x, fs, leads, comments = decode_challenge_mat(text, src.read_bytes(mat), rid)
+    if [n.lower() for n in leads] != [n.lower() for n in LEADS]:
+        raise BadRecord(rid, f"leads {leads} are not the standard 12 in order {LEADS}")
+    x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS))
+    return x, codes, comments

@@ -171,8 +171,31 @@ def _find(src: Source, filename: str) -> str:
 def _build(src: Source, prefix: PurePosixPath, db: pd.DataFrame, statements: pd.DataFrame,
            task: str, rate: int, cfg) -> RecordSet:
     bad = BadRecordLog(cfg.bad_records)
-    targets = code_targets(statements, task)
     classes = task_classes(statements, task)
+    rows, labels, unlabeled = _label_rows(db, statements, task, bad)
+    prep = dataclasses.replace(cfg, fs=float(cfg.fs or rate), length_s=cfg.length_s or 10.0)
+    signals, kept = _read_signals(src, prefix, db.iloc[rows], NATIVE_RATES[rate], prep, bad)
+    sub = db.iloc[[rows[j] for j in kept]]
+    if task == "superclass_single":
+        y = np.array([classes.index(labels[j]) for j in kept], dtype=np.int64)
+    else:
+        y = np.zeros((len(kept), len(classes)), dtype=np.float32)
+        for r, j in enumerate(kept):
+            y[r, [classes.index(c) for c in labels[j]]] = 1.0
+    meta = sub[["ecg_id"] + [c for c in META_COLUMNS if c in sub.columns]].reset_index(drop=True)
+    meta["filename"] = sub[NATIVE_RATES[rate]].to_numpy()
+    return RecordSet(
+        name="ptbxl", signals=signals, labels=y,
+        split=np.array([FOLD_SPLIT[int(f)] for f in sub.strat_fold], dtype="U5"),
+        record_ids=np.array([str(int(e)) for e in sub.ecg_id]), class_names=classes, fs=prep.fs,
+        lead_names=list(LEADS), multilabel=task != "superclass_single", meta=meta,
+        skipped=bad.skipped + unlabeled,
+    )
+
+
+def _label_rows(db: pd.DataFrame, statements: pd.DataFrame, task: str, bad: BadRecordLog):
+    """Labels from the CSV alone (before any signal is read): (row positions, labels, unlabeled records)."""
+    targets = code_targets(statements, task)
     rows, labels, unlabeled = [], [], []
     for i, row in enumerate(db.itertuples(index=False)):
         rid = str(int(row.ecg_id))
@@ -191,42 +214,28 @@ def _build(src: Source, prefix: PurePosixPath, db: pd.DataFrame, statements: pd.
         labels.append(lab)
     if unlabeled:
         log.info("ptbxl: %d records have no %s label and are dropped", len(unlabeled), task)
+    return rows, labels, unlabeled
 
-    prep = dataclasses.replace(cfg, fs=float(cfg.fs or rate), length_s=cfg.length_s or 10.0)
+
+def _read_signals(src: Source, prefix: PurePosixPath, rows: pd.DataFrame, column: str, prep, bad: BadRecordLog):
+    """Reads and preprocesses ``rows``; returns (signals of the good ones, their positions in ``rows``)."""
     n_t = int(round(prep.length_s * prep.fs))
     signals = np.empty((len(rows), len(LEADS), n_t), dtype=np.float32)
-    keep: list[int] = []
-    names = set(src.names()) if src.is_zip else set()
+    kept: list[int] = []
+    zip_names = set(src.names()) if src.is_zip else set()
     with tempfile.TemporaryDirectory(prefix="erts-ptbxl-") as tmp:
-        for j, i in enumerate(progress(rows, desc=f"ptbxl {rate} Hz")):
-            row = db.iloc[i]
-            rid = str(int(row.ecg_id))
+        for j, (ecg_id, filename) in enumerate(progress(list(zip(rows.ecg_id, rows[column])), desc="ptbxl")):
+            rid = str(int(ecg_id))
             try:
-                x, fs, leads = _read_record(src, names, prefix / str(row[NATIVE_RATES[rate]]), rid, Path(tmp))
+                x, fs, leads = _read_record(src, zip_names, prefix / str(filename), rid, Path(tmp))
                 _check_leads(leads, rid)
                 x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS))
             except BadRecord as e:
                 bad.handle(e)
                 continue
-            signals[len(keep)] = x  # compact in place: no second copy of the array
-            keep.append(j)
-    sel = [rows[j] for j in keep]
-    sub = db.iloc[sel]
-    if task == "superclass_single":
-        y = np.array([classes.index(labels[j]) for j in keep], dtype=np.int64)
-    else:
-        y = np.zeros((len(keep), len(classes)), dtype=np.float32)
-        for r, j in enumerate(keep):
-            y[r, [classes.index(c) for c in labels[j]]] = 1.0
-    meta = sub[["ecg_id"] + [c for c in META_COLUMNS if c in sub.columns]].reset_index(drop=True)
-    meta["filename"] = sub[NATIVE_RATES[rate]].to_numpy()
-    return RecordSet(
-        name="ptbxl", signals=signals[:len(keep)], labels=y,
-        split=np.array([FOLD_SPLIT[int(f)] for f in sub.strat_fold], dtype="U5"),
-        record_ids=np.array([str(int(e)) for e in sub.ecg_id]), class_names=classes, fs=prep.fs,
-        lead_names=list(LEADS), multilabel=task != "superclass_single", meta=meta,
-        skipped=bad.skipped + unlabeled,
-    )
+            signals[len(kept)] = x  # compact in place: no second copy of the array
+            kept.append(j)
+    return signals[:len(kept)], kept
 
 
 def _read_record(src: Source, zip_names: set[str], rel: PurePosixPath, rid: str, tmp: Path):

@@ -171,9 +171,11 @@ def focus_figure(cand: pd.DataFrame, title: str) -> Figure:
         groups = sorted(one["truth"].unique(), key=lambda g: (g != "clean", g))
         for i, g in enumerate(groups):
             v = one.loc[one["truth"] == g, "focus"].to_numpy(float)
-            ax.hist(v, bins=bins, density=True, histtype="step", lw=2 if g == "clean" else 1.5,
-                    color="#333333" if g == "clean" else f"C{i}", label=f"{g} (n={len(v)})")
-        _finish(ax, "focus score", "density", "focus score: corrupted vs clean records", legend=True)
+            ax.hist(v, bins=bins, weights=np.full(len(v), 1 / max(len(v), 1)), histtype="step",
+                    lw=2 if g == "clean" else 1.5, color="#333333" if g == "clean" else f"C{i}",
+                    label=f"{g} (n={len(v)})")
+        _finish(ax, "focus score", "share of the group's candidates", "focus score: corrupted vs clean records",
+                legend=True)
     fig.suptitle(title)
     return fig
 

@@ -32,6 +32,8 @@ def build_model(cfg: Config, rs: RecordSet) -> torch.nn.Module:
 
 def resolve_loss_name(cfg: Config, multilabel: bool) -> str:
     loss = cfg.optim.loss
+    if cfg.optim.loss_policy == "published" and not multilabel:
+        return "ce" if cfg.selection.method == "full" else "balanced_ce"
     if loss == "auto":
         return "bce" if multilabel else "ce"
     if multilabel and loss != "bce":
