@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.io
 import wfdb
+from fixtures_wfdb import write_challenge_record
 
 from erts.config import DataConfig
 from erts.data import challenge, load_dataset
@@ -27,19 +27,13 @@ def _signal(i: int, n: int) -> np.ndarray:
 
 def write_record(folder: Path, name: str, dx: str | None, *, seconds: float = 10, mat_samples: int | None = None,
                  write_mat: bool = True, i: int = 0) -> None:
-    """One record: ``name.hea`` (Challenge header text) + ``name.mat`` (v4, int16 ``val``, 1000/mV)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """One record (1000 ADC units per mV); ``mat_samples`` cuts the data short of what the header says."""
     n = int(seconds * FS)
-    val = np.round(_signal(i, n) * 1000).astype(np.int16)
-    lines = [f"{name} 12 {FS} {n} {DATE}"]
-    lines += [f"{name}.mat 16+24 1000/mV 16 0 {val[k, 0]} 0 0 {lead}" for k, lead in enumerate(LEADS)]
-    lines += ["#Age: 61", "#Sex: Female"]
-    if dx is not None:
-        lines.append(f"#Dx: {dx}")
-    lines += ["#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
-    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
-    if write_mat:
-        scipy.io.savemat(folder / f"{name}.mat", {"val": val[:, :mat_samples]}, format="4")
+    comments = ["Age: 61", "Sex: Female", *([f"Dx: {dx}"] if dx is not None else []), "Rx: Unknown", "Hx: Unknown"]
+    write_challenge_record(folder, name, _signal(i, n)[:, :mat_samples], FS, lead_names=LEADS, comments=comments,
+                           time_date=DATE, n_samples_in_header=n)
+    if not write_mat:
+        (Path(folder) / f"{name}.mat").unlink()
 
 
 NSR, AF, IAVB, RBBB, CRBBB, STD, SVPB, VPB, CLBBB, LQRSV = (

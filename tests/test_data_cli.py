@@ -25,7 +25,8 @@ def test_list(capsys):
         assert name in out and desc in out
 
 
-def test_info_shows_counts_skipped_and_cache(cinc_zip, tmp_path, capsys):
+def test_info_shows_counts_skipped_and_cache(cinc_zip, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ERTS_QUIET", "0")  # --quiet sets it; monkeypatch restores it afterwards
     rc = main(["data", "info", "cinc2017", "--root", str(cinc_zip), f"cache_dir={tmp_path}", "length_s=10", "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0

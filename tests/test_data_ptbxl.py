@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import wfdb
+from fixtures_wfdb import write_wfdb_record
 
 from erts.config import DataConfig
 from erts.data import load_dataset, ptbxl
@@ -64,12 +64,6 @@ def _signal(ecg_id: int, fs: int) -> np.ndarray:
     return (0.5 * np.sin(2 * np.pi * (1 + ecg_id / 10) * t + lead) + 0.05 * lead).astype(np.float64)
 
 
-def _write_record(folder: Path, name: str, x: np.ndarray, fs: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * 12, sig_name=WFDB_LEADS, p_signal=x.T, fmt=["16"] * 12,
-                adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(folder))
-
-
 def write_ptbxl(root: Path) -> Path:
     """A PTB-XL folder: ptbxl_database.csv, scp_statements.csv, records100/, records500/."""
     st = pd.DataFrame([{"": code, "description": code.lower(), "diagnostic": d, "form": f, "rhythm": r,
@@ -82,7 +76,7 @@ def write_ptbxl(root: Path) -> Path:
     for ecg_id, (codes, fold, defect) in RECORDS.items():
         lr, hr = f"records100/00000/{ecg_id:05d}_lr", f"records500/00000/{ecg_id:05d}_hr"
         for rel, fs in ((lr, 100), (hr, 500)):
-            _write_record(root / Path(rel).parent, Path(rel).name, _signal(ecg_id, fs), fs)
+            write_wfdb_record(root / Path(rel).parent, Path(rel).name, _signal(ecg_id, fs), fs, lead_names=WFDB_LEADS)
             if defect == "no_dat":
                 (root / f"{rel}.dat").unlink()
             if defect == "truncated":

@@ -136,3 +136,19 @@ def test_existing_run_is_not_overwritten(cache_dir, tmp_path):
     run(cache_dir, tmp_path, epochs=1, name="x")
     with pytest.raises(FileExistsError, match="--resume"):
         run(cache_dir, tmp_path, epochs=1, name="x")
+
+
+def test_training_crops_random_for_updates_centre_for_eval():
+    from erts.train.loop import Tensors
+
+    sig = torch.arange(2 * 1 * 10, dtype=torch.float32).reshape(2, 1, 10)
+    t = Tensors(sig, torch.tensor([0, 1]), torch.eye(2).bool(), False, window=4, random_crop=True,
+                generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([0, 1])
+    assert torch.equal(t.x(ids), sig[:, :, 3:7])                      # eval: centred window
+    crops = [t.x(ids, train=True) for _ in range(20)]
+    for c in crops:                                                   # each row a contiguous window
+        assert c.shape == (2, 1, 4) and torch.equal(c[..., 1:] - c[..., :-1], torch.ones(2, 1, 3))
+    assert len({int(c[0, 0, 0]) for c in crops}) > 1                  # offsets vary
+    t.random_crop = False
+    assert torch.equal(t.x(ids, train=True), sig[:, :, 3:7])

@@ -20,6 +20,10 @@ from typing import Any, Literal, Optional
 import yaml
 
 
+# selection methods (defined here, not in erts.selection, so validating a config never imports torch)
+METHODS = ("full", "dbpd", "smrd", "srd", "erts-dbpd", "erts-smrd", "erts-srd")
+
+
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"  # see `erts data list`
@@ -28,8 +32,9 @@ class DataConfig:
     task: str = "default"  # dataset-specific label task (e.g. ptbxl: superdiagnostic)
     split_seed: int = 0  # seeds the stratified split of datasets without official folds
     fs: Optional[float] = None  # resample to this rate (Hz); None keeps the native rate
-    length_s: Optional[float] = None  # crop/pad every record to this many seconds
-    crop: Literal["center", "random"] = "center"  # crop policy for training records longer than length_s
+    length_s: Optional[float] = None  # prepared records are centre-cropped / zero-padded to this many seconds
+    crop_s: Optional[float] = None  # train on windows of this length cut from each prepared record (None: whole)
+    crop: Literal["center", "random"] = "center"  # where training windows are cut; eval always uses the centre
     bandpass: Optional[list[float]] = None  # [low_hz, high_hz] zero-phase Butterworth band-pass
     standardize: bool = True  # per-record, per-lead zero mean / unit variance
     nan_policy: Literal["reject", "interpolate"] = "reject"  # what to do with NaNs in a signal
@@ -252,8 +257,6 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
 def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
     s, o, t, d = cfg.selection, cfg.optim, cfg.train, cfg.data
-    from erts.selection import METHODS  # local import: selection depends on config, not the reverse
-
     if s.method not in METHODS:
         raise ConfigError(f"method={s.method!r} is not accepted; expected one of {', '.join(METHODS)}")
     checks = [
@@ -267,6 +270,7 @@ def validate(cfg: Config) -> None:
         (o.lr > 0, f"lr={o.lr} must be > 0"),
         (0.0 <= d.corrupt_frac < 1.0, f"corrupt_frac={d.corrupt_frac} must be in [0, 1)"),
         (d.bandpass is None or len(d.bandpass) == 2, f"bandpass={d.bandpass} must be [low_hz, high_hz]"),
+        (d.crop_s is None or d.crop_s > 0, f"crop_s={d.crop_s} must be > 0"),
         (t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
          f"device={t.device!r} is not accepted; expected auto, cpu, cuda or cuda:N"),
     ]

@@ -65,10 +65,9 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace):
-    """Config from key=value overrides plus the dataset and root; returns (config, record set)."""
+def _config(args: argparse.Namespace):
+    """Config from the key=value overrides, plus the dataset and root given on the command line."""
     from erts.config import load_config
-    from erts.data import load_dataset
 
     if args.quiet:
         os.environ["ERTS_QUIET"] = "1"
@@ -76,7 +75,7 @@ def _load(args: argparse.Namespace):
     cfg.data.dataset = args.dataset
     if args.root:
         cfg.data.root = str(args.root)
-    return cfg, load_dataset(cfg.data)
+    return cfg
 
 
 def _fail(e: Exception) -> int:
@@ -86,8 +85,10 @@ def _fail(e: Exception) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from erts.data import load_dataset
+
     try:
-        _, rs = _load(args)
+        rs = load_dataset(_config(args).data)
     except ConfigError:
         raise
     except (ValueError, FileNotFoundError) as e:
@@ -97,21 +98,22 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    t0 = time.time()
+    from erts.data import load_dataset
+
     try:
-        _, rs = _load(args)
+        cfg = _config(args)
+        t0 = time.time()
+        rs = load_dataset(cfg.data)
     except ConfigError:
         raise
     except (ValueError, FileNotFoundError) as e:
         return _fail(e)
     dt = time.time() - t0
-    path = getattr(rs, "cache_path", None)
     what = "already cached; loaded" if getattr(rs, "fresh", True) is False else "prepared"
     print(f"{rs.name}: {len(rs.record_ids):,} records {what} in {dt:.1f} s ({len(rs.skipped)} skipped)")
-    if path is not None:
-        print(f"cache: {path}")
-    if getattr(rs, "split_path", None) is not None:
-        print(f"split file: {rs.split_path}")
+    for label, attr in (("cache", "cache_path"), ("split file", "split_path")):
+        if getattr(rs, attr, None) is not None:
+            print(f"{label}: {getattr(rs, attr)}")
     return 0
 
 

@@ -38,16 +38,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from erts.train.sweep import expand, load_grid, run_state, run_sweep
+    from erts.train.sweep import expand, load_grid, run_state, run_sweep, validate_runs
 
     grid = load_grid(args.grid)
     if args.dry_run:
-        for run in expand(grid, args.workers):
+        runs = expand(grid, args.workers)
+        validate_runs(runs)
+        for run in runs:
             print(f"{run_state(run.run_dir):7s} {run.run_dir}")
         return 0
     # SIGTERM (a job scheduler's kill) unwinds like Ctrl-C, so the workers are stopped too
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    res = run_sweep(grid, workers=args.workers, max_runs=args.max_runs)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        res = run_sweep(grid, workers=args.workers, max_runs=args.max_runs)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"sweep {grid.name}: {len(res.finished)} finished now ({len(res.resumed)} resumed), "
           f"{len(res.skipped)} already done, {len(res.failed)} failed, {len(res.not_started)} not started")
     print(f"results: {res.results_csv}")

@@ -91,10 +91,36 @@ def load_recordset(folder: Path) -> RecordSet:
     )
 
 
+def entry_path(name: str, key_parts: dict[str, Any], cache_dir: str | None = None) -> Path:
+    """The cache folder of one prepared record set."""
+    return default_cache_dir(cache_dir) / f"{name}-{cache_key(key_parts)}"
+
+
+def write_split_file(path: str | Path, record_ids: np.ndarray, split: np.ndarray) -> Path:
+    """Writes the split as CSV (columns ``record``, ``split``) so a run can be reproduced elsewhere."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame({"record": np.asarray(record_ids).astype(str), "split": np.asarray(split).astype(str)})
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
 def cached(name: str, key_parts: dict[str, Any], build: Callable[[], RecordSet],
            cache_dir: str | None = None) -> RecordSet:
-    """Returns the cached record set for ``key_parts``, building and saving it on a miss."""
-    folder = default_cache_dir(cache_dir) / f"{name}-{cache_key(key_parts)}"
-    if not (folder / "info.json").exists():
+    """Returns the cached record set for ``key_parts``, building and saving it on a miss.
+
+    The split is also written as ``<entry>.split.csv`` so others can reproduce it.
+    The returned set carries ``cache_path``, ``split_path`` and ``fresh`` (built now).
+    """
+    folder = entry_path(name, key_parts, cache_dir)
+    fresh = not (folder / "info.json").exists()
+    if fresh:
         save_recordset(build(), folder)
-    return load_recordset(folder)
+    rs = load_recordset(folder)
+    split_path = folder.with_name(folder.name + ".split.csv")
+    if not split_path.exists():
+        write_split_file(split_path, rs.record_ids, rs.split)
+    rs.cache_path, rs.split_path, rs.fresh = folder, split_path, fresh
+    return rs

@@ -34,10 +34,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from erts.data.cache import cache_key, default_cache_dir
+from erts.config import ConfigError
+from erts.data.cache import cached, entry_path
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
-from erts.data.splits import cached_with_split, stratified_split
+from erts.data.splits import stratified_split
 from erts.data.wfdb_io import Source, decode_challenge_mat, parse_dx, parse_header, progress
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def load_georgia(cfg) -> RecordSet:
 def _task(cfg) -> str:
     task = "paper8" if cfg.task == "default" else cfg.task
     if task not in TASKS:
-        raise ValueError(f"unknown task {cfg.task!r} for the Challenge datasets; expected one of "
+        raise ConfigError(f"unknown task {cfg.task!r} for the Challenge datasets; expected one of "
                          f"{', '.join(TASKS)} (or 'default' = paper8)")
     return task
 
@@ -178,7 +179,7 @@ def load_challenge(cfg, name: str) -> RecordSet:
     heas = [n for n in src.names() if n.endswith(".hea")]
     if not heas:
         raise FileNotFoundError(f"no .hea files under {src.root}; point root= at the {name} folder")
-    rs = cached_with_split(name, _key(cfg, name, src), lambda: _build(src, heas, name, task, cfg), cfg.cache_dir)
+    rs = cached(name, _key(cfg, name, src), lambda: _build(src, heas, name, task, cfg), cfg.cache_dir)
     log.info("%s: split written to %s", name, rs.split_path)
     return rs
 
@@ -186,7 +187,7 @@ def load_challenge(cfg, name: str) -> RecordSet:
 def split_file(cfg, name: str) -> Path:
     """Path of the split CSV (columns record, split) of the cache entry ``cfg`` selects."""
     src = Source(cfg.root)
-    folder = default_cache_dir(cfg.cache_dir) / f"{name}-{cache_key(_key(cfg, name, src))}"
+    folder = entry_path(name, _key(cfg, name, src), cfg.cache_dir)
     return folder.with_name(folder.name + ".split.csv")
 
 

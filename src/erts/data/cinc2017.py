@@ -21,9 +21,10 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
+from erts.data.cache import cached
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
-from erts.data.splits import cached_with_split, preprocess_key, stratified_split
+from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, decode_challenge_mat, progress
 
 CLASSES = ["N", "A", "O", "~"]  # normal, atrial fibrillation, other rhythm, too noisy
@@ -40,7 +41,7 @@ def load(cfg) -> RecordSet:
     cfg = dataclasses.replace(cfg, length_s=cfg.length_s or DEFAULT_LENGTH_S)
     src = Source(cfg.root)
     key = {"dataset": "cinc2017", "source": src.fingerprint(), "labels": cfg.labels, **preprocess_key(cfg)}
-    return cached_with_split("cinc2017", key, lambda: build(src, cfg), cfg.cache_dir)
+    return cached("cinc2017", key, lambda: build(src, cfg), cfg.cache_dir)
 
 
 def read_labels(src: Source) -> tuple[str, pd.DataFrame]:

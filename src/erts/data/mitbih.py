@@ -29,9 +29,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from erts.data.cache import cached
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
-from erts.data.splits import cached_with_split, preprocess_key
+from erts.data.splits import preprocess_key
 from erts.data.wfdb_io import Source, progress, read_wfdb
 
 CLASSES = ["N", "S", "V", "F", "Q"]
@@ -53,7 +54,7 @@ def load(cfg) -> RecordSet:
                          "(get it with: erts data download mitbih --root DIR)")
     src = Source(cfg.root)
     key = {"dataset": "mitbih", "source": src.fingerprint(), "window_s": WINDOW_S, **preprocess_key(cfg)}
-    return cached_with_split("mitbih", key, lambda: build(src, cfg), cfg.cache_dir)
+    return cached("mitbih", key, lambda: build(src, cfg), cfg.cache_dir)
 
 
 def window(fs: float, length_s: float | None) -> tuple[int, int]:
@@ -104,7 +105,7 @@ def _record_beats(src: Source, rec: str, tmp: Path, cfg) -> tuple[np.ndarray, np
         raise BadRecord(rec, f"leads {leads}, expected 2 leads including MLII")
     if leads[0] != "MLII":
         x = x[::-1].copy()  # record 114 stores V5 first
-    if not path.with_suffix(".atr").exists():
+    if not (path.parent / f"{rec}.atr").exists():
         raise BadRecord(rec, f"annotation file {rec}.atr not found")
     try:
         ann = wfdb.rdann(str(path), "atr")

@@ -111,9 +111,9 @@ def preprocess(x: np.ndarray, fs_in: float, cfg, record_id: str, *, expected_lea
     """Check -> resample -> band-pass -> standardise -> crop/pad, as set in a DataConfig.
 
     Returns the processed (leads, T) float32 signal and its sampling rate. Records
-    longer than ``length_s`` are cropped in the centre, or at a random offset when
-    ``cfg.crop == "random"`` and the loader passes an ``rng`` (loaders do so for
-    training records only, seeded from ``split_seed`` so the cache stays deterministic).
+    longer than ``length_s`` are cropped in the centre (the cache is deterministic;
+    random training crops are cut later, per batch, by the training loop: ``crop_s``),
+    or at an offset drawn from ``rng`` when a loader passes one.
     """
     x = check_signal(x, record_id, expected_leads=expected_leads, nan_policy=cfg.nan_policy)
     fs = float(cfg.fs or fs_in)
@@ -123,5 +123,5 @@ def preprocess(x: np.ndarray, fs_in: float, cfg, record_id: str, *, expected_lea
     if cfg.standardize:
         x = standardize(x)
     if cfg.length_s:
-        x = crop_or_pad(x, int(round(cfg.length_s * fs)), cfg.crop, rng)
+        x = crop_or_pad(x, int(round(cfg.length_s * fs)), "random" if rng is not None else "center", rng)
     return x, fs

@@ -29,10 +29,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from erts.data.cache import files_fingerprint
+from erts.config import ConfigError
+from erts.data.cache import cached, files_fingerprint
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
-from erts.data.splits import cached_with_split
 from erts.data.wfdb_io import Source, progress, read_wfdb
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def native_rate(fs: float | None) -> int:
 def _task(cfg) -> str:
     task = "superdiagnostic" if cfg.task == "default" else cfg.task
     if task not in TASKS:
-        raise ValueError(f"unknown ptbxl task {cfg.task!r}; expected one of {', '.join(TASKS)} (or 'default')")
+        raise ConfigError(f"unknown ptbxl task {cfg.task!r}; expected one of {', '.join(TASKS)} (or 'default')")
     return task
 
 
@@ -152,7 +152,7 @@ def load(cfg) -> RecordSet:
     key = {"dataset": "ptbxl", "version": VERSION, "files": fingerprint, "task": task, "native_rate": rate,
            **_prep_settings(cfg)}
     statements = read_statements(src.read_text(st_name))
-    return cached_with_split("ptbxl", key, lambda: _build(src, prefix, db, statements, task, rate, cfg),
+    return cached("ptbxl", key, lambda: _build(src, prefix, db, statements, task, rate, cfg),
                              cfg.cache_dir)
 
 

@@ -7,6 +7,7 @@ to know which dataset they are looking at. Signals may be a read-only
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,10 @@ class RecordSet:
     meta: pd.DataFrame = field(default_factory=pd.DataFrame)
     # records rejected while loading: list of (record_id, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # where the prepared arrays and the split CSV live, and whether they were built now (set by the cache)
+    cache_path: Path | None = None
+    split_path: Path | None = None
+    fresh: bool = False
 
     def __post_init__(self) -> None:
         n = len(self.signals)

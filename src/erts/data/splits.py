@@ -8,14 +8,12 @@ so rare labels are spread over the splits first.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from erts.data.cache import cache_key, cached, default_cache_dir
-from erts.data.records import SPLITS, RecordSet
+from erts.data.cache import write_split_file  # noqa: F401  (re-exported: loaders and tests use it from here)
 
 
 def strata_of(labels: np.ndarray) -> np.ndarray:
@@ -50,48 +48,8 @@ def stratified_split(labels: np.ndarray, seed: int, fractions: tuple[float, floa
     return out
 
 
-def write_split_file(path: str | Path, record_ids: np.ndarray, split: np.ndarray) -> Path:
-    """Writes the split as CSV (columns ``record``, ``split``) so a run can be reproduced elsewhere."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"record": np.asarray(record_ids).astype(str), "split": np.asarray(split).astype(str)}).to_csv(path, index=False)
-    return path
-
-
-def read_split_file(path: str | Path) -> dict[str, str]:
-    """record -> split, from a file written by ``write_split_file`` (values checked)."""
-    df = pd.read_csv(path, dtype=str)
-    bad = sorted(set(df["split"]) - set(SPLITS))
-    if bad:
-        raise ValueError(f"{path}: unknown split values {bad}; expected {SPLITS}")
-    return dict(zip(df["record"], df["split"]))
-
-
 def preprocess_key(cfg) -> dict[str, Any]:
-    """Every DataConfig setting that changes prepared arrays (for cache keys); crop is applied at train time."""
+    """Every DataConfig setting that changes prepared arrays (for cache keys); training crops (crop, crop_s) are cut at train time."""
     return {k: getattr(cfg, k) for k in ("fs", "length_s", "bandpass", "standardize", "nan_policy", "bad_records", "split_seed")}
 
 
-def cached_with_split(name: str, key_parts: dict[str, Any], build: Callable[[], RecordSet],
-                      cache_dir: str | None = None) -> RecordSet:
-    """``erts.data.cache.cached`` plus the split CSV next to the entry.
-
-    Sets three attributes on the returned set that the CLI prints:
-    ``cache_path`` (the entry folder), ``split_path`` (``<entry>.split.csv``)
-    and ``fresh`` (True when it was built now, False on a cache hit).
-    """
-    built: list[bool] = []
-
-    def build_once() -> RecordSet:
-        built.append(True)
-        return build()
-
-    rs = cached(name, key_parts, build_once, cache_dir)
-    folder = default_cache_dir(cache_dir) / f"{name}-{cache_key(key_parts)}"
-    split_path = folder.with_name(folder.name + ".split.csv")
-    if not split_path.exists():
-        write_split_file(split_path, rs.record_ids, rs.split)
-    rs.cache_path = folder
-    rs.split_path = split_path
-    rs.fresh = bool(built)
-    return rs

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from erts.data.cache import cached
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import SPLITS, RecordSet
-from erts.data.splits import cached_with_split, preprocess_key, stratified_split
+from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, parse_header, progress, read_wfdb
 
 LABELS_FILE = "labels.csv"
@@ -42,7 +43,7 @@ def load(cfg) -> RecordSet:
         raise ValueError(f"wfdb-folder needs root=<folder with WFDB records and {LABELS_FILE}>, got {cfg.root!r}")
     src = Source(cfg.root)
     key = {"dataset": "wfdb-folder", "root": str(src.root.resolve()), "source": src.fingerprint(), **preprocess_key(cfg)}
-    return cached_with_split("wfdb-folder", key, lambda: build(src, cfg), cfg.cache_dir)
+    return cached("wfdb-folder", key, lambda: build(src, cfg), cfg.cache_dir)
 
 
 def read_labels(root: Path) -> tuple[pd.DataFrame, list[str], bool]:

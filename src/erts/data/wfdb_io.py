@@ -51,7 +51,7 @@ def read_wfdb(path: str | Path, record_id: str | None = None) -> tuple[np.ndarra
 
     path = Path(path)
     rid = record_id or path.name
-    hea = path.with_suffix(".hea")
+    hea = path.parent / f"{path.name}.hea"  # not with_suffix: record names may contain dots
     if not hea.exists():
         raise BadRecord(rid, f"header file {hea.name} not found")
     try:
@@ -67,7 +67,7 @@ def read_wfdb(path: str | Path, record_id: str | None = None) -> tuple[np.ndarra
     except Exception as e:
         raise BadRecord(rid, f"cannot read signal: {type(e).__name__}: {e}") from None
     x = np.asarray(rec.p_signal, dtype=np.float32).T
-    if x.shape != (n_sig, header.sig_len):
+    if x.shape[0] != n_sig or (header.sig_len is not None and x.shape[1] != header.sig_len):
         raise BadRecord(rid, f"signal shape {x.shape} does not match header ({n_sig} leads, {header.sig_len} samples)")
     return x, float(rec.fs), [str(n) for n in rec.sig_name]
 
@@ -75,8 +75,8 @@ def read_wfdb(path: str | Path, record_id: str | None = None) -> tuple[np.ndarra
 def _check_wfdb_files(header, folder: Path, rid: str) -> None:
     """Checks every signal file exists and holds at least the samples the header promises.
 
-    Why: wfdb-python reads a short file without complaint (numpy pads or
-    reshapes), so truncation must be caught from the byte count.
+    Why: on a short file wfdb-python fails with an opaque numpy broadcasting
+    error, so truncation is caught from the byte count with a clear reason.
     """
     bits = {"16": 16, "61": 16, "80": 8, "160": 16, "212": 12, "310": 10, "311": 10, "24": 24, "32": 32, "8": 8}
     by_file: dict[str, list[int]] = {}

@@ -68,7 +68,7 @@ def cam_from_features(model: nn.Module, feats: Tensor, target: Tensor) -> tuple[
     """
     head = model.head
     dtype = torch.promote_types(feats.dtype, torch.float32)  # bf16 autocast features -> fp32 maps
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(feats.device.type, enabled=False):
         a = feats.to(dtype)
         w = target_weights(target.to(a.device), a.shape[0], head.num_classes)
         spatial = a[0, 0].numel()

@@ -250,8 +250,10 @@ def selection_sections(groups: list[tuple[str, str, list[Path]]], scope: str,
         kept.text(f"{scope}: no log.csv found, so no kept fractions.")
     cand_frames, truth_rows, n_drop_figs = [], [], 0
     for label, method, runs in groups:
+        if method == BASELINE:  # drops nothing by definition
+            continue
         logs = [x for x in map(_selection, runs) if x is not None]
-        if not logs or method == BASELINE:
+        if not logs:
             continue
         rates = pd.concat([drop_rates(sel, rec) for sel, rec in logs])
         rates = rates.groupby(["epoch", "label"], as_index=False)[["pdd_drop", "focus_drop"]].mean()
@@ -263,7 +265,7 @@ def selection_sections(groups: list[tuple[str, str, list[Path]]], scope: str,
             cand = focus_candidates(sel, rec)
             if cand.empty:
                 continue
-            cand = cand.assign(config=label)
+            cand = cand.assign(config=label, run=runs[k].name)
             t = filter_by_truth(cand)
             if not t.empty:
                 truth_rows.append(t.assign(config=label, run=runs[k].name))

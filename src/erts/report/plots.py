@@ -145,7 +145,7 @@ def drop_rates_figure(rates: pd.DataFrame, title: str) -> Figure:
         if rates[col].isna().all():
             ax.text(0.5, 0.5, "focus filter inactive in this run", ha="center", va="center", transform=ax.transAxes)
         ax.set_ylim(-0.02, 1.02)
-        _finish(ax, "epoch", "share of the class's samples" if col == "pdd_drop" else "", name,
+        _finish(ax, "epoch", "share of the class's samples" if col == "pdd_drop" else "share of its PDD-kept samples", name,
                 legend=len(classes) > 1)
     fig.suptitle(title)
     return fig
@@ -166,7 +166,7 @@ def focus_figure(cand: pd.DataFrame, title: str) -> Figure:
     _finish(axes[0], "class (true label)", "focus score (0 = diffuse, 1 = focused)", "focus score per class", False)
     if has_truth:
         ax = axes[1]
-        one = cand.drop_duplicates(["epoch", "index"])
+        one = cand.drop_duplicates([c for c in ("run", "epoch", "index") if c in cand.columns])  # multi-label rows
         bins = np.linspace(0, 1, 26)
         groups = sorted(one["truth"].unique(), key=lambda g: (g != "clean", g))
         for i, g in enumerate(groups):

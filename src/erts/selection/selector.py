@@ -10,11 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from erts.config import SelectionConfig
+from erts.config import METHODS, SelectionConfig
 from erts.selection.rules import (class_rescue, dbpd_keep, focus_rank_keep, focus_threshold_keep,
                                   random_keep, srd_count)
-
-METHODS = ("full", "dbpd", "smrd", "srd", "erts-dbpd", "erts-smrd", "erts-srd")
 
 
 @dataclass

@@ -45,13 +45,31 @@ def seed_for(seed: int, epoch: int, stream: int) -> int:
 class Tensors:
     """The dataset as device tensors, so batching is one index_select (no per-epoch decoding)."""
 
-    x: torch.Tensor       # (N, leads, T) float32
-    y: torch.Tensor       # (N,) long, or (N, K) float multi-hot
-    member: torch.Tensor  # (N, K) bool
+    signals: torch.Tensor  # (N, leads, T) float32, the prepared records
+    y: torch.Tensor        # (N,) long, or (N, K) float multi-hot
+    member: torch.Tensor   # (N, K) bool
     multilabel: bool
+    window: int = 0        # crop_s in samples (0: whole records)
+    random_crop: bool = False
+    generator: torch.Generator | None = None  # draws random crop offsets (reseeded every epoch)
+
+    def x(self, ids: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """Inputs for ``ids``: whole records, or ``window``-sample crops (random for training
+        batches when crop=random, else centred)."""
+        t = self.signals.shape[-1]
+        if not self.window or self.window >= t:
+            return self.signals[ids]
+        if not (train and self.random_crop):
+            start = (t - self.window) // 2
+            return self.signals[ids, :, start:start + self.window]
+        offsets = torch.randint(0, t - self.window + 1, (len(ids),), generator=self.generator).to(ids.device)
+        cols = offsets[:, None] + torch.arange(self.window, device=ids.device)       # (B, W)
+        x = self.signals[ids]
+        return x.gather(2, cols[:, None, :].expand(-1, x.shape[1], -1))
 
     @classmethod
-    def from_recordset(cls, rs: RecordSet, device: torch.device) -> "Tensors":
+    def from_recordset(cls, rs: RecordSet, device: torch.device, crop_s: float | None = None,
+                       crop: str = "center") -> "Tensors":
         x = torch.from_numpy(np.array(rs.signals, dtype=np.float32)).to(device)  # one copy into RAM (writable)
         if rs.multilabel:
             y = torch.from_numpy(rs.labels.astype(np.float32)).to(device)
@@ -59,7 +77,8 @@ class Tensors:
         else:
             y = torch.from_numpy(rs.labels.astype(np.int64)).to(device)
             member = torch.nn.functional.one_hot(y, rs.num_classes).bool()
-        return cls(x, y, member, rs.multilabel)
+        window = int(round(crop_s * rs.fs)) if crop_s else 0
+        return cls(x, y, member, rs.multilabel, window, crop == "random", torch.Generator())
 
 
 def confidence(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +105,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.num_threads)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, rs).to(self.device)
-        self.data = Tensors.from_recordset(rs, self.device)
+        self.data = Tensors.from_recordset(rs, self.device, cfg.data.crop_s, cfg.data.crop)
         self.idx = {s: torch.from_numpy(rs.indices(s)).to(self.device) for s in ("train", "val", "test")}
         if len(self.idx["train"]) == 0 or len(self.idx["val"]) == 0:
             raise ValueError(f"{rs.name}: the training and validation splits must not be empty")
@@ -121,7 +140,7 @@ class Trainer:
         bs = self.cfg.selection.score_batch_size
         with self.cost.phase("scoring", len(ids)), (torch.no_grad() if published else torch.inference_mode()):
             for chunk in ids.split(bs):
-                x, y = self.data.x[chunk], self.data.y[chunk]
+                x, y = self.data.x(chunk), self.data.y[chunk]
                 with self.autocast():
                     f = self.model.forward_features(x)
                     logits = self.model.forward_head(f)
@@ -150,7 +169,7 @@ class Trainer:
             else:
                 with self.cost.phase("gradcam", n, forward=True, backward=True):
                     for chunk in sel.split(self.cfg.selection.score_batch_size):
-                        res = gradcam(self.model, self.data.x[ids[chunk]], self.data.y[ids[chunk]],
+                        res = gradcam(self.model, self.data.x(ids[chunk]), self.data.y[ids[chunk]],
                                       layer=self.cfg.selection.gradcam_layer, fast=False)
                         focus[chunk] = focus_score(res.maps.float(), self.cfg.selection.focus_q)
         scores.focus = focus
@@ -175,7 +194,7 @@ class Trainer:
     def update(self, ids: torch.Tensor) -> float:
         self.model.train()
         with self.cost.phase("update", len(ids), forward=True, backward=True):
-            logits = self.forward_logits(self.data.x[ids])
+            logits = self.forward_logits(self.data.x(ids, train=True))
             loss = self.loss_fn(logits, self.data.y[ids])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -188,6 +207,7 @@ class Trainer:
         cfg = self.cfg
         gen = torch.Generator().manual_seed(seed_for(cfg.train.seed, epoch, 1))
         torch.manual_seed(seed_for(cfg.train.seed, epoch, 2))  # dropout / stochastic depth
+        self.data.generator.manual_seed(seed_for(cfg.train.seed, epoch, 3))  # random training crops
         train_ids = self.idx["train"]
         order = train_ids[torch.randperm(len(train_ids), generator=gen).to(self.device)]
         bs = cfg.optim.batch_size
@@ -235,7 +255,7 @@ class Trainer:
         probs, loss_sum = [], 0.0
         with self.cost.phase("eval", len(ids)), torch.inference_mode():
             for chunk in ids.split(self.cfg.selection.score_batch_size):
-                logits = self.forward_logits(self.data.x[chunk])
+                logits = self.forward_logits(self.data.x(chunk))
                 loss_sum += float(self.loss_fn(logits, self.data.y[chunk])) * len(chunk)
                 probs.append(torch.sigmoid(logits) if self.data.multilabel else torch.softmax(logits, 1))
         return torch.cat(probs).cpu().numpy(), loss_sum / max(len(ids), 1)

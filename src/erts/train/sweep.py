@@ -89,7 +89,10 @@ def load_grid(path: str | Path) -> Grid:
     for k, v in grid.items():
         if not isinstance(v, list) or not v:
             raise ConfigError(f"{path}: grid key {k!r} needs a non-empty list of values, got {v!r}")
-    for k in set(map(_leaf, grid)) & set(map(_leaf, base)):
+    leaves = [_leaf(k) for k in grid]
+    for k in {k for k in leaves if leaves.count(k) > 1}:
+        raise ConfigError(f"{path}: {k!r} is twice in 'grid' (flat and dotted names are the same key)")
+    for k in set(leaves) & set(map(_leaf, base)):
         raise ConfigError(f"{path}: {k!r} is both in 'base' and in 'grid'")
     workers = raw.get("workers", 1)
     if not isinstance(workers, int) or workers < 1:
@@ -309,4 +312,4 @@ def _finish(run: Run, returncode: int, seconds: float, sweep_dir: Path, res: Swe
         return
     why = f"exit code {returncode}" if returncode != 0 else "exited 0 but wrote no metrics.json"
     res.failed[run.name] = log_tail(log)
-    tqdm.write(f"FAILED {run.name}: {why}; log {log}\n{res.failed[run.name]}")
+    tqdm.write(f"FAILED {run.name}: {why}; log {log}\n{res.failed[run.name]}", file=sys.stderr)

@@ -1,0 +1,171 @@
+"""Epoch micro-benchmark: one filtered epoch at a fixed keep rate, every variant side by side.
+
+Variants (same data, same model weights at the start of each, same process):
+  bare          a bare PyTorch loop over the same tensors (full data): the floor for `full`
+  full          erts' loop, every sample
+  dbpd          per-batch DBPD, tau set so that `--keep` of the samples are kept
+  erts-dbpd     per-batch DBPD candidates, focus filter (phi) on top, fast-path Grad-CAM
+  erts-dbpd/ep  the same, per-epoch granularity (score everything, then train on the subset)
+  published     the published cost structure: scoring in training mode, then a separate
+                Grad-CAM forward and *full* backward at the middle layer, then the update
+
+Printed per variant: median seconds over --repeats, ratio to `full`, fraction of samples
+updated, and ratio to the ideal = `full`'s update seconds x fraction updated (the cost of
+back-propagating only the kept samples, with no scoring at all).
+
+    python benchmarks/epoch_bench.py                       # CinC 2017 from ../shared/data
+    python benchmarks/epoch_bench.py dataset=mitbih root=../shared/data/mit-bih-arrhythmia-database-1.0.0.zip
+    python benchmarks/epoch_bench.py dataset=synthetic --repeats 2 bf16=true
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from erts.config import load_config
+from erts.data import load_dataset
+from erts.explain.gradcam import focus_score
+from erts.selection import Selector
+from erts.train.cost import CostMeter
+from erts.train.loop import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = {
+    "cinc2017": [f"root={ROOT.parent / 'shared/data/training2017.zip'}", "fs=100", "length_s=30"],
+    "mitbih": [f"root={ROOT.parent / 'shared/data/mit-bih-arrhythmia-database-1.0.0.zip'}"],
+}
+
+
+def bare_epoch(t: Trainer) -> float:
+    """The floor: shuffle, index, forward, loss, backward, step. Nothing else."""
+    model, opt, y = t.model, t.opt, t.data.y
+    model.train()
+    ids = t.idx["train"][torch.randperm(len(t.idx["train"]))]
+    start = time.perf_counter()
+    for b in ids.split(t.cfg.optim.batch_size):
+        with t.autocast():
+            logits = model(t.data.x(b, train=True)).float()
+        loss = F.cross_entropy(logits, y[b])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Tensor) -> None:
+    """Grad-CAM as the published code pays for it: a training-mode forward of the candidates
+    and a full backward (parameter gradients included) to get the middle layer's gradient."""
+    layer = t.model.get_layer("published")
+    sel = torch.nonzero(candidates).squeeze(1)
+    focus = torch.full((len(ids),), float("nan"))
+    with t.cost.phase("gradcam", len(sel), forward=True, backward=True):
+        for chunk in sel.split(t.cfg.optim.batch_size):
+            store = {}
+
+            def hook(_m, _i, out):
+                out.retain_grad()
+                store["a"] = out
+
+            h = layer.register_forward_hook(hook)
+            t.model.train()
+            logits = t.model(t.data.x(ids[chunk]))
+            h.remove()
+            t.model.zero_grad(set_to_none=True)
+            logits.gather(1, t.data.y[ids[chunk]][:, None]).sum().backward()
+            a = store["a"]
+            cam = F.relu((a.grad.mean(-1, keepdim=True) * a).sum(1)).detach()
+            t.model.zero_grad(set_to_none=True)
+            focus[chunk] = focus_score(cam.reshape(len(chunk), -1))
+    scores.focus = focus
+
+
+def run_variant(t: Trainer, name: str, tau: float, phi: float) -> tuple[float, float, dict]:
+    """One epoch of a variant; returns (seconds, fraction updated, cost seconds per phase)."""
+    if name == "bare":
+        return bare_epoch(t), 1.0, {}
+    method, gran = {"full": ("full", "batch"), "dbpd": ("dbpd", "batch"), "erts-dbpd": ("erts-dbpd", "batch"),
+                    "erts-dbpd/ep": ("erts-dbpd", "epoch"), "published": ("erts-dbpd", "batch")}[name]
+    sel_cfg = dataclasses.replace(t.cfg.selection, method=method, granularity=gran, tau=tau, phi=phi, warmup_epochs=0,
+                           gradcam_start=0, revision_epoch=10**6, score_mode="train" if name == "published" else "eval")
+    t.cfg.selection = sel_cfg
+    t.selector = Selector(sel_cfg, t.cfg.train.epochs)
+    flops = dict(t.cost.flops_per_sample)
+    t.cost = CostMeter(t.device)
+    t.cost.flops_per_sample = flops  # measured in the warm-up run, so timings exclude the FLOP counter
+    if name == "published":
+        t.focus = lambda ids, scores, cand: published_focus(t, ids, scores, cand)
+    else:
+        t.focus = Trainer.focus.__get__(t)
+    start = time.perf_counter()
+    stats = t.run_epoch(epoch=1)
+    seconds = time.perf_counter() - start
+    return seconds, stats["n_updated"] / stats["n_train"], dict(t.cost.seconds)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="erts config key=value (dataset=, model=, bf16=, batch_size=, ...)")
+    ap.add_argument("--keep", type=float, default=0.3, help="fraction of samples updated by dbpd / erts-dbpd")
+    ap.add_argument("--phi", type=float, default=0.7)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-train", type=int, default=2000, help="subsample the training split (0: all)")
+    ap.add_argument("--variants", default="bare,full,dbpd,erts-dbpd,erts-dbpd/ep,published")
+    args = ap.parse_args()
+    given = {o.split("=", 1)[0] for o in args.overrides}
+    dataset = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("dataset=")), "cinc2017")
+    base = [o for o in DEFAULTS.get(dataset, []) if o.split("=", 1)[0] not in given]
+    cfg = load_config(overrides=[f"dataset={dataset}", "quiet=true", *base, *args.overrides])
+    rs = load_dataset(cfg.data)
+    run_dir = Path(tempfile.mkdtemp(prefix="erts-bench-"))
+    t = Trainer(cfg, rs, run_dir, progress=False)
+    if args.max_train and len(t.idx["train"]) > args.max_train:
+        t.idx["train"] = t.idx["train"][torch.randperm(len(t.idx["train"]), generator=torch.Generator().manual_seed(0))[:args.max_train]]
+    n = len(t.idx["train"])
+    print(f"dataset {rs.name}: {n} training samples of {rs.num_leads} x {rs.length}, model {cfg.model.model}, "
+          f"batch {cfg.optim.batch_size}, bf16 {cfg.train.bf16}, threads {torch.get_num_threads()}, device {t.device}")
+    # tau: the keep-quantile of p under the initial weights (identical for every variant); ERTS gets
+    # candidates keep/phi so that it updates the same fraction as DBPD
+    p = t.score(t.idx["train"], epoch=1, want_focus=False).p.cpu().numpy()
+    tau_dbpd = float(np.quantile(p, args.keep))
+    tau_erts = float(np.quantile(p, min(1.0, args.keep / args.phi)))
+    state = copy.deepcopy(t.model.state_dict()), copy.deepcopy(t.opt.state_dict())
+    variants = args.variants.split(",")
+    results: dict[str, list] = {v: [] for v in variants}
+    for rep in range(args.repeats + 1):  # round 0 is a warm-up (FLOP counting, allocator, caches)
+        for v in variants:
+            t.model.load_state_dict(state[0])
+            t.opt.load_state_dict(state[1])
+            torch.manual_seed(rep)
+            out = run_variant(t, v, tau_erts if "erts" in v or v == "published" else tau_dbpd, args.phi)
+            if rep:
+                results[v].append(out)
+    full = statistics.median(r[0] for r in results["full"]) if "full" in results else float("nan")
+    full_update = statistics.median(r[2]["update"] for r in results["full"]) if "full" in results else float("nan")
+    print(f"\n{'variant':14s} {'seconds':>8s} {'x full':>7s} {'updated':>8s} {'x ideal':>8s} "
+          f"{'scoring':>8s} {'gradcam':>8s} {'update':>8s} {'gradcam %':>9s}")
+    for v, rows in results.items():
+        sec = statistics.median(r[0] for r in rows)
+        kept = statistics.median(r[1] for r in rows)
+        ph = {k: statistics.median(r[2].get(k, 0.0) for r in rows) for k in ("scoring", "gradcam", "update")}
+        ideal = full_update * kept
+        print(f"{v:14s} {sec:8.2f} {sec / full:7.3f} {kept:8.3f} {sec / ideal:8.3f} "
+              f"{ph['scoring']:8.2f} {ph['gradcam']:8.3f} {ph['update']:8.2f} {100 * ph['gradcam'] / sec:8.2f}%")
+    if "bare" in results and "full" in results:
+        bare = statistics.median(r[0] for r in results["bare"])
+        print(f"\nfull-data epoch vs bare PyTorch loop: {full / bare:.3f}x")
+    if "dbpd" in results and "erts-dbpd" in results:
+        print("Grad-CAM share of the erts-dbpd epoch: "
+              f"{100 * statistics.median(r[2]['gradcam'] / r[0] for r in results['erts-dbpd']):.2f}%")
+
+
+if __name__ == "__main__":
+    main()

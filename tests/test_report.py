@@ -1,0 +1,228 @@
+"""erts report / explain: run folders fabricated in the training loop's exact format, and one real run."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_overrides
+from erts.config import Config, dump_config, set_value
+from erts.report.build import RUN_SECTIONS, SWEEP_SECTIONS, build_report, pick_examples
+from erts.report.selection import drop_rates, filter_by_truth, focus_candidates, load_selection_log, load_train_records
+from erts.train.sweep import Grid, collect_results, expand
+
+CLASSES = ["NORM", "MI", "STTC"]
+PNG = "<img src=\"data:image/png;base64,"
+
+
+def make_run(run_dir: Path, *, method: str, seed: int, f1: float, epochs: int = 6, n_train: int = 60,
+             n_test: int = 40, seconds: float = 10.0) -> None:
+    """A finished run folder as erts.train.loop writes it (no checkpoints: no example records)."""
+    rng = np.random.default_rng(seed * 10 + len(method))
+    (run_dir / "selection").mkdir(parents=True)
+    cfg = Config()
+    for k, v in dict(method=method, seed=seed, epochs=epochs, name=run_dir.name, out_dir=str(run_dir.parent),
+                     warmup_epochs=2, revision_epoch=5, gradcam_start=3).items():
+        set_value(cfg, k, v)
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    labels = np.array(CLASSES)[np.arange(n_train) % 3]
+    corruption = np.where(np.arange(n_train) % 5 == 0, "label_flip", "none")
+    pd.DataFrame({"index": np.arange(n_train) * 2, "record_id": [f"syn{i:05d}" for i in range(n_train)],
+                  "label": labels, "corruption": corruption, "true_class": labels}).to_csv(
+        run_dir / "train_records.csv", index=False)
+    rows, ee = [], 0.0
+    for e in range(epochs):
+        phase = "full" if method == "full" else ("warmup" if e < 2 else ("revision" if e >= 5 else "select"))
+        p = rng.random(n_train).astype(np.float32)
+        pdd = np.ones(n_train, bool) if phase != "select" else p < 0.5
+        pdd[np.arange(n_train) % 3 == 0] |= phase == "select" and e == 3  # NORM kept in epoch 3
+        focus = np.full(n_train, np.nan, np.float32)
+        erts = pdd.copy()
+        if method.startswith("erts") and phase == "select" and e >= 3:
+            focus[pdd] = np.clip(rng.random(pdd.sum()) - 0.4 * (corruption[pdd] != "none"), 0, 1)
+            erts = pdd & ~(focus < 0.3)
+        if phase in ("warmup", "revision", "full"):
+            p[:] = np.nan
+        np.savez(run_dir / "selection" / f"epoch_{e:03d}.npz", index=np.arange(n_train, dtype=np.int64) * 2,
+                 p=p, focus=focus, pdd_keep=pdd, erts_keep=erts, updated=erts)
+        ee += erts.mean()
+        rows.append({"epoch": e, "phase": phase, "lr": 1e-3, "train_loss": 1.0, "val_loss": 1.0,
+                     "val_macro_f1": f1 * (e + 1) / epochs, "val_accuracy": 0.5, "val_macro_auroc": 0.7,
+                     "n_train": n_train, "n_scored": n_train, "n_pdd_kept": int(pdd.sum()),
+                     "n_erts_kept": int(erts.sum()), "n_updated": int(erts.sum()), "kept_frac": erts.mean(),
+                     "effective_epochs": ee, "sec_epoch": seconds / epochs})
+    pd.DataFrame(rows).to_csv(run_dir / "log.csv", index=False)
+    y = np.arange(n_test) % 3
+    probs = rng.random((n_test, 3)).astype(np.float32)
+    probs[np.arange(n_test), y] += 0.7
+    np.savez(run_dir / "predictions_test.npz", record_ids=np.array([f"t{i}" for i in range(n_test)]),
+             y_true=y, probs=probs / probs.sum(1, keepdims=True))
+    metrics = {"run": run_dir.name, "dataset": "synthetic", "model": "resnet18_1d", "method": method, "seed": seed,
+               "class_names": CLASSES, "multilabel": False, "best_epoch": epochs - 1, "epochs": epochs,
+               "val": {"macro_f1": f1 + 0.01, "accuracy": 0.6, "macro_auroc": 0.8},
+               "test": {"macro_f1": f1, "accuracy": f1 + 0.05, "macro_auroc": 0.85,
+                        "per_class_f1": {c: f1 for c in CLASSES}, "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
+               "cost": {"effective_epochs": ee,
+                        "seconds": {"scoring": 1.0, "gradcam": 0.5, "update": seconds - 2.5, "eval": 1.0,
+                                    "total": seconds},
+                        "sample_forwards": {"scoring": 100, "gradcam": 10, "update": 200},
+                        "sample_backwards": {"gradcam": 0, "update": 200},
+                        "flops": {"scoring": 1e9, "gradcam": 1e6, "update": 3e9, "total": 4.001e9}}}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+F1 = {("full", 0): 0.70, ("full", 1): 0.72, ("full", 2): 0.71,
+      ("dbpd", 0): 0.69, ("dbpd", 1): 0.70, ("dbpd", 2): 0.72,
+      ("erts-dbpd", 0): 0.72, ("erts-dbpd", 1): 0.75, ("erts-dbpd", 2): 0.73}
+SECONDS = {"full": 20.0, "dbpd": 14.0, "erts-dbpd": 15.0}
+
+
+@pytest.fixture(scope="module")
+def fake_sweep(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweeps")
+    grid = Grid(name="fake", out_dir=str(out), base={"epochs": 6},
+                grid={"method": ["full", "dbpd", "erts-dbpd"], "seed": [0, 1, 2]})
+    runs = expand(grid)
+    for r in runs:
+        make_run(r.run_dir, method=r.values["method"], seed=r.values["seed"], f1=F1[r.values["method"], r.values["seed"]],
+                 seconds=SECONDS[r.values["method"]])
+    collect_results(grid, runs)
+    return grid.sweep_dir
+
+
+def table_rows(html: str, table_id: str) -> list[list[str]]:
+    body = re.search(rf'<table[^>]*id="{table_id}".*?</table>', html, re.S).group(0)
+    rows = [re.findall(r"<td>(.*?)</td>", tr, re.S) for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+    return [r for r in rows if r]  # the header row has <th> cells only
+
+
+def check_images(html: str, md: str, files: Path) -> int:
+    """Every embedded image is a real PNG and the Markdown links the same number of saved files."""
+    blobs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(blobs) == html.count(PNG)
+    for b in blobs:
+        assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
+    links = re.findall(r"!\[[^\]]*\]\((report_files/[^)]+\.png)\)", md)
+    assert len(links) == len(blobs) == len(list(files.glob("*.png")))
+    assert all((files.parent / link).exists() for link in links)
+    assert "src=\"http" not in html and "<link" not in html  # self-contained
+    return len(blobs)
+
+
+def test_selection_log_and_drop_rates(fake_sweep):
+    run = fake_sweep / "runs" / "method=erts-dbpd,seed=0"
+    sel = load_selection_log(run)
+    rec = load_train_records(run)
+    assert list(sel.columns) == ["epoch", "index", "p", "focus", "pdd_keep", "erts_keep", "updated"]
+    assert len(sel) == 6 * 60 and sorted(sel.epoch.unique()) == list(range(6))
+    rates = drop_rates(sel, rec)
+    # hand check one cell: MI (rows 1, 4, 7, ...) in epoch 2
+    e2 = sel[(sel.epoch == 2) & ((sel["index"] // 2) % 3 == 1)]
+    mi = rates[(rates.epoch == 2) & (rates.label == "MI")].iloc[0]
+    assert mi["n"] == 20 and mi["pdd_drop"] == pytest.approx((~e2.pdd_keep).mean())
+    e4 = sel[(sel.epoch == 4) & ((sel["index"] // 2) % 3 == 1) & sel.pdd_keep]
+    mi4 = rates[(rates.epoch == 4) & (rates.label == "MI")].iloc[0]
+    assert mi4["focus_drop"] == pytest.approx((~e4.erts_keep).mean())
+    # warm-up epochs drop nothing
+    assert (rates[rates.epoch < 2][["pdd_drop", "focus_drop"]] == 0).all().all()
+    cand = focus_candidates(sel, rec)
+    assert len(cand) == int(sel.focus.notna().sum())
+    t = filter_by_truth(cand).set_index("truth")
+    flips = cand[cand.truth == "label_flip"]
+    assert t.loc["label_flip", "candidates"] == len(flips)
+    assert t.loc["label_flip", "filter_drop"] == pytest.approx(1 - flips.erts_keep.mean())
+    # the fabricated focus is lower for corrupted records, so the filter removes more of them
+    assert t.loc["label_flip", "filter_drop"] > t.loc["clean", "filter_drop"]
+    epoch, kept, filt, what = pick_examples(sel, 2)
+    assert epoch == 4 and len(kept) == 2 and len(filt) == 2 and "focus filter" in what
+    assert kept.erts_keep.all() and (filt.pdd_keep & ~filt.erts_keep).all()
+    assert kept.focus.min() >= filt.focus.max()
+
+
+def test_selection_log_errors(tmp_path):
+    (tmp_path / "selection").mkdir()
+    np.savez(tmp_path / "selection" / "epoch_000.npz", index=np.arange(3), p=np.zeros(3))
+    with pytest.raises(ValueError, match="lacks arrays"):
+        load_selection_log(tmp_path)
+    with pytest.raises(FileNotFoundError, match="train_records.csv"):
+        load_train_records(tmp_path)
+    assert load_selection_log(tmp_path / "nothing").empty
+
+
+def test_sweep_report_renders_every_section(fake_sweep):
+    html_path, md_path = build_report(fake_sweep)
+    html, md = html_path.read_text(), md_path.read_text()
+    for h in SWEEP_SECTIONS:
+        assert re.search(rf"<h2 id='[^']+'>{re.escape(h)}</h2>", html), h
+        assert f"## {h}" in md
+    # paired differences, pareto, kept fraction, drop rates of dbpd and erts-dbpd, focus scores
+    assert check_images(html, md, fake_sweep / "report_files") == 6
+    assert "no example records" in html  # fabricated runs have no checkpoints, and the report says so
+    # the results table holds the numbers of results.csv
+    res = pd.read_csv(fake_sweep / "results.csv")
+    rows = {r[0]: r for r in table_rows(html, "results")}
+    assert set(rows) == {"full", "dbpd", "erts-dbpd"}
+    for method, g in res.groupby("method"):
+        row = rows[method]
+        assert row[1] == "3"
+        mean, half = map(float, row[2].split(" ± "))
+        assert mean == pytest.approx(g.test_macro_f1.mean(), abs=5e-5)
+        lo, hi = map(float, row[3].strip("[]").split(", "))
+        assert hi - lo == pytest.approx(2 * half, abs=2e-4)
+        assert row[-2] == f"{g.seconds_total.mean() / 20.0:.2f}"  # time / full
+    # paired comparisons: erts-dbpd vs full on the same seeds
+    comp = {r[0]: r for r in table_rows(html, "comparisons")}
+    assert set(comp) == {"dbpd", "erts-dbpd"}
+    assert float(comp["erts-dbpd"][2]) == pytest.approx(np.mean([0.02, 0.03, 0.02]), abs=5e-5)
+    assert "| erts-dbpd |" in md
+
+
+def test_run_report_of_fabricated_run(fake_sweep, tmp_path):
+    run = fake_sweep / "runs" / "method=dbpd,seed=1"
+    html_path, md_path = build_report(run, out_dir=tmp_path, n_boot=500)
+    html, md = html_path.read_text(), md_path.read_text()
+    for h in RUN_SECTIONS:
+        assert f">{h}</h2>" in html and f"## {h}" in md
+    # curves, kept fraction, drop rates; no focus scores (dbpd has no focus filter)
+    assert check_images(html, md, tmp_path / "report_files") == 3
+    assert "no focus scores" in html
+    rows = {r[0]: r for r in table_rows(html, "results")}
+    assert float(rows["test macro-F1"][1]) == pytest.approx(0.70)
+    lo, hi = map(float, rows["test macro-F1"][2].strip("[]").split(", "))
+    assert lo < hi
+
+
+def test_report_rejects_other_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a run folder"):
+        build_report(tmp_path)
+
+
+@pytest.mark.slow
+def test_report_and_explain_of_a_real_run(cache_dir, tmp_path):
+    """A real tiny ERTS run: the report draws example records with Grad-CAM; explain draws one record."""
+    from erts.cli.main import main
+    from erts.config import load_config
+    from erts.train.loop import train
+
+    m = train(load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="erts-dbpd", epochs=3, name="r")))
+    run = tmp_path / "r"
+    html_path, md_path = build_report(run, n_boot=300)
+    html, md = html_path.read_text(), md_path.read_text()
+    for h in RUN_SECTIONS:
+        assert f">{h}</h2>" in html
+    # curves, kept fraction, drop rates, focus, 2 kept + 2 filtered example records
+    assert check_images(html, md, run / "report_files") == 8
+    assert len(re.findall(r"<figure id='example_(kept|filtered)_", html)) == 4
+    rows = {r[0]: r for r in table_rows(html, "results")}
+    assert rows["test macro-F1"][1] == f"{m['test']['macro_f1']:.4f}"
+    rid = pd.read_csv(run / "train_records.csv").record_id.iloc[0]
+    out = tmp_path / "one.png"
+    assert main(["explain", str(run), "--record", rid, "--out", str(out), "--leads", "4"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="not in dataset"):
+        main(["explain", str(run), "--record", "nope"])

@@ -1,0 +1,198 @@
+"""erts sweep: grid files, run naming, resumption, the results table, failures; one real killed-and-resumed sweep."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import tiny_overrides
+from erts.cli.main import main
+from erts.config import ConfigError
+from erts.train import sweep
+from erts.train.sweep import Grid, collect_results, expand, load_grid, run_state, run_sweep, train_command
+
+# Stands in for `erts train` in the orchestration tests: writes a finished run folder in a
+# fraction of a second (no torch), fails for the run named in $FAKE_FAIL, records resumes.
+FAKE_TRAINER = r'''
+import json, os, sys, pathlib
+args = sys.argv[1:]
+if args[0] == "--resume":
+    d, values = pathlib.Path(args[1]), {}
+else:
+    values = dict(a.split("=", 1) for a in args)
+    d = pathlib.Path(values["out_dir"]) / values["name"]
+if d.name == os.environ.get("FAKE_FAIL"):
+    print("loading dataset ...\nValueError: boom, record X is broken")
+    sys.exit(3)
+d.mkdir(parents=True, exist_ok=True)
+cfg = d / "config.yaml"
+if not cfg.exists() or values:
+    cfg.write_text(json.dumps({"selection": {"method": values.get("method", "full")},
+                               "train": {"seed": int(values.get("seed", 0)), "num_threads": values.get("num_threads")},
+                               "data": {"dataset": "synthetic"}, "model": {"model": "resnet18_1d"}}))
+seed = json.loads(cfg.read_text())["train"]["seed"]
+(d / "metrics.json").write_text(json.dumps({
+    "run": d.name, "seed": seed, "method": json.loads(cfg.read_text())["selection"]["method"],
+    "best_epoch": 1, "epochs": 2, "resumed": args[0] == "--resume",
+    "val": {"macro_f1": 0.5}, "test": {"macro_f1": 0.6 + seed / 100, "accuracy": 0.7, "per_class_f1": {"A": 0.6}},
+    "cost": {"effective_epochs": 1.5, "seconds": {"update": 1.0, "total": 2.0}, "flops": {"total": 1e9},
+             "sample_forwards": {"update": 10}, "sample_backwards": {"update": 10}}}))
+'''
+
+
+def write_grid(path: Path, **kw) -> Path:
+    path.write_text(yaml.safe_dump(kw, sort_keys=False))
+    return path
+
+
+def test_load_grid_checks_its_keys(tmp_path):
+    g = load_grid(write_grid(tmp_path / "g.yaml", name="x", base={"epochs": 2}, grid={"method": ["full"], "seed": [0, 1]}))
+    assert (g.out_dir, g.workers, g.sweep_dir) == ("sweeps", 1, Path("sweeps/x"))
+    bad = [({"grid": {"seed": [0]}}, "'name'"),
+           ({"name": "x", "grids": {}}, "unknown grid file keys"),
+           ({"name": "x", "grid": {"seed": 3}}, "non-empty list"),
+           ({"name": "x", "base": {"seed": 1}, "grid": {"train.seed": [0]}}, "both in 'base' and in 'grid'"),
+           ({"name": "x", "grid": {"phi": [0.5], "selection.phi": [0.7]}}, "twice in 'grid'"),
+           ({"name": "x", "workers": 0}, "workers=0")]
+    for raw, msg in bad:
+        with pytest.raises(ConfigError, match=msg):
+            load_grid(write_grid(tmp_path / "b.yaml", **raw))
+
+
+def test_expand_names_overrides_and_threads(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "default_threads", lambda workers: 8 // workers)
+    g = Grid(name="s", out_dir=str(tmp_path), workers=2, base={"epochs": 2, "bandpass": [0.5, 40]},
+             grid={"method": ["full", "erts-dbpd"], "selection.phi": [0.5], "seed": [0, 1]})
+    runs = expand(g)
+    assert [r.name for r in runs] == ["method=full,phi=0.5,seed=0", "method=full,phi=0.5,seed=1",
+                                      "method=erts-dbpd,phi=0.5,seed=0", "method=erts-dbpd,phi=0.5,seed=1"]
+    r = runs[2]
+    assert r.run_dir == tmp_path / "s" / "runs" / r.name
+    assert r.overrides == {"epochs": 2, "bandpass": [0.5, 40], "method": "erts-dbpd", "selection.phi": 0.5, "seed": 0,
+                           "name": r.name, "out_dir": str(tmp_path / "s" / "runs"), "quiet": True, "num_threads": 4}
+    cmd = train_command(r, resume=False)
+    assert cmd[:4] == [sys.executable, "-m", "erts.cli.main", "train"]
+    assert "bandpass=[0.5, 40]" in cmd and "quiet=true" in cmd and f"name={r.name}" in cmd
+    assert train_command(r, resume=True)[4:] == ["--resume", str(r.run_dir)]
+    assert expand(g, workers=4)[0].overrides["num_threads"] == 2
+    # a base num_threads is the user's choice and stays
+    assert expand(Grid(name="s", base={"num_threads": 1}, grid={"seed": [0]}))[0].overrides["num_threads"] == 1
+    with pytest.raises(ConfigError, match="same name"):
+        expand(Grid(name="s", grid={"root": ["data/a", "data_a"]}))
+    sweep.validate_runs(runs)
+    with pytest.raises(ConfigError, match="run method=full,seed=0: .*tau"):
+        sweep.validate_runs(expand(Grid(name="s", base={"tau": 2.0}, grid={"method": ["full"], "seed": [0]})))
+
+
+def test_run_state(tmp_path):
+    assert run_state(tmp_path / "r") == "new"
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("{}")
+    assert run_state(tmp_path / "r") == "resume"
+    (tmp_path / "r" / "metrics.json").write_text("{}")
+    assert run_state(tmp_path / "r") == "done"
+
+
+def test_collect_results_reads_fabricated_runs(tmp_path):
+    from test_report import make_run
+
+    g = Grid(name="c", out_dir=str(tmp_path), grid={"method": ["full", "dbpd"], "seed": [0, 1]})
+    runs = expand(g)
+    for r in runs[:3]:
+        make_run(r.run_dir, method=r.values["method"], seed=r.values["seed"], f1=0.5 + r.values["seed"] / 10)
+    df = collect_results(g, runs)
+    assert list(df.columns[:5]) == ["run", "dataset", "model", "method", "seed"]
+    assert list(df.run) == [r.name for r in runs[:3]]
+    m = json.loads((runs[1].run_dir / "metrics.json").read_text())
+    row = df.iloc[1]
+    assert row.test_macro_f1 == m["test"]["macro_f1"] and row.seconds_total == m["cost"]["seconds"]["total"]
+    assert row.effective_epochs == pytest.approx(m["cost"]["effective_epochs"])
+    assert row.test_f1_MI == m["test"]["per_class_f1"]["MI"] and row.flops_total == m["cost"]["flops"]["total"]
+    assert row.forwards_scoring == 100 and row.best_epoch == m["best_epoch"] and row.val_macro_f1 == m["val"]["macro_f1"]
+    assert sorted(p.name for p in g.sweep_dir.iterdir()) == ["results.csv", "runs"]  # no temp file left behind
+
+
+@pytest.fixture
+def fake_trainer(tmp_path, monkeypatch):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAINER)
+    real = sweep.train_command
+    monkeypatch.setattr(sweep, "train_command", lambda run, resume: [sys.executable, str(script), *real(run, resume)[4:]])
+    return script
+
+
+def test_sweep_resumes_and_reports_failures(tmp_path, fake_trainer, monkeypatch, capsys):
+    path = write_grid(tmp_path / "g.yaml", name="fake", out_dir=str(tmp_path / "sweeps"), workers=2,
+                      base={"epochs": 2}, grid={"method": ["full", "dbpd"], "seed": [0, 1]})
+    g = load_grid(path)
+    names = [r.name for r in expand(g)]
+    res = run_sweep(g, max_runs=2, poll_s=0.02)
+    assert res.finished == names[:2] and res.not_started == names[2:] and not res.failed
+    assert list(pd.read_csv(res.results_csv).run) == names[:2]
+    # a run killed after it started (config.yaml, no metrics) is resumed, a broken one fails by name
+    started = g.sweep_dir / "runs" / names[2]
+    started.mkdir(parents=True)
+    (started / "config.yaml").write_text(json.dumps({"selection": {"method": "dbpd"}, "train": {"seed": 0}}))
+    monkeypatch.setenv("FAKE_FAIL", names[3])
+    res = run_sweep(g, poll_s=0.02)
+    assert res.skipped == names[:2] and res.resumed == [names[2]] and res.finished == [names[2]]
+    assert list(res.failed) == [names[3]] and "boom, record X is broken" in res.failed[names[3]]
+    assert f"FAILED {names[3]}" in capsys.readouterr().err
+    assert json.loads((started / "metrics.json").read_text())["resumed"] is True
+    assert list(pd.read_csv(res.results_csv).run) == names[:3]
+    assert main(["sweep", str(path)]) == 1  # still failing: the command exits non-zero
+    monkeypatch.delenv("FAKE_FAIL")
+    assert main(["sweep", str(path)]) == 0
+    df = pd.read_csv(res.results_csv)
+    assert list(df.run) == names and df.run.is_unique
+    assert list(df.seed) == [0, 1, 0, 1] and list(df.method) == ["full", "full", "dbpd", "dbpd"]
+    assert df.test_macro_f1.tolist() == pytest.approx([0.6, 0.61, 0.6, 0.61])
+    # workers share the cores; the run got its thread count as a setting
+    cfg = json.loads((g.sweep_dir / "runs" / names[0] / "config.yaml").read_text())
+    assert int(cfg["train"]["num_threads"]) == sweep.default_threads(2)
+    assert "$ " in (g.sweep_dir / "logs" / f"{names[3]}.log").read_text()  # the log starts with the command
+
+
+@pytest.mark.slow
+def test_real_sweep_killed_and_resumed(cache_dir, tmp_path):
+    """Two methods x two seeds of real training; the sweep is killed inside its second run, then resumed."""
+    base = dict(a.split("=", 1) for a in tiny_overrides(cache_dir, tmp_path, n_records=120, epochs=2,
+                                                            revision_epoch=2))
+    for k in ("out_dir", "quiet", "num_threads"):
+        base.pop(k)
+    path = write_grid(tmp_path / "tiny.yaml", name="tiny", out_dir=str(tmp_path / "sweeps"), workers=1,
+                      base=base, grid={"method": ["full", "erts-dbpd"], "seed": [0, 1]})
+    g = load_grid(path)
+    runs = expand(g)
+    proc = subprocess.Popen([sys.executable, "-m", "erts.cli.main", "sweep", str(path)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    second = runs[1].run_dir / "checkpoints" / "last.pt"
+    deadline = time.time() + 400
+    while not second.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # the sweep and its worker, as a scheduler would
+    proc.wait(timeout=60)
+    assert run_state(runs[0].run_dir) == "done"
+    assert run_state(runs[1].run_dir) == "resume"  # killed after its first epoch
+    assert list(pd.read_csv(g.sweep_dir / "results.csv").run) == [runs[0].name]
+
+    res = run_sweep(load_grid(path))
+    assert not res.failed and res.skipped == [runs[0].name] and res.resumed == [runs[1].name]
+    assert res.finished == [r.name for r in runs[1:]]
+    df = pd.read_csv(res.results_csv)
+    assert list(df.run) == [r.name for r in runs] and df.run.is_unique
+    for r, (_, row) in zip(runs, df.iterrows()):
+        m = json.loads((r.run_dir / "metrics.json").read_text())
+        assert (row.method, row.seed) == (r.values["method"], r.values["seed"]) == (m["method"], m["seed"])
+        assert row.test_macro_f1 == pytest.approx(m["test"]["macro_f1"])
+        assert row.effective_epochs == pytest.approx(m["cost"]["effective_epochs"])
+    assert (df.loc[df.method == "full", "effective_epochs"] == 2).all()
+    assert (df.loc[df.method == "erts-dbpd", "effective_epochs"] < 2).all()
