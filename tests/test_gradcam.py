@@ -13,7 +13,16 @@ INDEX_TARGET = torch.tensor([0, 3, 1])
 MULTI_HOT = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
 
 
-def calibrated(name: str, head: str, dtype: torch.dtype = torch.float64, T: int = 256) -> tuple[nn.Module, torch.Tensor]:
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and immune to oversubscription on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def calibrated(name: str, head: str, dtype: torch.dtype = torch.float32, T: int = 256) -> tuple[nn.Module, torch.Tensor]:
     """A random model whose BatchNorm running stats come from one batch, so eval-mode activations
     have unit scale and the maps are far from zero (random-init running stats make them ~1e-10)."""
     torch.manual_seed(0)
@@ -46,16 +55,16 @@ def reference_gradcam(model: nn.Module, x: torch.Tensor, weights: torch.Tensor, 
 @pytest.mark.parametrize("name", list_models())
 def test_fast_path_equals_autograd(name, head):
     model, x = calibrated(name, head)
-    for target in (INDEX_TARGET, MULTI_HOT.double()):
+    for target in (INDEX_TARGET, MULTI_HOT):
         fast = gradcam(model, x, target, layer="last", fast=True)
         slow = gradcam(model, x, target, layer="last", fast=False)
-        scale = slow.maps.abs().max()
+        scale = slow.maps.abs().max().item()
         assert scale > 1e-3  # a real map, not an all-zero one
-        torch.testing.assert_close(fast.maps, slow.maps, rtol=0, atol=1e-9 * scale.item())
+        torch.testing.assert_close(fast.maps, slow.maps, rtol=0, atol=1e-5 * scale)  # float32 rounding only
         torch.testing.assert_close(fast.logits, slow.logits)
         if model.is_2d:
             assert fast.maps_2d.shape[:2] == (3, 1) and slow.maps_2d is not None
-            torch.testing.assert_close(fast.maps_2d, slow.maps_2d, rtol=0, atol=1e-9 * scale.item())
+            torch.testing.assert_close(fast.maps_2d, slow.maps_2d, rtol=0, atol=1e-5 * scale)
             torch.testing.assert_close(fast.maps, fast.maps_2d.mean(1))
         else:
             assert fast.maps_2d is None and slow.maps_2d is None
@@ -67,11 +76,12 @@ def test_fast_path_equals_autograd(name, head):
 def test_middle_layer_matches_textbook_gradcam(name):
     model, x = calibrated(name, "mlp")
     layer = model.get_layer("published")
-    for target, weights in ((INDEX_TARGET, nn.functional.one_hot(INDEX_TARGET, K).double()), (MULTI_HOT.double(),) * 2):
+    for target, weights in ((INDEX_TARGET, nn.functional.one_hot(INDEX_TARGET, K).float()), (MULTI_HOT, MULTI_HOT)):
         res = gradcam(model, x, target, layer="published")
         ref = reference_gradcam(model, x, weights, layer)
-        assert ref.abs().max() > 1e-3
-        torch.testing.assert_close(res.maps, ref, rtol=1e-7, atol=1e-9)
+        scale = ref.abs().max().item()
+        assert scale > 1e-3
+        torch.testing.assert_close(res.maps, ref, rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +134,7 @@ def test_mode_restored(fast):
 @pytest.mark.parametrize("head", ["linear", "mlp"])
 @pytest.mark.parametrize("ctx", [torch.inference_mode, torch.no_grad])
 def test_cam_from_features_under_inference_mode(head, ctx):
-    model, x = calibrated("mobilenet_v2", head, dtype=torch.float32)
+    model, x = calibrated("mobilenet_v2", head)
     with ctx():
         feats = model.forward_features(x)
         logits = model.forward_head(feats)
@@ -136,7 +146,7 @@ def test_cam_from_features_under_inference_mode(head, ctx):
 
 
 def test_cam_from_bf16_autocast_features_is_fp32():
-    model, x = calibrated("resnet18_1d", "linear", dtype=torch.float32)
+    model, x = calibrated("resnet18_1d", "linear")
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         feats = model.forward_features(x)
         maps, _ = cam_from_features(model, feats, INDEX_TARGET)

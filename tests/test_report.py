@@ -226,3 +226,58 @@ def test_report_and_explain_of_a_real_run(cache_dir, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="not in dataset"):
         main(["explain", str(run), "--record", "nope"])
+
+
+def test_cam_for_plot_maps_lead_rows_back_to_leads():
+    import torch
+
+    from erts.report.explain import cam_for_plot
+
+    maps_2d = torch.zeros(4, 10)
+    maps_2d[0, 2] = 1.0  # top image row = first lead (leads sit in the top rows, zero padding below)
+    maps_2d[3, 7] = 5.0  # a padding row: not a lead, never drawn
+    cam = cam_for_plot(maps_2d.mean(0), maps_2d, length=100, leads=3, lead_rows=4)
+    assert cam.shape == (3, 100) and cam.min() == 0 and cam.max() == pytest.approx(1)
+    assert cam[0].argmax() // 10 == 2 and cam[2].max() == 0
+    # 32 lead rows seen through 4 map rows: the top map row covers the first 8 image rows
+    cam32 = cam_for_plot(maps_2d.mean(0), maps_2d, length=100, leads=3, lead_rows=32)
+    assert np.allclose(cam32[0], cam32[2]) and cam32[0].argmax() // 10 == 2
+    one = cam_for_plot(torch.tensor([0.0, 2.0, 1.0]), None, length=30, leads=12, lead_rows=32)
+    assert one.shape == (30,) and one.max() == pytest.approx(1) and one[0] == 0
+
+
+def _labels_ok(fig) -> None:
+    """Every data axes has x and y labels (or shares its row's) and a title or figure title; legends where >1 series."""
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert fig.get_suptitle() or any(ax.get_title() for ax in axes)
+    for ax in axes:
+        assert ax.get_xlabel() or ax is not axes[-1] and ax.get_shared_x_axes().joined(ax, axes[-1])
+        assert ax.get_ylabel()
+        if len([line for line in ax.get_lines() if not line.get_label().startswith("_")]) > 1:
+            assert ax.get_legend() is not None
+
+
+def test_every_figure_is_labelled(fake_sweep):
+    from erts.report import plots
+
+    run = fake_sweep / "runs" / "method=erts-dbpd,seed=0"
+    sel, rec = load_selection_log(run), load_train_records(run)
+    log = pd.read_csv(run / "log.csv")
+    summary = pd.DataFrame({"method": ["full", "dbpd"], "label": ["full", "dbpd"], "f1_mean": [0.7, 0.69],
+                            "f1_err": [0.01, 0.02], "seconds_mean": [20, 14], "seconds_std": [1, 1],
+                            "ee_mean": [6, 4], "ee_std": [0, 0.1]})
+    curve = log.rename(columns={"kept_frac": "mean"}).assign(min=lambda d: d["mean"], max=lambda d: d["mean"])
+    figs = [plots.pareto_figure(summary, "t"), plots.curves_figure(log, "t"),
+            plots.kept_fraction_figure([("a", "full", curve), ("b", "dbpd", curve)], "t"),
+            plots.drop_rates_figure(drop_rates(sel, rec), "t"),
+            plots.focus_figure(focus_candidates(sel, rec).assign(run="r"), "t"),
+            plots.ecg_strip_figure(np.random.default_rng(0).normal(size=(3, 500)), 100.0, ["I", "II", "V1"],
+                                   np.linspace(0, 1, 500), "record", "mV")]
+    for fig in figs:
+        _labels_ok(fig)
+        assert plots.to_png(fig)[:4] == b"\x89PNG"
+    strip = figs[-1]
+    assert [ax.get_ylabel() for ax in strip.axes[:3]] == ["I\n(mV)", "II\n(mV)", "V1\n(mV)"]
+    assert strip.axes[2].get_xlabel() == "time (s)"
+    assert any(ax.get_label() == "<colorbar>" and "Grad-CAM" in ax.get_ylabel() for ax in strip.axes)
+    assert plots.pareto_frontier(np.array([3.0, 1.0, 2.0, 4.0]), np.array([0.8, 0.6, 0.7, 0.75])).tolist() == [1, 2, 0]

@@ -19,7 +19,7 @@ from scipy import signal as sps
 
 from erts.data.cache import cached
 from erts.data.preprocess import bandpass, standardize
-from erts.data.records import RecordSet
+from erts.data.records import SPLITS, RecordSet
 
 GENERATOR_VERSION = 1  # bump whenever generated arrays change, so old cache entries are not reused
 CLASS_NAMES = ["NORM", "MI", "STTC", "CD", "HYP"]
@@ -33,10 +33,10 @@ PARTNERS = {MI: (STTC, CD), STTC: (MI, CD, HYP), CD: (MI, STTC, HYP), HYP: (STTC
 DEFAULT_FS = 100.0
 DEFAULT_LENGTH_S = 10.0
 CHUNK = 256  # records synthesised per block (fixed: the output must not depend on it)
-CLEAN_STRENGTH = (0.4, 1.0)  # how strongly a labelled condition is expressed (1 = textbook)
+CLEAN_STRENGTH = (0.3, 1.0)  # how strongly a labelled condition is expressed (1 = textbook)
 AMBIGUOUS_STRENGTH = (0.35, 0.6)  # both classes of an "ambiguous" record
 CLEAN_SNR_DB = (5.0, 30.0)  # nominal SNR of ordinary records
-NOISE_SNR_DB = (-9.0, -3.0)  # nominal SNR of "noise" corrupted records
+NOISE_SNR_DB = (-12.0, -6.0)  # nominal SNR of "noise" corrupted records
 
 # Inverse Dower transform (Edenbrandt & Pahlm 1988): VCG (X left, Y feet, Z back) -> I, II, V1..V6.
 DOWER = np.array([
@@ -157,7 +157,7 @@ def generate(n_records: int, *, seed: int = 0, corrupt_frac: float = 0.1, multil
         "true_class": ["+".join(CLASS_NAMES[k] for k in np.flatnonzero(row)) for row in true],
         "corruption": corruption,
         "mixed_with": [CLASS_NAMES[m] if m >= 0 else "none" for m in mixed],
-        "heart_rate": np.round(60.0 / np.diff(r_times, axis=1).mean(1), 1),
+        "heart_rate": np.round(_heart_rate(r_times, length_s), 1),
         "snr_db": np.round(snr, 1),
         "mi_territory": np.where(strength[:, MI] > 0, territory, "none"),
         "bbb": np.where(strength[:, CD] > 0, np.where(lbbb, "LBBB", "RBBB"), "none"),
@@ -166,7 +166,7 @@ def generate(n_records: int, *, seed: int = 0, corrupt_frac: float = 0.1, multil
         name="synthetic",
         signals=signals,
         labels=observed.astype(np.float32) if multilabel else observed.argmax(1).astype(np.int64),
-        split=_stratified_split(rng, primary * 4 + _kind_index(corruption)),
+        split=_stratified_split(rng, _kind_index(corruption) * 5 + primary),
         record_ids=np.array([f"syn{i + 1:05d}" for i in range(n)]),
         class_names=list(CLASS_NAMES),
         fs=float(fs),
@@ -195,7 +195,9 @@ def _assign_corruption(rng: np.random.Generator, n: int, frac: float) -> np.ndar
 
 
 def _kind_index(corruption: np.ndarray) -> np.ndarray:
-    return np.searchsorted(np.array(("ambiguous", "label_flip", "noise", "none")), corruption)
+    """Corruption kind as an integer (none first, then CORRUPTIONS order), for grouping."""
+    kinds = ("none", *CORRUPTIONS)
+    return np.array([kinds.index(k) for k in corruption], dtype=np.int64)
 
 
 def _assign_second(rng: np.random.Generator, cls: np.ndarray, corruption: np.ndarray) -> np.ndarray:
@@ -241,15 +243,22 @@ def _flip(rng: np.random.Generator, true: np.ndarray, flip: np.ndarray) -> np.nd
 
 
 def _stratified_split(rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
-    """70/15/15 within every (label, corruption kind) group, so each split has the same mix."""
+    """70/15/15 within every group, with exact totals even for groups of one or two records.
+
+    Records are lined up group after group (shuffled within each group) and dealt
+    train/val/test from one evenly interleaved sequence, so small groups (a few
+    corrupted records of one class) are spread over the splits instead of all
+    rounding into train.
+    """
+    order = np.concatenate([rng.permutation(np.flatnonzero(groups == g)) for g in np.unique(groups)])
+    target = np.asarray(SPLIT_FRACTIONS)
+    dealt = np.zeros(len(SPLITS), dtype=np.int64)
+    sequence = np.empty(len(groups), dtype=np.int64)
+    for i in range(len(groups)):  # largest deficit first: T T V T T E T ... (Bresenham-like)
+        sequence[i] = np.argmax(target * (i + 1) - dealt)
+        dealt[sequence[i]] += 1
     split = np.empty(len(groups), dtype="<U5")
-    for g in np.unique(groups):
-        idx = rng.permutation(np.flatnonzero(groups == g))
-        n_train = int(np.floor(SPLIT_FRACTIONS[0] * len(idx) + 0.5))
-        n_val = int(np.floor(SPLIT_FRACTIONS[1] * len(idx) + 0.5))
-        split[idx[:n_train]] = "train"
-        split[idx[n_train:n_train + n_val]] = "val"
-        split[idx[n_train + n_val:]] = "test"
+    split[order] = np.array(SPLITS)[sequence]
     return split
 
 
@@ -378,6 +387,13 @@ def _beat_times(rng: np.random.Generator, hr: np.ndarray, length_s: float) -> tu
     assert (r_times[:, -1] > length_s + 0.5).all(), "not enough beats generated"
     beat_amp = 1 + 0.05 * resp + 0.02 * rng.standard_normal((n, k_beats))
     return r_times, beat_amp
+
+
+def _heart_rate(r_times: np.ndarray, length_s: float) -> np.ndarray:
+    """Mean heart rate (bpm) over the RR intervals that overlap the recorded window."""
+    rr = np.diff(r_times, axis=1)
+    seen = (r_times[:, 1:] > 0) & (r_times[:, :-1] < length_s)
+    return 60.0 * seen.sum(1) / (rr * seen).sum(1)
 
 
 def _lead_matrices(rng: np.random.Generator, n: int) -> np.ndarray:
