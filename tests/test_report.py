@@ -209,7 +209,8 @@ def test_report_and_explain_of_a_real_run(cache_dir, tmp_path):
     from erts.config import load_config
     from erts.train.loop import train
 
-    m = train(load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="erts-dbpd", epochs=3, name="r")))
+    m = train(load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="erts-dbpd", epochs=3,
+                                                     n_records=60, name="r")))
     run = tmp_path / "r"
     html_path, md_path = build_report(run, n_boot=300)
     html, md = html_path.read_text(), md_path.read_text()

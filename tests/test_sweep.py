@@ -164,9 +164,9 @@ def test_sweep_resumes_and_reports_failures(tmp_path, fake_trainer, monkeypatch,
 @pytest.mark.slow
 def test_real_sweep_killed_and_resumed(cache_dir, tmp_path):
     """Two methods x two seeds of real training; the sweep is killed inside its second run, then resumed."""
-    base = dict(a.split("=", 1) for a in tiny_overrides(cache_dir, tmp_path, n_records=120, epochs=2,
+    base = dict(a.split("=", 1) for a in tiny_overrides(cache_dir, tmp_path, n_records=60, epochs=2,
                                                             revision_epoch=2))
-    for k in ("out_dir", "quiet", "num_threads"):
+    for k in ("out_dir", "quiet"):
         base.pop(k)
     path = write_grid(tmp_path / "tiny.yaml", name="tiny", out_dir=str(tmp_path / "sweeps"), workers=1,
                       base=base, grid={"method": ["full", "erts-dbpd"], "seed": [0, 1]})

@@ -275,7 +275,10 @@ def _morphology(rng: np.random.Generator, s: np.ndarray, hr: np.ndarray, territo
                 lbbb: np.ndarray) -> Waves:
     """Normal beat with per-record variation, then the class cues scaled by their strengths."""
     n = len(hr)
-    u = lambda lo, hi: rng.uniform(lo, hi, n)  # noqa: E731
+
+    def u(lo: float, hi: float) -> np.ndarray:
+        return rng.uniform(lo, hi, n)
+
     rr = 60.0 / hr
     t_peak = 0.40 * rr ** (1 / 3) - 0.12 + rng.normal(0, 0.01, n)  # Fridericia-like QT adaptation
     center = {"P": -u(0.13, 0.18), "q": np.full(n, -0.027), "R": np.zeros(n), "R2": np.full(n, 0.04),

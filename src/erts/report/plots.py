@@ -206,7 +206,7 @@ def ecg_strip_figure(signal: np.ndarray, fs: float, lead_names: list[str], cam: 
     t = np.arange(n) / fs
     duration = n / fs
     width = float(np.clip(duration * 1.0, 8, 16))
-    fig = Figure(figsize=(width, 0.5 + 1.4 * leads), layout="constrained")
+    fig = Figure(figsize=(width, 0.5 + (1.4 if leads <= 4 else 1.0) * leads), layout="constrained")
     axes = np.atleast_1d(fig.subplots(leads, 1, sharex=True))
     image = None
     for i, ax in enumerate(axes):
