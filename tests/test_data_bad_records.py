@@ -113,3 +113,16 @@ def test_readers_raise_bad_record_with_the_name(tmp_path):
     two_leads = hea.read_text().replace("A2 1 300", "A2 2 300") + "A2.mat 16+24 1000/mV 16 0 0 0 0 ECG2\n"
     with pytest.raises(BadRecord, match="^A2: .mat 'val' has shape \\(1, 300\\), header says 2 leads"):
         decode_challenge_mat(two_leads, (tmp_path / "A2.mat").read_bytes(), "A2")
+
+
+def test_crop_or_pad_policies():
+    import numpy as np
+
+    from erts.data.preprocess import crop_or_pad
+
+    x = np.arange(10, dtype=np.float32)[None]
+    assert crop_or_pad(x, 4, "center").tolist() == [[3, 4, 5, 6]]
+    assert crop_or_pad(x, 4, "start").tolist() == [[0, 1, 2, 3]]   # the published CPSC first-2-s cut
+    r = crop_or_pad(x, 4, "random", np.random.default_rng(0))
+    assert r.shape == (1, 4) and (np.diff(r[0]) == 1).all()
+    assert crop_or_pad(x, 12, "center").tolist() == [list(range(10)) + [0, 0]]

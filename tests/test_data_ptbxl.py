@@ -205,6 +205,7 @@ def test_format16_reader_matches_wfdb_without_calling_it(tmp_path, monkeypatch):
 
 
 def test_other_formats_still_go_through_wfdb(tmp_path, monkeypatch):
+    """Format 212, several samples per frame, multi-segment: wfdb.rdrecord, once per record."""
     import wfdb
 
     calls, real = [], wfdb.rdrecord
@@ -216,4 +217,8 @@ def test_other_formats_still_go_through_wfdb(tmp_path, monkeypatch):
     (tmp_path / "s.hea").write_text("s 1 100 500\ns.dat 16x2 200/mV 16 0 0 0 0 I\n")  # 2 samples per frame
     (tmp_path / "s.dat").write_bytes(np.arange(1000, dtype="<i2").tobytes())
     assert _same_as_wfdb(tmp_path / "s").shape == (1, 500)
-    assert calls == ["m", "m", "s", "s"]  # once by read_wfdb, once as the reference
+    for name, n in (("seg1", 100), ("seg2", 150)):  # a multi-segment record
+        write_wfdb_record(tmp_path, name, sig[:, :n], 360, lead_names=["MLII", "V1"])
+    (tmp_path / "multi.hea").write_text("multi/2 2 360 250\nseg1 100\nseg2 150\n")
+    assert _same_as_wfdb(tmp_path / "multi").shape == (2, 250)
+    assert calls == ["m", "m", "s", "s", "multi", "multi"]  # once by read_wfdb, once as the reference

@@ -282,3 +282,21 @@ def test_every_figure_is_labelled(fake_sweep):
     assert strip.axes[2].get_xlabel() == "time (s)"
     assert any(ax.get_label() == "<colorbar>" and "Grad-CAM" in ax.get_ylabel() for ax in strip.axes)
     assert plots.pareto_frontier(np.array([3.0, 1.0, 2.0, 4.0]), np.array([0.8, 0.6, 0.7, 0.75])).tolist() == [1, 2, 0]
+
+
+def test_record_cam_per_lead_for_2d_backbones():
+    import torch
+
+    from erts.models import create_model
+    from erts.report.explain import record_cam
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(12, 400)).astype(np.float32)
+    m2d = create_model("resnet18", in_channels=12, num_classes=5).eval()
+    cam, probs = record_cam(m2d, x, 2, layer="layer3")  # 32 lead rows -> 2 map rows: per-lead shading
+    assert cam.shape == (12, 400) and cam.min() == 0 and cam.max() == pytest.approx(1)
+    assert probs.shape == (5,) and probs.sum() == pytest.approx(1, abs=1e-5)
+    assert record_cam(m2d, x, 2, layer="last")[0].shape == (400,)  # one map row left: shared by the leads
+    m1d = create_model("resnet18_1d", in_channels=12, num_classes=5).eval()
+    cam, probs = record_cam(m1d, x, np.array([1, 0, 1, 0, 0], np.float32))  # multi-label target
+    assert cam.shape == (400,) and 0 <= probs.min() and probs.max() <= 1 and probs.sum() != pytest.approx(1)

@@ -32,7 +32,8 @@ class DataConfig:
     task: str = "default"  # dataset-specific label task (e.g. ptbxl: superdiagnostic)
     split_seed: int = 0  # seeds the stratified split of datasets without official folds
     fs: Optional[float] = None  # resample to this rate (Hz); None keeps the native rate
-    length_s: Optional[float] = None  # prepared records are centre-cropped / zero-padded to this many seconds
+    length_s: Optional[float] = None  # prepared records are cropped / zero-padded to this many seconds
+    length_from: Literal["center", "start"] = "center"  # where longer records are cut (start: the first length_s s)
     crop_s: Optional[float] = None  # train on windows of this length cut from each prepared record (None: whole)
     crop: Literal["center", "random"] = "center"  # where training windows are cut; eval always uses the centre
     bandpass: Optional[list[float]] = None  # [low_hz, high_hz] zero-phase Butterworth band-pass

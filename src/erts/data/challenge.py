@@ -38,7 +38,7 @@ from erts.config import ConfigError
 from erts.data.cache import cached, entry_path
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
-from erts.data.splits import stratified_split
+from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, decode_challenge_mat, parse_dx, parse_header, progress
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,7 @@ def _task(cfg) -> str:
 
 def _key(cfg, name: str, src: Source) -> dict:
     """Everything the prepared arrays depend on: files, task, split seed, preprocessing."""
-    prep = {k: getattr(cfg, k) for k in ("fs", "length_s", "bandpass", "standardize", "nan_policy", "bad_records")}
-    return {"dataset": name, "version": VERSION, "files": src.fingerprint(), "task": _task(cfg),
-            "split_seed": cfg.split_seed, **prep}
+    return {"dataset": name, "version": VERSION, "files": src.fingerprint(), "task": _task(cfg), **preprocess_key(cfg)}
 
 
 def load_challenge(cfg, name: str) -> RecordSet:

@@ -90,7 +90,7 @@ def standardize(x: np.ndarray) -> np.ndarray:
 
 
 def crop_or_pad(x: np.ndarray, length: int, policy: str = "center", rng: np.random.Generator | None = None) -> np.ndarray:
-    """Crops (centre, or random with ``rng``) or zero-pads at the end to ``length`` samples.
+    """Crops (``policy`` center, start, or random with ``rng``) or zero-pads at the end to ``length`` samples.
 
     Padding is explicit and documented: records shorter than the target are padded
     with zeros after standardisation, i.e. with the lead's mean.
@@ -99,7 +99,12 @@ def crop_or_pad(x: np.ndarray, length: int, policy: str = "center", rng: np.rand
     if t == length:
         return x
     if t > length:
-        start = (t - length) // 2 if policy == "center" or rng is None else int(rng.integers(0, t - length + 1))
+        if policy == "start":
+            start = 0
+        elif policy == "random" and rng is not None:
+            start = int(rng.integers(0, t - length + 1))
+        else:
+            start = (t - length) // 2
         return x[..., start:start + length]
     out = np.zeros(x.shape[:-1] + (length,), dtype=x.dtype)
     out[..., :t] = x
@@ -111,9 +116,10 @@ def preprocess(x: np.ndarray, fs_in: float, cfg, record_id: str, *, expected_lea
     """Check -> resample -> band-pass -> standardise -> crop/pad, as set in a DataConfig.
 
     Returns the processed (leads, T) float32 signal and its sampling rate. Records
-    longer than ``length_s`` are cropped in the centre (the cache is deterministic;
-    random training crops are cut later, per batch, by the training loop: ``crop_s``),
-    or at an offset drawn from ``rng`` when a loader passes one.
+    longer than ``length_s`` are cut where ``length_from`` says (centre, or the start as
+    the published CPSC code did), or at an offset drawn from ``rng`` when a loader passes
+    one. The cache is deterministic; random training crops are cut later, per batch, by
+    the training loop (``crop_s``).
     """
     x = check_signal(x, record_id, expected_leads=expected_leads, nan_policy=cfg.nan_policy)
     fs = float(cfg.fs or fs_in)
@@ -123,5 +129,5 @@ def preprocess(x: np.ndarray, fs_in: float, cfg, record_id: str, *, expected_lea
     if cfg.standardize:
         x = standardize(x)
     if cfg.length_s:
-        x = crop_or_pad(x, int(round(cfg.length_s * fs)), "random" if rng is not None else "center", rng)
+        x = crop_or_pad(x, int(round(cfg.length_s * fs)), "random" if rng is not None else cfg.length_from, rng)
     return x, fs

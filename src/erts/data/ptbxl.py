@@ -31,6 +31,7 @@ import pandas as pd
 
 from erts.config import ConfigError
 from erts.data.cache import cached, files_fingerprint
+from erts.data.splits import preprocess_key
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
 from erts.data.wfdb_io import Source, progress, read_wfdb
@@ -150,15 +151,9 @@ def load(cfg) -> RecordSet:
         present = [src.root / n for n in [db_name, st_name, *rec_files] if (src.root / n).exists()]
         fingerprint = files_fingerprint(present)
     key = {"dataset": "ptbxl", "version": VERSION, "files": fingerprint, "task": task, "native_rate": rate,
-           **_prep_settings(cfg)}
+           **preprocess_key(cfg)}
     statements = read_statements(src.read_text(st_name))
-    return cached("ptbxl", key, lambda: _build(src, prefix, db, statements, task, rate, cfg),
-                             cfg.cache_dir)
-
-
-def _prep_settings(cfg) -> dict:
-    """Every DataConfig setting that changes the prepared arrays (cache key)."""
-    return {k: getattr(cfg, k) for k in ("fs", "length_s", "bandpass", "standardize", "nan_policy", "bad_records")}
+    return cached("ptbxl", key, lambda: _build(src, prefix, db, statements, task, rate, cfg), cfg.cache_dir)
 
 
 def _find(src: Source, filename: str) -> str:

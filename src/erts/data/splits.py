@@ -50,6 +50,7 @@ def stratified_split(labels: np.ndarray, seed: int, fractions: tuple[float, floa
 
 def preprocess_key(cfg) -> dict[str, Any]:
     """Every DataConfig setting that changes prepared arrays (for cache keys); training crops (crop, crop_s) are cut at train time."""
-    return {k: getattr(cfg, k) for k in ("fs", "length_s", "bandpass", "standardize", "nan_policy", "bad_records", "split_seed")}
+    keys = ("fs", "length_s", "length_from", "bandpass", "standardize", "nan_policy", "bad_records", "split_seed")
+    return {k: getattr(cfg, k) for k in keys}
 
 

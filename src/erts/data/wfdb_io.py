@@ -107,9 +107,8 @@ def _rdrecord(path: Path, h: Header, rid: str) -> tuple[np.ndarray, float, list[
     if rec.p_signal is None:
         raise BadRecord(rid, "cannot read signal: wfdb returned no uniform signal (signals at different rates?)")
     x = np.asarray(rec.p_signal, dtype=np.float32).T
-    n_sig = int(rec.n_sig) if h.n_segments else h.n_sig
-    if x.shape[0] != n_sig or (h.n_samples is not None and x.shape[1] != h.n_samples):
-        raise BadRecord(rid, f"signal shape {x.shape} does not match header ({n_sig} leads, {h.n_samples} samples)")
+    if x.shape[0] != h.n_sig or (h.n_samples is not None and x.shape[1] != h.n_samples):
+        raise BadRecord(rid, f"signal shape {x.shape} does not match header ({h.n_sig} leads, {h.n_samples} samples)")
     return x, float(rec.fs), [str(n) for n in rec.sig_name]
 
 
@@ -239,6 +238,8 @@ def decode_challenge_mat(hea_text: str, mat_bytes: bytes, record_id: str) -> tup
     baseline from the header; its shape must match the header exactly.
     """
     h = parse_header(hea_text, record_id)
+    if h.n_segments:
+        raise BadRecord(record_id, "a multi-segment header cannot describe a .mat record")
     try:
         mat = scipy.io.loadmat(io.BytesIO(mat_bytes))
     except Exception as e:  # truncated/garbled files raise ValueError, OSError, TypeError...

@@ -84,8 +84,8 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
                         fmt=marker, color=color, ms=7, capsize=3, label=label)
         x, y = summary[f"{col}_mean"].to_numpy(float), summary["f1_mean"].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
-        if ok.sum() > 1:
-            front = np.flatnonzero(ok)[pareto_frontier(x[ok], y[ok])]
+        front = np.flatnonzero(ok)[pareto_frontier(x[ok], y[ok])] if ok.any() else []
+        if len(front) > 1:
             ax.plot(x[front], y[front], "--", color="#999999", lw=1, zorder=0, label="Pareto front")
         _finish(ax, xlabel, "test macro-F1", f"macro-F1 vs {'wall-clock time' if col == 'seconds' else 'effective epochs'}",
                 legend=True)
@@ -223,6 +223,8 @@ def ecg_strip_figure(signal: np.ndarray, fs: float, lead_names: list[str], cam: 
         ax.set_ylim(*ylim)
         ax.set_ylabel(f"{lead_names[i]}\n({amplitude})", rotation=0, ha="right", va="center", fontsize=9)
         ax.tick_params(labelsize=8)
+    if cam is not None and not np.any(cam > 0):
+        title += "\n(the Grad-CAM map is flat: no region stands out)"
     axes[-1].set_xlabel("time (s)")
     axes[0].set_title(title, fontsize=10)
     if image is not None:

@@ -278,7 +278,7 @@ def run_sweep(grid: Grid, *, workers: int | None = None, max_runs: int | None = 
                 resume = run_state(run.run_dir) == "resume"
                 if resume:
                     res.resumed.append(run.name)
-                threads = str(run.overrides.get("num_threads", default_threads(workers)))
+                threads = str({_leaf(k): v for k, v in run.overrides.items()}["num_threads"])
                 log = open(sweep_dir / "logs" / f"{run.name}.log", "a")
                 log.write(f"$ {' '.join(train_command(run, resume))}\n")
                 log.flush()
