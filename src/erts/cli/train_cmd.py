@@ -56,6 +56,22 @@ def format_summary(metrics: dict, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def focus_filter_summary(run_dir: Path) -> str:
+    """Where the dataset knows which records are corrupted: how often the focus filter
+    dropped corrupted candidates versus clean ones (empty when it never ran)."""
+    from erts.report.selection import (filter_by_truth, focus_candidates, load_selection_log,
+                                       load_train_records)
+
+    sel = load_selection_log(run_dir)
+    if sel.empty or sel["focus"].isna().all():
+        return ""
+    table = filter_by_truth(focus_candidates(sel, load_train_records(run_dir)))
+    if table.empty:
+        return ""
+    rows = "  ".join(f"{r.truth} {r.filter_drop:.1%} of {r.candidates}" for r in table.itertuples())
+    return f"focus filter dropped (share of candidates, by ground truth): {rows}"
+
+
 def run_train(args: argparse.Namespace) -> int:
     from erts.config import load_config
     from erts.train.loop import resume, run_dir_for, train
@@ -82,6 +98,9 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"erts: {e}", file=sys.stderr)
             return 2
     print(format_summary(metrics, run_dir))
+    summary = focus_filter_summary(run_dir)
+    if summary:
+        print(summary)
     return 0
 
 

@@ -1,0 +1,83 @@
+"""End-to-end benchmark: full, DBPD, SMRD, ERTS-DBPD at the same epoch budget, loss, data and seeds.
+
+Runs are a sweep (`erts sweep` machinery) with ONE worker, so every run has the
+machine to itself and wall-clock times are comparable; runs are ordered seed by
+seed (full, dbpd, smrd, erts-dbpd for seed 0, then seed 1, ...), so slow drifts of
+the machine hit every method alike. Resumable: rerun the same command to finish.
+
+Prints per method: test macro-F1 mean with its 95 % t-interval over seeds (and the
+CinC 2017 score F1(N,A,O) when present), effective epochs, median wall-clock
+seconds of training (scoring + Grad-CAM + update) and of the whole run, their ratio
+to `full`, and the paired difference to `full` (mean, 95 % CI, Holm-adjusted p).
+
+    python benchmarks/end_to_end.py                      # CinC 2017, 3 seeds
+    python benchmarks/end_to_end.py --dataset synthetic --seeds 3 epochs=10
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from erts.eval.stats import group_summary, paired_comparisons
+from erts.train.sweep import Grid, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = {
+    "cinc2017": {"dataset": "cinc2017", "root": str(ROOT.parent / "shared/data/training2017.zip"), "fs": 100.0,
+                 "length_s": 30.0, "crop_s": 10.0, "crop": "random"},
+    "mitbih": {"dataset": "mitbih", "root": str(ROOT.parent / "shared/data/mit-bih-arrhythmia-database-1.0.0.zip")},
+    "synthetic": {"dataset": "synthetic"},
+}
+COMMON = {"model": "resnet18_1d", "epochs": 12, "batch_size": 64, "warmup_epochs": 2, "gradcam_start": 3,
+          "revision_epoch": 10, "tau": 0.3, "phi": 0.7, "lr": 1e-3}
+
+
+def parse_value(v: str):
+    import yaml
+
+    return yaml.safe_load(v)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="extra erts config key=value for every run")
+    ap.add_argument("--dataset", default="cinc2017", choices=sorted(DATASETS))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--methods", default="full,dbpd,smrd,erts-dbpd")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+    base = {**DATASETS[args.dataset], **COMMON,
+            **{k: parse_value(v) for k, v in (o.split("=", 1) for o in args.overrides)}}
+    methods = args.methods.split(",")
+    grid = Grid(name=f"e2e-{args.dataset}", out_dir=args.out, workers=1, base=base,
+                grid={"seed": list(range(args.seeds)), "method": methods})
+    res = run_sweep(grid, workers=1)
+    if res.failed:
+        raise SystemExit(f"failed runs: {', '.join(res.failed)}")
+    df = pd.read_csv(res.results_csv)
+    df["seconds_train"] = df[["seconds_scoring", "seconds_gradcam", "seconds_update"]].sum(axis=1)
+    metrics = ["test_macro_f1", "effective_epochs"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
+    summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
+    med = df.groupby("method")[["seconds_train", "seconds_total"]].median().loc[methods]
+    pairs = paired_comparisons(df, ["dataset", "model", "method"], metric="test_macro_f1").set_index("method")
+    print(f"\n{args.dataset}: {base['model']}, {base['epochs']} epochs, {args.seeds} seeds, same loss/data/budget")
+    print(f"{'method':10s} {'macro-F1 [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
+          + f"{'EE':>6s} {'train s':>8s} {'x full':>7s} {'total s':>8s} {'x full':>7s}  diff vs full [95% CI], p(Holm)")
+    for m in methods:
+        s = summary.loc[m]
+        line = (f"{m:10s} {s.test_macro_f1_mean:.4f} [{s.test_macro_f1_ci_low:.4f}, {s.test_macro_f1_ci_high:.4f}] "
+                + (f"{s.test_f1_nao_mean:8.4f} " if "test_f1_nao" in df else "")
+                + f"{s.effective_epochs_mean:6.2f} {med.loc[m].seconds_train:8.1f} "
+                  f"{med.loc[m].seconds_train / med.loc['full'].seconds_train:7.3f} {med.loc[m].seconds_total:8.1f} "
+                  f"{med.loc[m].seconds_total / med.loc['full'].seconds_total:7.3f}")
+        if m in pairs.index:
+            p = pairs.loc[m]
+            line += f"  {p.mean_diff:+.4f} [{p.ci_low:+.4f}, {p.ci_high:+.4f}], p={p.p_holm:.3f}"
+        print(line)
+    print(f"\nresults table: {res.results_csv}")
+
+
+if __name__ == "__main__":
+    main()
