@@ -210,3 +210,11 @@ def test_focus_score_invariances_and_errors():
     torch.testing.assert_close(focus_score(maps.view(5, 4, 10)), focus_score(maps))  # 2-D maps flattened
     with pytest.raises(ValueError, match=r"q=0.0 must be in \(0, 1\]"):
         focus_score(maps, q=0.0)
+
+
+def test_autograd_path_inside_inference_mode():
+    model, x = calibrated("resnet18_1d", "mlp")
+    ref = gradcam(model, x, INDEX_TARGET, layer="published")
+    with torch.inference_mode():
+        res = gradcam(model, x.clone(), INDEX_TARGET, layer="published")
+    torch.testing.assert_close(res.maps, ref.maps)

@@ -100,7 +100,9 @@ def _autograd_cam(model: nn.Module, x: Tensor, w: Tensor, layer: nn.Module) -> t
 
     handle = layer.register_forward_hook(hook)
     try:
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():
+            # tensors made under a caller's inference_mode cannot be saved for backward: copy them out
+            x, w = (t.clone() if t.is_inference() else t for t in (x, w))
             logits = model(x)
             if "A" not in captured:
                 raise RuntimeError("the target layer did not run in the forward pass")
