@@ -3,8 +3,9 @@
 Variants (same data, same model weights at the start of each, same process):
   bare          a bare PyTorch loop over the same tensors (full data): the floor for `full`
   full          erts' loop, every sample
-  dbpd          per-batch DBPD, tau set so that `--keep` of the samples are kept
-  erts-dbpd     per-batch DBPD candidates, focus filter (phi) on top, fast-path Grad-CAM
+  dbpd          per-batch DBPD at a fixed keep rate: the `--keep` fraction of each batch with the lowest p
+  erts-dbpd     per-batch DBPD candidates (keep/phi of each batch), focus filter (phi) on top: `--keep`
+                of the samples are updated; fast-path Grad-CAM
   erts-dbpd/ep  the same, per-epoch granularity (score everything, then train on the subset)
   published     the published cost structure: scoring in training mode, then a separate
                 Grad-CAM forward and *full* backward at the middle layer, then the update
@@ -22,12 +23,12 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +41,8 @@ from erts.train.loop import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = {
-    "cinc2017": [f"root={ROOT.parent / 'shared/data/training2017.zip'}", "fs=100", "length_s=30"],
+    "cinc2017": [f"root={ROOT.parent / 'shared/data/training2017.zip'}", "fs=100", "length_s=30", "crop_s=10",
+                 "crop=random"],
     "mitbih": [f"root={ROOT.parent / 'shared/data/mit-bih-arrhythmia-database-1.0.0.zip'}"],
 }
 
@@ -88,16 +90,35 @@ def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Ten
     scores.focus = focus
 
 
-def run_variant(t: Trainer, name: str, tau: float, phi: float) -> tuple[float, float, dict]:
+class FixedKeepSelector(Selector):
+    """DBPD with an exact keep rate: the ``keep`` fraction of each pool with the lowest p.
+
+    DBPD's tau would keep a drifting fraction while the model trains within the
+    epoch; a benchmark of cost at a fixed keep rate needs the rate held fixed. Same
+    work as DBPD (a scoring pass, a threshold on p), so the same cost structure."""
+
+    def __init__(self, cfg, epochs: int, keep: float):
+        super().__init__(cfg, epochs)
+        self.keep = keep
+
+    def pdd_candidates(self, epoch, member, scores, generator):
+        n_keep = math.ceil(self.keep * len(scores.p) - 1e-9)
+        keep = torch.zeros(len(scores.p), dtype=torch.bool, device=scores.p.device)
+        keep[torch.argsort(scores.p, stable=True)[:n_keep]] = True
+        return keep
+
+
+def run_variant(t: Trainer, name: str, keep: float, phi: float) -> tuple[float, float, dict]:
     """One epoch of a variant; returns (seconds, fraction updated, cost seconds per phase)."""
     if name == "bare":
         return bare_epoch(t), 1.0, {}
     method, gran = {"full": ("full", "batch"), "dbpd": ("dbpd", "batch"), "erts-dbpd": ("erts-dbpd", "batch"),
                     "erts-dbpd/ep": ("erts-dbpd", "epoch"), "published": ("erts-dbpd", "batch")}[name]
-    sel_cfg = dataclasses.replace(t.cfg.selection, method=method, granularity=gran, tau=tau, phi=phi, warmup_epochs=0,
-                           gradcam_start=0, revision_epoch=10**6, score_mode="train" if name == "published" else "eval")
+    sel_cfg = dataclasses.replace(t.cfg.selection, method=method, granularity=gran, phi=phi, warmup_epochs=0,
+                                  gradcam_start=0, revision_epoch=10**6, class_rescue=False,
+                                  score_mode="train" if name == "published" else "eval")
     t.cfg.selection = sel_cfg
-    t.selector = Selector(sel_cfg, t.cfg.train.epochs)
+    t.selector = Selector(sel_cfg, t.cfg.train.epochs) if method == "full" else FixedKeepSelector(sel_cfg, 10, keep)
     flops = dict(t.cost.flops_per_sample)
     t.cost = CostMeter(t.device)
     t.cost.flops_per_sample = flops  # measured in the warm-up run, so timings exclude the FLOP counter
@@ -132,11 +153,8 @@ def main() -> None:
     n = len(t.idx["train"])
     print(f"dataset {rs.name}: {n} training samples of {rs.num_leads} x {rs.length}, model {cfg.model.model}, "
           f"batch {cfg.optim.batch_size}, bf16 {cfg.train.bf16}, threads {torch.get_num_threads()}, device {t.device}")
-    # tau: the keep-quantile of p under the initial weights (identical for every variant); ERTS gets
-    # candidates keep/phi so that it updates the same fraction as DBPD
-    p = t.score(t.idx["train"], epoch=1, want_focus=False).p.cpu().numpy()
-    tau_dbpd = float(np.quantile(p, args.keep))
-    tau_erts = float(np.quantile(p, min(1.0, args.keep / args.phi)))
+    # ERTS gets keep/phi candidates so that it updates the same fraction as DBPD
+    keep_erts = min(1.0, args.keep / args.phi)
     state = copy.deepcopy(t.model.state_dict()), copy.deepcopy(t.opt.state_dict())
     variants = args.variants.split(",")
     results: dict[str, list] = {v: [] for v in variants}
@@ -145,7 +163,7 @@ def main() -> None:
             t.model.load_state_dict(state[0])
             t.opt.load_state_dict(state[1])
             torch.manual_seed(rep)
-            out = run_variant(t, v, tau_erts if "erts" in v or v == "published" else tau_dbpd, args.phi)
+            out = run_variant(t, v, keep_erts if "erts" in v or v == "published" else args.keep, args.phi)
             if rep:
                 results[v].append(out)
     full = statistics.median(r[0] for r in results["full"]) if "full" in results else float("nan")

@@ -14,13 +14,7 @@ OUT_CHANNELS = {"resnet18": 512, "mobilenet_v2": 1280, "efficientnet_v2_s": 1280
 TWIN = dict(zip(MODELS_1D, MODELS_2D))  # 1-D transposition -> torchvision original
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to oversubscription on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tv(name: str) -> nn.Module:

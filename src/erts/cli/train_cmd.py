@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -79,6 +80,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.keys:
         print_keys()
         return 0
+    if args.quiet:
+        os.environ["ERTS_QUIET"] = "1"
     if args.resume:
         if args.overrides or args.config:
             print("erts: --resume continues a run with its saved config; drop the other settings", file=sys.stderr)
@@ -91,6 +94,8 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         overrides = list(args.overrides) + (["quiet=true"] if args.quiet else [])
         cfg = load_config(args.config, overrides)
+        if cfg.train.quiet:
+            os.environ["ERTS_QUIET"] = "1"  # also silences the dataset preparation bars
         run_dir = run_dir_for(cfg)
         try:
             metrics = train(cfg)

@@ -52,46 +52,40 @@ class SqueezeExcitation1d(nn.Module):
         return x * self.scale_activation(s)
 
 
-class MBConv1d(nn.Module):
+class StochasticResidual(nn.Module):
+    """block(x), plus x with stochastic depth when the shapes allow a residual (torchvision's MBConv rule)."""
+
+    def __init__(self, block: nn.Sequential, residual: bool, sd_prob: float):
+        super().__init__()
+        self.block = block
+        self.use_res_connect = residual
+        self.stochastic_depth = StochasticDepth(sd_prob, "row")
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.block(x)
+        return x + self.stochastic_depth(out) if self.use_res_connect else out
+
+
+def mbconv1d(expand: float, kernel: int, stride: int, cin: int, cout: int, sd_prob: float) -> StochasticResidual:
     """1x1 expand -> depthwise k-tap -> SE -> linear 1x1 project, stochastic-depth residual."""
-
-    def __init__(self, expand: float, kernel: int, stride: int, cin: int, cout: int, sd_prob: float):
-        super().__init__()
-        hidden = make_divisible(cin * expand)
-        layers: list[nn.Module] = []
-        if hidden != cin:
-            layers.append(_cba(cin, hidden, kernel=1))
-        layers += [
-            _cba(hidden, hidden, kernel=kernel, stride=stride, groups=hidden),
-            SqueezeExcitation1d(hidden, max(1, cin // 4)),
-            _cba(hidden, cout, kernel=1, act=None),
-        ]
-        self.block = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and cin == cout
-        self.stochastic_depth = StochasticDepth(sd_prob, "row")
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.block(x)
-        return x + self.stochastic_depth(out) if self.use_res_connect else out
+    hidden = make_divisible(cin * expand)
+    layers: list[nn.Module] = [_cba(cin, hidden, kernel=1)] if hidden != cin else []
+    layers += [
+        _cba(hidden, hidden, kernel=kernel, stride=stride, groups=hidden),
+        SqueezeExcitation1d(hidden, max(1, cin // 4)),
+        _cba(hidden, cout, kernel=1, act=None),
+    ]
+    return StochasticResidual(nn.Sequential(*layers), stride == 1 and cin == cout, sd_prob)
 
 
-class FusedMBConv1d(nn.Module):
+def fused_mbconv1d(expand: float, kernel: int, stride: int, cin: int, cout: int, sd_prob: float) -> StochasticResidual:
     """k-tap expand conv (replaces 1x1 expand + depthwise) -> linear 1x1 project, stochastic-depth residual."""
-
-    def __init__(self, expand: float, kernel: int, stride: int, cin: int, cout: int, sd_prob: float):
-        super().__init__()
-        hidden = make_divisible(cin * expand)
-        if hidden != cin:
-            layers = [_cba(cin, hidden, kernel=kernel, stride=stride), _cba(hidden, cout, kernel=1, act=None)]
-        else:
-            layers = [_cba(cin, cout, kernel=kernel, stride=stride)]
-        self.block = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and cin == cout
-        self.stochastic_depth = StochasticDepth(sd_prob, "row")
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.block(x)
-        return x + self.stochastic_depth(out) if self.use_res_connect else out
+    hidden = make_divisible(cin * expand)
+    if hidden != cin:
+        layers = [_cba(cin, hidden, kernel=kernel, stride=stride), _cba(hidden, cout, kernel=1, act=None)]
+    else:
+        layers = [_cba(cin, cout, kernel=kernel, stride=stride)]
+    return StochasticResidual(nn.Sequential(*layers), stride == 1 and cin == cout, sd_prob)
 
 
 def efficientnetv2s_1d(in_channels: int, stochastic_depth_prob: float = 0.2) -> tuple[nn.Sequential, int]:
@@ -101,7 +95,7 @@ def efficientnetv2s_1d(in_channels: int, stochastic_depth_prob: float = 0.2) -> 
     features: list[nn.Module] = [_cba(in_channels, STAGES[0][4], stride=2)]
     block_id = 0
     for kind, expand, kernel, stride, cin, cout, n in STAGES:
-        cls = FusedMBConv1d if kind == "fused" else MBConv1d
+        cls = fused_mbconv1d if kind == "fused" else mbconv1d
         stage = []
         for i in range(n):
             sd = stochastic_depth_prob * block_id / total
