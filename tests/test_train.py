@@ -152,3 +152,20 @@ def test_training_crops_random_for_updates_centre_for_eval():
     assert len({int(c[0, 0, 0]) for c in crops}) > 1                  # offsets vary
     t.random_crop = False
     assert torch.equal(t.x(ids, train=True), sig[:, :, 3:7])
+
+
+def test_focus_is_read_at_input_resolution(cache_dir, tmp_path):
+    """At the last stage a short input leaves a handful of map positions, where the top-q mean is 1
+    for any non-constant map; read at the input's resolution the score is graded."""
+    from erts.data import load_dataset
+    from erts.train.loop import Trainer
+
+    cfg = load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="erts-dbpd"))
+    t = Trainer(cfg, load_dataset(cfg.data), tmp_path / "r", progress=False)
+    maps = torch.tensor([[0.0, 1.0, 0.5, 0.2, 0.0, 0.1, 0.3, 0.0], [0.0, 1.0, 0.9, 0.9, 0.8, 0.9, 0.95, 0.0]])
+    graded = t.focus_of(maps)
+    # METHOD.md's score (mean of the top q of the min-max map): a narrow peak scores lower than a
+    # broad plateau once the top q spans more than the peak
+    assert graded.shape == (2,) and (graded < 1).all() and graded[0] < graded[1]
+    t.cfg.selection.focus_resolution = "layer"
+    assert torch.equal(t.focus_of(maps), torch.ones(2))  # 8 positions, q=0.1 -> the max alone

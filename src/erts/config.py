@@ -79,6 +79,10 @@ class SelectionConfig:
     gamma: float = 0.99
     phi: float = 0.7
     focus_q: float = 0.1  # top fraction of map values averaged into the focus score
+    # input: the map is linearly upsampled to the input length before scoring, as Grad-CAM maps are
+    # usually read; layer: scored at the layer's own resolution (few positions at the last stage: the
+    # top-q mean then degenerates to 1 for any non-constant map)
+    focus_resolution: Literal["input", "layer"] = "input"
     focus_filter: Literal["rank", "threshold"] = "rank"
     focus_threshold: float = 0.5  # used when focus_filter=threshold
     gradcam_start: Optional[int] = None  # None: warmup_epochs + 3

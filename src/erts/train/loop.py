@@ -53,6 +53,12 @@ class Tensors:
     random_crop: bool = False
     generator: torch.Generator | None = None  # draws random crop offsets (reseeded every epoch)
 
+    @property
+    def length(self) -> int:
+        """Samples per model input (the crop window, or the whole prepared record)."""
+        t = self.signals.shape[-1]
+        return self.window if 0 < self.window < t else t
+
     def x(self, ids: torch.Tensor, train: bool = False) -> torch.Tensor:
         """Inputs for ``ids``: whole records, or ``window``-sample crops (random for training
         batches when crop=random, else centred)."""
@@ -154,7 +160,7 @@ class Trainer:
 
     def focus(self, ids: torch.Tensor, scores: PoolScores, candidates: torch.Tensor) -> None:
         """Grad-CAM focus of the candidates (fast path: from the scoring features, no extra forward)."""
-        from erts.explain.gradcam import cam_from_features, focus_score, gradcam
+        from erts.explain.gradcam import cam_from_features, gradcam
 
         sel = torch.nonzero(candidates).squeeze(1)
         focus = torch.full((len(ids),), float("nan"), device=self.device)
@@ -165,14 +171,23 @@ class Trainer:
                 with self.cost.phase("gradcam", n, forward=False):
                     with torch.inference_mode():
                         maps, _ = cam_from_features(self.model, scores.feats[sel], target)
-                        focus[sel] = focus_score(maps.float(), self.cfg.selection.focus_q)
+                        focus[sel] = self.focus_of(maps)
             else:
                 with self.cost.phase("gradcam", n, forward=True, backward=True):
                     for chunk in sel.split(self.cfg.selection.score_batch_size):
                         res = gradcam(self.model, self.data.x(ids[chunk]), self.data.y[ids[chunk]],
                                       layer=self.cfg.selection.gradcam_layer, fast=False)
-                        focus[chunk] = focus_score(res.maps.float(), self.cfg.selection.focus_q)
+                        focus[chunk] = self.focus_of(res.maps)
         scores.focus = focus
+
+    def focus_of(self, maps: torch.Tensor) -> torch.Tensor:
+        """Focus score of (B, T') Grad-CAM maps, read at the input's resolution by default."""
+        from erts.explain.gradcam import focus_score, upsample_to
+
+        maps = maps.float()
+        if self.cfg.selection.focus_resolution == "input":
+            maps = upsample_to(maps, self.data.length)
+        return focus_score(maps, self.cfg.selection.focus_q)
 
     # ---------------------------------------------------------------- selection
     def select(self, epoch: int, ids: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
