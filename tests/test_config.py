@@ -1,7 +1,7 @@
 """Config loading: YAML + key=value overrides, with errors that name the key."""
 import pytest
 
-from erts.config import Config, ConfigError, LEAVES, config_from_dict, dump_config, load_config
+from erts.config import ConfigError, LEAVES, config_from_dict, dump_config, load_config
 
 
 def test_defaults_and_flat_and_dotted_overrides():

@@ -11,9 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
-
-from erts.data.cache import write_split_file  # noqa: F401  (re-exported: loaders and tests use it from here)
 
 
 def strata_of(labels: np.ndarray) -> np.ndarray:

@@ -11,7 +11,6 @@ all derive from (seed, epoch), so a resumed run repeats an uninterrupted one.
 """
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
