@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 
 def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -52,13 +51,17 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    import torch  # lazily: the sweep driver writes tables with this module and never needs torch
+
     buf = io.BytesIO()
     torch.save(state, buf)
     _atomic(path, lambda f: f.write(buf.getvalue()))
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """Weights-only load: tensors and plain containers, never pickled code."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

@@ -33,6 +33,7 @@ import yaml
 from tqdm import tqdm
 
 from erts.config import ConfigError, load_config
+from erts.train import runio
 
 GRID_KEYS = {"name", "out_dir", "workers", "base", "grid"}
 # columns that identify a run's configuration even when the grid does not vary them
@@ -220,13 +221,6 @@ def run_row(run_dir: Path, keys: list[str]) -> dict[str, Any]:
     return row
 
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Readers never see a half-written table, even if the sweep is killed mid-write."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def config_keys(grid: Grid) -> list[str]:
     """Columns that identify a configuration (everything but the seed)."""
     keys = list(ALWAYS_KEYS)
@@ -239,7 +233,7 @@ def collect_results(grid: Grid, runs: list[Run]) -> pd.DataFrame:
     keys = config_keys(grid)
     rows = [run_row(r.run_dir, keys) for r in runs if run_state(r.run_dir) == "done"]
     df = pd.DataFrame(rows, columns=None if rows else ["run", *keys, "seed"])
-    write_csv_atomic(df, grid.sweep_dir / "results.csv")
+    runio.write_text(grid.sweep_dir / "results.csv", df.to_csv(index=False))  # readers never see half a table
     return df
 
 
