@@ -169,3 +169,34 @@ def test_focus_is_read_at_input_resolution(cache_dir, tmp_path):
     assert graded.shape == (2,) and (graded < 1).all() and graded[0] < graded[1]
     t.cfg.selection.focus_resolution = "layer"
     assert torch.equal(t.focus_of(maps), torch.ones(2))  # 8 positions, q=0.1 -> the max alone
+
+
+def test_fused_focus_of_a_whole_epoch_pool_matches_autograd_gradcam(cache_dir, tmp_path):
+    """Per-epoch pools: the scoring pass turns each chunk's features into focus scores at once (no
+    whole-pool feature maps are kept); the result equals autograd Grad-CAM on the candidates."""
+    from erts.data import load_dataset
+    from erts.explain.gradcam import gradcam
+    from erts.train.loop import Trainer
+
+    cfg = load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="erts-dbpd", granularity="epoch",
+                                               score_batch_size=48))
+    t = Trainer(cfg, load_dataset(cfg.data), tmp_path / "r", progress=False)
+    ids = t.idx["train"]
+    scores = t.score(ids, epoch=2, want_focus=True)
+    assert scores.focus_all.shape == (len(ids),) and not hasattr(scores, "feats")
+    assert t.cost.forwards["gradcam"] == 0 and t.cost.flops["gradcam"] > 0  # no extra forward, counted
+    candidates = torch.rand(len(ids), generator=torch.Generator().manual_seed(0)) < 0.5
+    t.focus(ids, scores, candidates)
+    ref = t.focus_of(gradcam(t.model, t.data.x(ids[candidates]), t.data.y[ids[candidates]], fast=False).maps)
+    torch.testing.assert_close(scores.focus[candidates], ref, atol=1e-4, rtol=1e-4)
+    assert scores.focus[~candidates].isnan().all()
+
+
+def test_score_batch_size_auto_fits_the_device():
+    from erts.train.builders import resolve_score_batch_size as bs
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert bs(100, cpu, 1000) == 100                                  # an explicit size is kept
+    assert [bs(0, cpu, t) for t in (250, 500, 1000, 5000, 100_000)] == [256, 128, 64, 16, 8]
+    assert bs(0, cpu, 1000, image_rows=32) == 16                      # 2-D: 32 x 1,000 images
+    assert bs(0, gpu, 1000) == 512

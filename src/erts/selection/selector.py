@@ -23,7 +23,7 @@ class PoolScores:
     correct: torch.Tensor  # (n,) bool, prediction right
     member: torch.Tensor   # (n, K) bool class membership (from the labels)
     focus: torch.Tensor | None = None  # (n,) focus scores of the PDD candidates, NaN elsewhere
-    feats: torch.Tensor | None = None  # last-stage features, kept for the fused fast-path CAM
+    focus_all: torch.Tensor | None = None  # (n,) fast-path focus of every scored sample
 
 
 class Selector:

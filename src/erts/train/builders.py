@@ -22,6 +22,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_score_batch_size(requested: int, device: torch.device, steps: int, image_rows: int = 0) -> int:
+    """Batch size of the no-grad passes (scoring, Grad-CAM, evaluation); ``requested`` 0 means auto.
+
+    A GPU wants big batches. A CPU does not: past a few MB of activations per batch the
+    forward falls out of cache, and an inference forward of resnet18_1d at 1 x 1,000 costs
+    ~25 % more per sample at batch 256 than at 64 (benchmarks/README.md). So on CPU the batch
+    holds about 65,536 time steps (64 x 1,000, 256 x 250); a 2-D image of ``image_rows``
+    rows counts as rows/8 times its length (16 records of 32 x 1,000).
+    """
+    if requested:
+        return requested
+    if device.type != "cpu":
+        return 512
+    per_sample = steps * max(image_rows / 8, 1.0)
+    power = round(float(np.log2(max(65536 / max(per_sample, 1.0), 1.0))))
+    return int(min(max(2**power, 8), 256))
+
+
 def build_model(cfg: Config, rs: RecordSet) -> torch.nn.Module:
     from erts.models import create_model
 

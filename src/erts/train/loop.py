@@ -28,7 +28,7 @@ from erts.eval.metrics import compute_metrics, tune_thresholds
 from erts.selection import PoolScores, Selector
 from erts.train import runio
 from erts.train.builders import (build_loss, build_model, build_optimizer, build_scheduler, resolve_device,
-                                 resolve_loss_name)
+                                 resolve_loss_name, resolve_score_batch_size)
 from erts.train.cost import CostMeter, epoch_row
 
 # ground-truth columns copied to train_records.csv when a dataset has them (never model input)
@@ -111,6 +111,8 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, rs).to(self.device)
         self.data = Tensors.from_recordset(rs, self.device, cfg.data.crop_s, cfg.data.crop)
+        self.score_bs = resolve_score_batch_size(cfg.selection.score_batch_size, self.device, self.data.length,
+                                                 cfg.model.lead_rows if self.model.is_2d else 0)
         self.idx = {s: torch.from_numpy(rs.indices(s)).to(self.device) for s in ("train", "val", "test")}
         if len(self.idx["train"]) == 0 or len(self.idx["val"]) == 0:
             raise ValueError(f"{rs.name}: the training and validation splits must not be empty")
@@ -137,46 +139,59 @@ class Trainer:
 
     # ---------------------------------------------------------------- scoring
     def score(self, ids: torch.Tensor, epoch: int, want_focus: bool) -> PoolScores:
-        """Scoring pass over ``ids`` (batched by score_batch_size): p, correct and, when ERTS
-        is active, the focus score of the PDD candidates is filled in later by ``focus``."""
+        """Scoring pass over ``ids`` (batched by the score batch size): p and correct per sample.
+
+        With ERTS active and the Grad-CAM layer at the last stage (the fast path), each chunk's
+        Grad-CAM comes straight from the features this pass already computed and is reduced to
+        a focus score at once, so only (n,) numbers outlive the chunk: a whole-epoch pool never
+        holds its feature maps. That scores every sample, not only the candidates; the fast
+        path costs well under 1 % of the scoring forward, and it is counted as Grad-CAM.
+        """
         published = self.cfg.selection.score_mode == "train"
         self.model.train(published)  # published pitfall: train mode updates BatchNorm statistics
-        ps, cs, feats = [], [], []
-        bs = self.cfg.selection.score_batch_size
-        with self.cost.phase("scoring", len(ids)), (torch.no_grad() if published else torch.inference_mode()):
-            for chunk in ids.split(bs):
-                x, y = self.data.x(chunk), self.data.y[chunk]
+        fused = want_focus and self.cam_fast
+        ps, cs, focus = [], [], []
+        grad_ctx = torch.no_grad if published else torch.inference_mode
+        for chunk in ids.split(self.score_bs):
+            x, y = self.data.x(chunk), self.data.y[chunk]
+            with self.cost.phase("scoring", len(chunk)), grad_ctx():
                 with self.autocast():
                     f = self.model.forward_features(x)
                     logits = self.model.forward_head(f)
                 p, c = confidence(logits, y, self.data.multilabel)
-                ps.append(p)
-                cs.append(c)
-                if want_focus and self.cam_fast:
-                    feats.append(f.float())
+            ps.append(p)
+            cs.append(c)
+            if fused:
+                focus.append(self.fast_focus(f, y))
         return PoolScores(torch.cat(ps), torch.cat(cs), self.data.member[ids],
-                          feats=torch.cat(feats) if feats else None)
+                          focus_all=torch.cat(focus) if fused else None)
+
+    def fast_focus(self, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Focus of the true class from last-stage features (no extra forward or backward)."""
+        from erts.explain.gradcam import cam_from_features
+
+        with self.cost.phase("gradcam", len(y), forward=False), torch.inference_mode():
+            maps, _ = cam_from_features(self.model, feats.float(), y)
+            return self.focus_of(maps)
 
     def focus(self, ids: torch.Tensor, scores: PoolScores, candidates: torch.Tensor) -> None:
-        """Grad-CAM focus of the candidates (fast path: from the scoring features, no extra forward)."""
-        from erts.explain.gradcam import cam_from_features, gradcam
+        """Grad-CAM focus of the candidates (NaN for the others, as in the selection log).
+
+        Fast path: already computed by the scoring pass. Any other layer: autograd Grad-CAM
+        (a forward and a backward to the layer) on the candidates only.
+        """
+        from erts.explain.gradcam import gradcam
 
         sel = torch.nonzero(candidates).squeeze(1)
         focus = torch.full((len(ids),), float("nan"), device=self.device)
-        n = len(sel)
-        if n:
-            target = self.data.y[ids[sel]]
-            if self.cam_fast:
-                with self.cost.phase("gradcam", n, forward=False):
-                    with torch.inference_mode():
-                        maps, _ = cam_from_features(self.model, scores.feats[sel], target)
-                        focus[sel] = self.focus_of(maps)
-            else:
-                with self.cost.phase("gradcam", n, forward=True, backward=True):
-                    for chunk in sel.split(self.cfg.selection.score_batch_size):
-                        res = gradcam(self.model, self.data.x(ids[chunk]), self.data.y[ids[chunk]],
-                                      layer=self.cfg.selection.gradcam_layer, fast=False)
-                        focus[chunk] = self.focus_of(res.maps)
+        if scores.focus_all is not None:
+            focus[sel] = scores.focus_all[sel]
+        elif len(sel):
+            with self.cost.phase("gradcam", len(sel), forward=True, backward=True):
+                for chunk in sel.split(self.score_bs):
+                    res = gradcam(self.model, self.data.x(ids[chunk]), self.data.y[ids[chunk]],
+                                  layer=self.cfg.selection.gradcam_layer, fast=False)
+                    focus[chunk] = self.focus_of(res.maps)
         scores.focus = focus
 
     def focus_of(self, maps: torch.Tensor) -> torch.Tensor:
@@ -268,7 +283,7 @@ class Trainer:
         ids = self.idx[split]
         probs, loss_sum = [], 0.0
         with self.cost.phase("eval", len(ids)), torch.inference_mode():
-            for chunk in ids.split(self.cfg.selection.score_batch_size):
+            for chunk in ids.split(self.score_bs):
                 logits = self.forward_logits(self.data.x(chunk))
                 loss_sum += float(self.loss_fn(logits, self.data.y[chunk])) * len(chunk)
                 probs.append(torch.sigmoid(logits) if self.data.multilabel else torch.softmax(logits, 1))
