@@ -122,9 +122,11 @@ def run_variant(t: Trainer, name: str, keep: float, phi: float) -> tuple[float, 
     flops = dict(t.cost.flops_per_sample)
     t.cost = CostMeter(t.device)
     t.cost.flops_per_sample = flops  # measured in the warm-up run, so timings exclude the FLOP counter
-    if name == "published":
+    if name == "published":  # its own Grad-CAM below, not the fast path fused into the scoring pass
+        t.cam_fast = False
         t.focus = lambda ids, scores, cand: published_focus(t, ids, scores, cand)
     else:
+        t.cam_fast = True
         t.focus = Trainer.focus.__get__(t)
     start = time.perf_counter()
     stats = t.run_epoch(epoch=1)
