@@ -154,7 +154,7 @@ def main() -> None:
         t.idx["train"] = t.idx["train"][torch.randperm(len(t.idx["train"]), generator=torch.Generator().manual_seed(0))[:args.max_train]]
     n = len(t.idx["train"])
     print(f"dataset {rs.name}: {n} training samples of {rs.num_leads} x {rs.length}, model {cfg.model.model}, "
-          f"batch {cfg.optim.batch_size}, bf16 {cfg.train.bf16}, threads {torch.get_num_threads()}, device {t.device}")
+          f"batch {cfg.optim.batch_size}, score batch {t.score_bs}, bf16 {cfg.train.bf16}, threads {torch.get_num_threads()}, device {t.device}")
     # ERTS gets keep/phi candidates so that it updates the same fraction as DBPD
     keep_erts = min(1.0, args.keep / args.phi)
     state = copy.deepcopy(t.model.state_dict()), copy.deepcopy(t.opt.state_dict())
