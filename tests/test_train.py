@@ -200,3 +200,12 @@ def test_score_batch_size_auto_fits_the_device():
     assert [bs(0, cpu, t) for t in (250, 500, 1000, 5000, 100_000)] == [256, 128, 64, 16, 8]
     assert bs(0, cpu, 1000, image_rows=32) == 16                      # 2-D: 32 x 1,000 images
     assert bs(0, gpu, 1000) == 512
+
+
+def test_optimizer_uses_the_fused_adamw_kernel_on_cpu():
+    from erts.models import create_model
+    from erts.train.builders import build_optimizer
+
+    opt = build_optimizer(load_config(overrides=["lr=0.01"]), create_model("resnet18_1d", in_channels=1, num_classes=3))
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["fused"] is True
+    assert opt.param_groups[0]["lr"] == 0.01

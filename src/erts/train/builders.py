@@ -77,7 +77,16 @@ def build_loss(name: str, train_labels: np.ndarray, num_classes: int, device: to
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    """AdamW with the fused kernel (CPU and CUDA): one pass over all parameters per step.
+
+    PyTorch's default on CPU loops over the tensors: 22 ms a step for resnet18_1d on a
+    2-core EPYC against 4.4 ms fused. A step costs the same whatever the batch size, so
+    it weighs most on per-batch selection, which back-propagates about a third of each
+    batch in as many steps as a full epoch (benchmarks/README.md).
+    """
+    params = list(model.parameters())
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=fused)
 
 
 def build_scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
