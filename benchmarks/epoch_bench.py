@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from erts.config import load_config
+from erts.config import SelectionConfig, load_config
 from erts.data import load_dataset
 from erts.explain.gradcam import focus_score
 from erts.selection import Selector
@@ -108,25 +108,25 @@ class FixedKeepSelector(Selector):
         return keep
 
 
-def run_variant(t: Trainer, name: str, keep: float, phi: float) -> tuple[float, float, dict]:
+def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: float) -> tuple[float, float, dict]:
     """One epoch of a variant; returns (seconds, fraction updated, cost seconds per phase)."""
     if name == "bare":
         return bare_epoch(t), 1.0, {}
     method, gran = {"full": ("full", "batch"), "dbpd": ("dbpd", "batch"), "erts-dbpd": ("erts-dbpd", "batch"),
                     "erts-dbpd/ep": ("erts-dbpd", "epoch"), "published": ("erts-dbpd", "batch")}[name]
-    sel_cfg = dataclasses.replace(t.cfg.selection, method=method, granularity=gran, phi=phi, warmup_epochs=0,
+    sel_cfg = dataclasses.replace(base, method=method, granularity=gran, phi=phi, warmup_epochs=0,
                                   gradcam_start=0, revision_epoch=10**6, class_rescue=False,
-                                  score_mode="train" if name == "published" else "eval")
+                                  score_mode="train" if name == "published" else "eval",
+                                  # published: its own Grad-CAM (published_focus), not the fast path
+                                  gradcam_layer="published" if name == "published" else base.gradcam_layer)
     t.cfg.selection = sel_cfg
     t.selector = Selector(sel_cfg, t.cfg.train.epochs) if method == "full" else FixedKeepSelector(sel_cfg, 10, keep)
     flops = dict(t.cost.flops_per_sample)
     t.cost = CostMeter(t.device)
     t.cost.flops_per_sample = flops  # measured in the warm-up run, so timings exclude the FLOP counter
-    if name == "published":  # its own Grad-CAM below, not the fast path fused into the scoring pass
-        t.cam_fast = False
+    if name == "published":
         t.focus = lambda ids, scores, cand: published_focus(t, ids, scores, cand)
     else:
-        t.cam_fast = True
         t.focus = Trainer.focus.__get__(t)
     start = time.perf_counter()
     stats = t.run_epoch(epoch=1)
@@ -158,6 +158,7 @@ def main() -> None:
     # ERTS gets keep/phi candidates so that it updates the same fraction as DBPD
     keep_erts = min(1.0, args.keep / args.phi)
     state = copy.deepcopy(t.model.state_dict()), copy.deepcopy(t.opt.state_dict())
+    base_selection = t.cfg.selection  # every variant starts from the user's settings
     variants = args.variants.split(",")
     results: dict[str, list] = {v: [] for v in variants}
     for rep in range(args.repeats + 1):  # round 0 is a warm-up (FLOP counting, allocator, caches)
@@ -165,7 +166,7 @@ def main() -> None:
             t.model.load_state_dict(state[0])
             t.opt.load_state_dict(state[1])
             torch.manual_seed(rep)
-            out = run_variant(t, v, keep_erts if "erts" in v or v == "published" else args.keep, args.phi)
+            out = run_variant(t, base_selection, v, keep_erts if "erts" in v or v == "published" else args.keep, args.phi)
             if rep:
                 results[v].append(out)
     full = statistics.median(r[0] for r in results["full"]) if "full" in results else float("nan")

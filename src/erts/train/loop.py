@@ -124,10 +124,14 @@ class Trainer:
         self.cost = CostMeter(self.device)
         self.start_epoch, self.best_f1, self.best_epoch = 0, -1.0, -1
         self.log_rows: list[dict] = []
-        layer = cfg.selection.gradcam_layer
-        self.cam_fast = self.model.get_layer(layer) is self.model.get_layer("last")
+        self.model.get_layer(cfg.selection.gradcam_layer)  # an unknown layer fails here, not mid-run
 
     # ---------------------------------------------------------------- helpers
+    @property
+    def cam_fast(self) -> bool:
+        """Grad-CAM at the last stage: computed from the scoring pass's own features."""
+        return self.model.get_layer(self.cfg.selection.gradcam_layer) is self.model.get_layer("last")
+
     def autocast(self):
         if not self.cfg.train.bf16:
             return nullcontext()
