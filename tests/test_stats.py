@@ -34,6 +34,39 @@ def test_summarize_small_n_and_constant():
     assert const["std"] == 0 and const["ci_low"] == const["ci_high"] == pytest.approx(0.3)
 
 
+def test_summarize_counts_finite_values_only_and_clips_bounded_cis():
+    s = es.summarize([0.7, np.nan, 0.8, np.inf])
+    assert s["n"] == 2 and s["mean"] == pytest.approx(0.75)
+    # hand: sd = 0.0707107, sem = 0.05, t(0.975, 1) = 12.7062047 -> 0.75 -+ 0.635310
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((0.75 - 0.6353102, 0.75 + 0.6353102), abs=1e-6)
+    c = es.summarize([0.7, np.nan, 0.8, np.inf], bounds=(0.0, 1.0))
+    assert c["ci_low"] == pytest.approx(0.1146898, abs=1e-6) and c["ci_high"] == 1.0
+    assert es.summarize([np.nan, np.nan])["n"] == 0
+
+
+def test_group_summary_n_per_metric_and_clipping():
+    df = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2,
+                       "test_macro_f1": [0.95, 0.99, np.nan, 0.5, 0.6, 0.7],
+                       "seconds_total": [1.0, 9.0, 5.0, 2.0, 2.0, 2.0]})
+    g = es.group_summary(df, ["method"], ["test_macro_f1", "seconds_total"]).set_index("method")
+    assert g.loc["a", "runs"] == 3 and g.loc["a", "n"] == 2 and g.loc["a", "test_macro_f1_n"] == 2
+    assert g.loc["a", "seconds_total_n"] == 3
+    assert g.loc["a", "test_macro_f1_mean"] == pytest.approx(0.97)  # the NaN run is not a zero
+    # hand: sd 0.0282843, sem 0.02, half 12.7062 * 0.02 = 0.254124 -> [0.715876, 1.224124] -> high clipped to 1
+    assert g.loc["a", "test_macro_f1_ci_low"] == pytest.approx(0.715876, abs=1e-6)
+    assert g.loc["a", "test_macro_f1_ci_high"] == 1.0
+    # seconds are not bounded: mean 5, sd 4, sem 2.309401, t(0.975, 2) = 4.3026527 -> low 5 - 9.936551 < 0 kept
+    assert g.loc["a", "seconds_total_ci_low"] == pytest.approx(5 - 9.936551, abs=1e-5)
+    assert g.loc["b", "n"] == 3
+
+
+def test_bounded_metric_names():
+    for m in ("test_macro_f1", "val_accuracy", "test_macro_auroc", "test_f1_nao", "test_f1_NORM", "kept_frac"):
+        assert es.is_bounded(m), m
+    for m in ("effective_epochs", "seconds_total", "flops_total", "forwards_update", "best_epoch"):
+        assert not es.is_bounded(m), m
+
+
 def test_paired_test_matches_scipy():
     a = np.array([0.80, 0.82, 0.79, 0.85, 0.81, 0.84, 0.83])
     b = np.array([0.78, 0.80, 0.80, 0.82, 0.79, 0.81, 0.80])
@@ -56,6 +89,9 @@ def test_paired_test_small_n_has_no_wilcoxon():
     assert r["p_ttest"] == pytest.approx(stats.ttest_rel([0.8, 0.82, 0.85], [0.79, 0.8, 0.81]).pvalue)
     with pytest.raises(ValueError, match="baseline"):
         es.paired_test([1, 2], [1, 2, 3])
+    # d = 1, 0, 1: mean 2/3, sd 0.57735, half 4.3026527 * 0.57735 / sqrt(3) = 1.434218 -> high clipped to 1
+    r = es.paired_test([1.0, 0.0, 1.0], [0.0, 0.0, 0.0], bound=1.0)
+    assert r["ci_low"] == pytest.approx(2 / 3 - 1.434218, abs=1e-5) and r["ci_high"] == 1.0
 
 
 def test_holm_by_hand():
@@ -94,6 +130,49 @@ def test_group_summary_and_paired_comparisons():
     assert list(c["p_holm"]) == pytest.approx(list(es.holm(c["p_ttest"])))
 
 
+def _erts_frame() -> pd.DataFrame:
+    f1 = {("full", "a"): [0.70, 0.72, 0.71], ("dbpd", "a"): [0.66, 0.69, 0.67],
+          ("erts-dbpd", "a"): [0.68, 0.72, 0.70], ("smrd", "a"): [0.69, 0.70, 0.72],
+          ("erts-smrd", "a"): [0.69, 0.71, np.nan],  # seed 2 undefined: not a pair
+          ("erts-infobatch", "a"): [0.7, 0.7, 0.7],  # no infobatch run: nothing to pair with
+          ("dbpd", "b"): [0.60, 0.61, 0.65], ("erts-dbpd", "b"): [0.58, 0.60, 0.62]}
+    rows = [{"dataset": "syn", "model": model, "phi": None if model == "a" else 0.7, "method": method, "seed": seed,
+             "test_macro_f1": v} for (method, model), vals in f1.items() for seed, v in enumerate(vals)]
+    rows.append({"dataset": "syn", "model": "a", "phi": None, "method": "erts-dbpd", "seed": 7, "test_macro_f1": 0.9})
+    return pd.DataFrame(rows)
+
+
+def test_erts_base_names_the_filtered_rule():
+    assert [es.erts_base(m) for m in ("erts-dbpd", "erts-smrd", "erts-srd", "erts-infobatch", "dbpd", "full", "erts-")] \
+        == ["dbpd", "smrd", "srd", "infobatch", None, None, None]
+
+
+def test_erts_comparisons_pair_each_erts_method_with_its_rule():
+    df = _erts_frame()
+    c = es.erts_comparisons(df, ["dataset", "model", "phi", "method"])
+    got = [(r.method, r.model, r.baseline, r.n) for r in c.itertuples()]
+    # erts-infobatch has no partner; seed 7 and erts-smrd's NaN seed have none either
+    assert got == [("erts-dbpd", "a", "dbpd", 3), ("erts-smrd", "a", "smrd", 2), ("erts-dbpd", "b", "dbpd", 3)]
+    r = c.iloc[0]
+    assert r["mean_diff"] == pytest.approx(np.mean([0.02, 0.03, 0.03]))
+    assert r["p_ttest"] == pytest.approx(stats.ttest_rel([0.68, 0.72, 0.70], [0.66, 0.69, 0.67]).pvalue)
+    assert c.iloc[1]["mean_diff"] == pytest.approx(np.mean([0.0, 0.01]))
+    assert c.iloc[2]["mean_diff"] == pytest.approx(np.mean([-0.02, -0.01, -0.03]))
+    # Holm over this family of three, by hand
+    p = c["p_ttest"].to_numpy()
+    order = np.argsort(p)
+    want = np.empty(3)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * p[i]))
+        want[i] = running
+    assert c["p_holm"].to_numpy() == pytest.approx(want)
+    # the family against full is a different table, with its own Holm adjustment
+    f = es.paired_comparisons(df, ["dataset", "model", "phi", "method"])
+    assert set(f["baseline"]) == {"full"} and set(f["model"]) == {"a"}  # model b has no full run
+    assert len(f) == 5 and f.set_index("method").loc["erts-dbpd", "n"] == 3
+
+
 def test_macro_f1_from_counts_matches_sklearn_on_resamples():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 4, 60)
@@ -103,25 +182,29 @@ def test_macro_f1_from_counts_matches_sklearn_on_resamples():
     idx = rng.integers(0, 60, (5, 60))
     w = np.stack([np.bincount(i, minlength=60) for i in idx]).astype(float)
     got = es.macro_f1_from_counts(w, t, p)
-    want = [f1_score(y[i], pred[i], average="macro", labels=range(4), zero_division=0) for i in idx]
+    want = [f1_score(y[i], pred[i], average="macro", labels=np.unique(y[i]), zero_division=0) for i in idx]
     assert got == pytest.approx(want)
-    # a class missing from a resample's truth and predictions scores 0, as in erts.eval.metrics
+    # a class missing from a resample's truth is left out of the average, as in erts.eval.metrics
     only = np.where(y != 3)[0]
     w1 = np.bincount(only, minlength=60)[None].astype(float)
-    p_no3 = np.where(pred == 3, 0, pred)
-    t3, pp3 = es._indicators(y, p_no3, 4)
+    t3, pp3 = es._indicators(y, pred, 4)  # class 3 still predicted: its false positives hurt the others' recall
     assert es.macro_f1_from_counts(w1, t3, pp3)[0] == pytest.approx(
-        f1_score(y[only], p_no3[only], average=None, labels=range(3)).sum() / 4)
+        f1_score(y[only], pred[only], average=None, labels=range(3)).sum() / 3)
+    assert es.macro_f1_from_counts(w1, t3, pp3)[0] == pytest.approx(
+        compute_metrics(y[only], np.eye(4)[pred[only]], list("abcd"))["macro_f1"])
 
 
 def test_macro_f1_multilabel_matches_sklearn():
     rng = np.random.default_rng(2)
     y = (rng.random((40, 3)) < 0.4).astype(int)
-    y[:, 2] = 0  # a class with no positives and (with a high threshold) no predictions scores 0
+    y[:, 2] = 0  # a class with no positives is undefined and left out
     probs = rng.random((40, 3))
-    th = np.array([0.5, 0.3, 1.1])
+    th = np.array([0.5, 0.3, 0.6])
     r = es.bootstrap_macro_f1(y, probs, multilabel=True, thresholds=th, n_boot=50)
-    assert r["macro_f1"] == pytest.approx(f1_score(y, (probs >= th).astype(int), average="macro", zero_division=0))
+    pred = (probs >= th).astype(int)
+    assert r["macro_f1"] == pytest.approx(f1_score(y[:, :2], pred[:, :2], average="macro", zero_division=0))
+    assert r["macro_f1"] == pytest.approx(compute_metrics(y, probs, list("abc"), multilabel=True,
+                                                          thresholds=th)["macro_f1"])
 
 
 def test_bootstrap_ci_agrees_with_scipy_bootstrap(tmp_path):

@@ -9,7 +9,8 @@ published 0.002-0.01 macro-F1 gains came from single runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,22 @@ from scipy import stats
 # test can reach p < 0.05 (n = 6 gives p = 2 / 2**6 = 0.031); below it the
 # test cannot reject anything, so it is not reported.
 WILCOXON_MIN_N = 6
+
+BASELINE = "full"
+ERTS_PREFIX = "erts-"
+# metrics that live in [0, 1]: their confidence intervals are clipped to it
+_BOUNDED = re.compile(r"(^|_)(macro_f1|accuracy|macro_auroc|auroc|f1|f1_.+|frac|fraction|.+_frac|share)$")
+
+
+def is_bounded(metric: str) -> bool:
+    """True for metrics bounded to [0, 1]: F1 (macro, per class, subsets), accuracy, AUROC, fractions."""
+    return bool(_BOUNDED.search(metric))
+
+
+def finite(values: Sequence[float]) -> np.ndarray:
+    """The finite values (NaN and +-inf dropped): a run whose metric is undefined does not count."""
+    x = np.asarray(values, dtype=float)
+    return x[np.isfinite(x)]
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -34,12 +51,21 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return (float(lo), float(hi))
 
 
-def summarize(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
-    """Mean, sample std (ddof=1), t-based CI and n of one configuration's seeds."""
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
+def summarize(values: Sequence[float], confidence: float = 0.95,
+              bounds: tuple[float, float] | None = None) -> dict[str, float]:
+    """Mean, sample std (ddof=1), t-based CI and n of one configuration's seeds.
+
+    Only finite values count, in every aggregate: n is the number of finite
+    values, and mean, std and CI are computed from them alone (a run whose
+    metric is undefined, e.g. NaN macro-F1, is neither a zero nor a seed).
+    bounds: (low, high) range of the metric; the CI is clipped to it (a t
+    interval of an F1 near 1 can otherwise reach past 1).
+    """
+    x = finite(values)
     n = len(x)
     lo, hi = t_interval(x, confidence)
+    if bounds is not None and n > 1:
+        lo, hi = float(np.clip(lo, *bounds)), float(np.clip(hi, *bounds))
     return {
         "n": n,
         "mean": float(x.mean()) if n else math.nan,
@@ -53,25 +79,34 @@ def group_summary(df: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str],
                   confidence: float = 0.95) -> pd.DataFrame:
     """One row per configuration (``keys``, i.e. every grid key but the seed).
 
-    Columns: the keys, ``n``, and for each metric ``<metric>_mean``, ``_std``,
-    ``_ci_low``, ``_ci_high``.
+    Columns: the keys, ``runs`` (rows of the configuration), ``n`` (runs with a
+    finite value of the first metric), and for each metric ``<metric>_n`` (runs
+    with a finite value of that metric), ``_mean``, ``_std``, ``_ci_low``,
+    ``_ci_high``. CIs of metrics bounded to [0, 1] (``is_bounded``) are clipped
+    to [0, 1].
     """
     rows = []
     groups = df.groupby(list(keys), sort=False, dropna=False) if keys else [((), df)]
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
         row: dict = dict(zip(keys, key))
-        row["n"] = len(g)
-        for m in metrics:
-            s = summarize(g[m].to_numpy(dtype=float), confidence)
-            row.update({f"{m}_{k}": v for k, v in s.items() if k != "n"})
+        row["runs"] = len(g)
+        row["n"] = 0
+        for i, m in enumerate(metrics):
+            s = summarize(g[m].to_numpy(dtype=float), confidence, (0.0, 1.0) if is_bounded(m) else None)
+            if i == 0:
+                row["n"] = s["n"]
+            row.update({f"{m}_{k}": v for k, v in s.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def paired_test(method: Sequence[float], baseline: Sequence[float],
-                confidence: float = 0.95) -> dict[str, float]:
+                confidence: float = 0.95, bound: float | None = None) -> dict[str, float]:
     """Paired comparison of two equally long, seed-aligned result lists (method - baseline).
+
+    bound: the differences' range is [-bound, bound] (1 for metrics in [0, 1]);
+    the CI of the mean difference is clipped to it.
 
     Returns n, mean_diff, sd_diff, ci_low/ci_high of the mean difference (t),
     p_ttest (two-sided paired t-test), p_wilcoxon (two-sided signed-rank; NaN
@@ -92,6 +127,9 @@ def paired_test(method: Sequence[float], baseline: Sequence[float],
     sd = float(d.std(ddof=1))
     out["sd_diff"] = sd
     out["ci_low"], out["ci_high"] = t_interval(d, confidence)
+    if bound is not None:
+        out["ci_low"], out["ci_high"] = (float(np.clip(out["ci_low"], -bound, bound)),
+                                         float(np.clip(out["ci_high"], -bound, bound)))
     if sd > 0:
         out["p_ttest"] = float(stats.ttest_rel(a, b).pvalue)
         out["d_z"] = float(d.mean() / sd)
@@ -118,38 +156,87 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
-def paired_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str = "test_macro_f1",
-                       method_key: str = "method", baseline: str = "full", seed_key: str = "seed",
-                       confidence: float = 0.95) -> pd.DataFrame:
-    """Every non-baseline configuration against its baseline, paired by seed.
+def erts_base(method: str) -> str | None:
+    """The rule an ERTS method filters: 'erts-dbpd' -> 'dbpd', 'erts-infobatch' -> 'infobatch'; else None."""
+    m = str(method)
+    return m[len(ERTS_PREFIX):] if m.startswith(ERTS_PREFIX) and len(m) > len(ERTS_PREFIX) else None
 
-    The baseline of a configuration is the one with ``method_key == baseline``
-    and the same value for every other key in ``keys``. Only seeds present in
-    both enter the test. Adds ``p_holm`` (Holm-adjusted paired t-test p over all
-    rows). Configurations with no baseline run are left out.
+
+def _matches(col: pd.Series, value) -> pd.Series:
+    """col == value, with a missing value matching a missing value (NaN != NaN otherwise)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return col.isna()
+    return col == value
+
+
+def paired_against(df: pd.DataFrame, keys: Sequence[str], baseline_of: Callable[[str], str | None],
+                   metric: str = "test_macro_f1", method_key: str = "method", seed_key: str = "seed",
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """Each configuration against the configuration of ``baseline_of(method)``, paired by seed.
+
+    The partner has method ``baseline_of(method)`` and the same value for every
+    other key in ``keys`` (model, dataset, phi, ...); configurations for which
+    ``baseline_of`` returns None, or whose partner has no run, are left out.
+    Only seeds present in both with finite values enter the test. ``p_holm`` is
+    the Holm-adjusted paired t-test p over the rows of the returned table: the
+    table is the family.
     """
     keys = [k for k in keys if k != seed_key]
     if method_key not in keys:
-        raise ValueError(f"paired_comparisons: {method_key!r} must be one of the configuration keys {keys}")
+        raise ValueError(f"paired comparisons: {method_key!r} must be one of the configuration keys {keys}")
     others = [k for k in keys if k != method_key]
-    base = df[df[method_key] == baseline]
+    bound = 1.0 if is_bounded(metric) else None
     rows = []
-    for key, g in df[df[method_key] != baseline].groupby(keys, sort=False, dropna=False):
+    for key, g in df.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         cfg = dict(zip(keys, key))
-        b = base
+        base_method = baseline_of(cfg[method_key])
+        if base_method is None:
+            continue
+        b = df[df[method_key] == base_method]
         for k in others:
-            b = b[b[k] == cfg[k]]
+            b = b[_matches(b[k], cfg[k])]
         if b.empty:
             continue
         pairs = g[[seed_key, metric]].merge(b[[seed_key, metric]], on=seed_key, suffixes=("", "_base"))
-        pairs = pairs.dropna().sort_values(seed_key)
-        res = paired_test(pairs[metric].to_numpy(), pairs[f"{metric}_base"].to_numpy(), confidence)
-        rows.append({**cfg, "baseline": baseline, **res})
+        ok = np.isfinite(pairs[metric].to_numpy(dtype=float)) & np.isfinite(pairs[f"{metric}_base"].to_numpy(dtype=float))
+        pairs = pairs[ok].sort_values(seed_key)
+        res = paired_test(pairs[metric].to_numpy(dtype=float), pairs[f"{metric}_base"].to_numpy(dtype=float),
+                          confidence, bound)
+        rows.append({**cfg, "baseline": base_method, **res})
     out = pd.DataFrame(rows)
     if not out.empty:
         out["p_holm"] = holm(out["p_ttest"].to_numpy())
     return out
+
+
+def paired_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str = "test_macro_f1",
+                       method_key: str = "method", baseline: str = BASELINE, seed_key: str = "seed",
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Every non-baseline configuration against its baseline (``full``), paired by seed.
+
+    The baseline of a configuration is the one with ``method_key == baseline``
+    and the same value for every other key in ``keys``. Only seeds present in
+    both enter the test. Adds ``p_holm``: Holm over the family of all
+    method-vs-baseline rows of this table. Configurations with no baseline run
+    are left out.
+    """
+    return paired_against(df, keys, lambda m: None if m == baseline else baseline, metric, method_key,
+                          seed_key, confidence)
+
+
+def erts_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str = "test_macro_f1",
+                     method_key: str = "method", seed_key: str = "seed",
+                     confidence: float = 0.95) -> pd.DataFrame:
+    """Every ERTS method against the rule it filters (``erts-X`` vs ``X``), paired by seed.
+
+    The paper's claim: the focus filter adds something on top of its dropout
+    rule. ``erts-dbpd`` is paired with ``dbpd``, ``erts-smrd`` with ``smrd``,
+    ``erts-<rule>`` with ``<rule>`` for any rule, with every other key equal.
+    ``p_holm`` is Holm over this family only (the ERTS-X vs X rows), separate
+    from the family of comparisons with ``full``.
+    """
+    return paired_against(df, keys, erts_base, metric, method_key, seed_key, confidence)
 
 
 # --- bootstrap CI of a single run's test macro-F1 -----------------------------------------
@@ -173,14 +260,19 @@ def macro_f1_from_counts(weights: np.ndarray, t: np.ndarray, p: np.ndarray) -> n
     """Macro-F1 of B weighted resamples at once.
 
     weights: (B, N) how often each record occurs in each resample; t, p: (N, C)
-    true/predicted indicators. Same definition as erts.eval.metrics (sklearn
-    ``f1_score(labels=range(C), zero_division=0)`` averaged over every class):
-    a class with no true and no predicted record in a resample scores 0.
+    true/predicted indicators. Same definition as erts.eval.metrics: the mean
+    F1 over the classes present (with a true record) in the resample; a class
+    absent from the resample is left out, not scored 0. NaN for a resample
+    without any present class.
     """
     tp = weights @ (t * p)
-    denom = weights @ t + weights @ p
+    n_true = weights @ t
+    denom = n_true + weights @ p
+    present = n_true > 0
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1.mean(1)
+    k = present.sum(1)
+    total = np.where(present, f1, 0.0).sum(1)
+    return np.divide(total, k, out=np.full(len(total), np.nan), where=k > 0)
 
 
 def bootstrap_macro_f1(y_true: np.ndarray, probs: np.ndarray, *, multilabel: bool = False,
@@ -207,11 +299,11 @@ def bootstrap_macro_f1(y_true: np.ndarray, probs: np.ndarray, *, multilabel: boo
     for start in range(0, n_boot, 500):  # chunks bound memory at 500 x N counts
         w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, n_boot - start)).astype(np.float64)
         reps.append(macro_f1_from_counts(w, t, p))
-    reps = np.concatenate(reps)
+    reps = finite(np.concatenate(reps))  # a resample with no present class (multi-label only) has no macro-F1
     alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(reps, [alpha, 1 - alpha])
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (math.nan, math.nan)
     return {"macro_f1": point, "ci_low": float(lo), "ci_high": float(hi),
-            "std": float(reps.std(ddof=1)), "n_boot": int(n_boot)}
+            "std": float(reps.std(ddof=1)) if len(reps) > 1 else math.nan, "n_boot": int(n_boot)}
 
 
 def bootstrap_run(predictions_npz: str, *, n_boot: int = 2000, seed: int = 0,
