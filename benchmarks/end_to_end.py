@@ -8,7 +8,10 @@ the machine hit every method alike. Resumable: rerun the same command to finish.
 Prints per method: test macro-F1 mean with its 95 % t-interval over seeds (and the
 CinC 2017 score F1(N,A,O) when present), effective epochs, median wall-clock
 seconds of training (scoring + Grad-CAM + update) and of the whole run, their ratio
-to `full`, and the paired difference to `full` (mean, 95 % CI, Holm-adjusted p).
+to `full`, and the paired difference to `full` (mean, 95 % CI, Holm-adjusted p over
+the comparisons with `full`); then each ERTS method against the rule it filters
+(erts-dbpd against dbpd, erts-<rule> against <rule>), paired by seed, with its own
+Holm adjustment over those comparisons only.
 
     python benchmarks/end_to_end.py                      # CinC 2017, 3 seeds
     python benchmarks/end_to_end.py --dataset synthetic --seeds 3 epochs=10
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from erts.eval.stats import group_summary, paired_comparisons
+from erts.eval.stats import erts_comparisons, group_summary, paired_comparisons
 from erts.train.sweep import Grid, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +43,36 @@ def parse_value(v: str):
     return yaml.safe_load(v)
 
 
+def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]:
+    """The printed summary of a results.csv: one line per method, then each ERTS method against its rule."""
+    df = df.assign(seconds_train=df[["seconds_scoring", "seconds_gradcam", "seconds_update"]].sum(axis=1))
+    metrics = ["test_macro_f1", "effective_epochs"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
+    summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
+    med = df.groupby("method")[["seconds_train", "seconds_total"]].median().loc[methods]
+    pairs = paired_comparisons(df, ["dataset", "model", "method"], metric="test_macro_f1").set_index("method")
+    out = [title, f"{'method':10s} {'macro-F1 [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
+           + f"{'EE':>6s} {'train s':>8s} {'x full':>7s} {'total s':>8s} {'x full':>7s}  diff vs full [95% CI], p(Holm)"]
+    for m in methods:
+        s = summary.loc[m]
+        line = (f"{m:10s} {s.test_macro_f1_mean:.4f} [{s.test_macro_f1_ci_low:.4f}, {s.test_macro_f1_ci_high:.4f}] "
+                + (f"{s.test_f1_nao_mean:8.4f} " if "test_f1_nao" in df else "")
+                + f"{s.effective_epochs_mean:6.2f} {med.loc[m].seconds_train:8.1f} "
+                  f"{med.loc[m].seconds_train / med.loc['full'].seconds_train:7.3f} {med.loc[m].seconds_total:8.1f} "
+                  f"{med.loc[m].seconds_total / med.loc['full'].seconds_total:7.3f}")
+        if m in pairs.index:
+            p = pairs.loc[m]
+            line += f"  {p.mean_diff:+.4f} [{p.ci_low:+.4f}, {p.ci_high:+.4f}], p={p.p_holm:.3f}"
+        out.append(line)
+    erts = erts_comparisons(df[df["method"].isin(methods)], ["dataset", "model", "method"], metric="test_macro_f1")
+    out.append("ERTS against the rule it filters (paired by seed; Holm over these rows only, not with the rows above):")
+    if erts.empty:
+        out.append("  none: an erts-<rule> method needs <rule> in --methods")
+    for r in erts.itertuples():
+        out.append(f"  {r.method:10s} vs {r.baseline:8s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
+                   f"{r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="extra erts config key=value for every run")
@@ -57,25 +90,8 @@ def main() -> None:
     if res.failed:
         raise SystemExit(f"failed runs: {', '.join(res.failed)}")
     df = pd.read_csv(res.results_csv)
-    df["seconds_train"] = df[["seconds_scoring", "seconds_gradcam", "seconds_update"]].sum(axis=1)
-    metrics = ["test_macro_f1", "effective_epochs"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
-    summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
-    med = df.groupby("method")[["seconds_train", "seconds_total"]].median().loc[methods]
-    pairs = paired_comparisons(df, ["dataset", "model", "method"], metric="test_macro_f1").set_index("method")
-    print(f"\n{args.dataset}: {base['model']}, {base['epochs']} epochs, {args.seeds} seeds, same loss/data/budget")
-    print(f"{'method':10s} {'macro-F1 [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
-          + f"{'EE':>6s} {'train s':>8s} {'x full':>7s} {'total s':>8s} {'x full':>7s}  diff vs full [95% CI], p(Holm)")
-    for m in methods:
-        s = summary.loc[m]
-        line = (f"{m:10s} {s.test_macro_f1_mean:.4f} [{s.test_macro_f1_ci_low:.4f}, {s.test_macro_f1_ci_high:.4f}] "
-                + (f"{s.test_f1_nao_mean:8.4f} " if "test_f1_nao" in df else "")
-                + f"{s.effective_epochs_mean:6.2f} {med.loc[m].seconds_train:8.1f} "
-                  f"{med.loc[m].seconds_train / med.loc['full'].seconds_train:7.3f} {med.loc[m].seconds_total:8.1f} "
-                  f"{med.loc[m].seconds_total / med.loc['full'].seconds_total:7.3f}")
-        if m in pairs.index:
-            p = pairs.loc[m]
-            line += f"  {p.mean_diff:+.4f} [{p.ci_low:+.4f}, {p.ci_high:+.4f}], p={p.p_holm:.3f}"
-        print(line)
+    title = f"{args.dataset}: {base['model']}, {base['epochs']} epochs, {args.seeds} seeds, same loss/data/budget"
+    print("\n" + "\n".join(summary_lines(df, methods, title)))
     print(f"\nresults table: {res.results_csv}")
 
 

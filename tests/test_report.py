@@ -21,13 +21,13 @@ PNG = "<img src=\"data:image/png;base64,"
 
 
 def make_run(run_dir: Path, *, method: str, seed: int, f1: float, epochs: int = 6, n_train: int = 60,
-             n_test: int = 40, seconds: float = 10.0) -> None:
+             n_test: int = 40, seconds: float = 10.0, flops: float = 4.001e9, config: dict | None = None) -> None:
     """A finished run folder as erts.train.loop writes it (no checkpoints: no example records)."""
     rng = np.random.default_rng(seed * 10 + len(method))
     (run_dir / "selection").mkdir(parents=True)
     cfg = Config()
     for k, v in dict(method=method, seed=seed, epochs=epochs, name=run_dir.name, out_dir=str(run_dir.parent),
-                     warmup_epochs=2, revision_epoch=5, gradcam_start=3).items():
+                     warmup_epochs=2, revision_epoch=5, gradcam_start=3, **(config or {})).items():
         set_value(cfg, k, v)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     labels = np.array(CLASSES)[np.arange(n_train) % 3]
@@ -72,7 +72,7 @@ def make_run(run_dir: Path, *, method: str, seed: int, f1: float, epochs: int = 
                                     "total": seconds},
                         "sample_forwards": {"scoring": 100, "gradcam": 10, "update": 200},
                         "sample_backwards": {"gradcam": 0, "update": 200},
-                        "flops": {"scoring": 1e9, "gradcam": 1e6, "update": 3e9, "total": 4.001e9}}}
+                        "flops": {"scoring": 1e9, "gradcam": 1e6, "update": flops - 1.001e9, "total": flops}}}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -80,6 +80,7 @@ F1 = {("full", 0): 0.70, ("full", 1): 0.72, ("full", 2): 0.71,
       ("dbpd", 0): 0.69, ("dbpd", 1): 0.70, ("dbpd", 2): 0.72,
       ("erts-dbpd", 0): 0.72, ("erts-dbpd", 1): 0.75, ("erts-dbpd", 2): 0.73}
 SECONDS = {"full": 20.0, "dbpd": 14.0, "erts-dbpd": 15.0}
+FLOPS = {"full": 8e9, "dbpd": 6e9, "erts-dbpd": 4e9}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def fake_sweep(tmp_path_factory) -> Path:
     runs = expand(grid)
     for r in runs:
         make_run(r.run_dir, method=r.values["method"], seed=r.values["seed"], f1=F1[r.values["method"], r.values["seed"]],
-                 seconds=SECONDS[r.values["method"]])
+                 seconds=SECONDS[r.values["method"]], flops=FLOPS[r.values["method"]])
     collect_results(grid, runs)
     return grid.sweep_dir
 
@@ -99,6 +100,19 @@ def table_rows(html: str, table_id: str) -> list[list[str]]:
     body = re.search(rf'<table[^>]*id="{table_id}".*?</table>', html, re.S).group(0)
     rows = [re.findall(r"<td>(.*?)</td>", tr, re.S) for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
     return [r for r in rows if r]  # the header row has <th> cells only
+
+
+def table_dicts(html: str, table_id: str) -> list[dict[str, str]]:
+    """Rows of an HTML table as {header: cell}."""
+    body = re.search(rf'<table[^>]*id="{table_id}".*?</table>', html, re.S).group(0)
+    head = [html_unescape(h) for h in re.findall(r"<th>(.*?)</th>", body, re.S)]
+    return [dict(zip(head, map(html_unescape, r))) for r in table_rows(html, table_id)]
+
+
+def html_unescape(s: str) -> str:
+    import html as h
+
+    return h.unescape(s.strip())
 
 
 def check_images(html: str, md: str, files: Path) -> int:
@@ -160,26 +174,41 @@ def test_sweep_report_renders_every_section(fake_sweep):
     for h in SWEEP_SECTIONS:
         assert re.search(rf"<h2 id='[^']+'>{re.escape(h)}</h2>", html), h
         assert f"## {h}" in md
-    # paired differences, pareto, kept fraction, drop rates of dbpd and erts-dbpd, focus scores
-    assert check_images(html, md, fake_sweep / "report_files") == 6
+    # 2 forest plots (against full, erts-X against X), pareto, kept fraction, drop rates of dbpd and erts-dbpd, focus
+    assert check_images(html, md, fake_sweep / "report_files") == 7
     assert "no example records" in html  # fabricated runs have no checkpoints, and the report says so
     # the results table holds the numbers of results.csv
-    res = pd.read_csv(fake_sweep / "results.csv")
-    rows = {r[0]: r for r in table_rows(html, "results")}
+    rows = {r["method"]: r for r in table_dicts(html, "results")}
     assert set(rows) == {"full", "dbpd", "erts-dbpd"}
-    for method, g in res.groupby("method"):
-        row = rows[method]
-        assert row[1] == "3"
-        mean, half = map(float, row[2].split(" ± "))
-        assert mean == pytest.approx(g.test_macro_f1.mean(), abs=5e-5)
-        lo, hi = map(float, row[3].strip("[]").split(", "))
-        assert hi - lo == pytest.approx(2 * half, abs=2e-4)
-        assert row[-2] == f"{g.seconds_total.mean() / 20.0:.2f}"  # time / full
-    # paired comparisons: erts-dbpd vs full on the same seeds
-    comp = {r[0]: r for r in table_rows(html, "comparisons")}
-    assert set(comp) == {"dbpd", "erts-dbpd"}
-    assert float(comp["erts-dbpd"][2]) == pytest.approx(np.mean([0.02, 0.03, 0.02]), abs=5e-5)
+    means = {"full": (0.70 + 0.72 + 0.71) / 3, "dbpd": (0.69 + 0.70 + 0.72) / 3, "erts-dbpd": (0.72 + 0.75 + 0.73) / 3}
+    for method, row in rows.items():
+        assert row["n seeds"] == "3"
+        assert float(row["test macro-F1 (mean)"]) == pytest.approx(means[method], abs=5e-5)
+        lo, hi = map(float, row["95% CI"].strip("[]").split(", "))
+        assert lo < means[method] < hi
+        assert row["time / full"] == {"full": "1.00", "dbpd": "0.70", "erts-dbpd": "0.75"}[method]  # 14/20, 15/20
+        assert row["FLOPs / full"] == {"full": "1.00", "dbpd": "0.75", "erts-dbpd": "0.50"}[method]  # 6e9/8e9, 4e9/8e9
+        assert row["time spread"] == "0%"
+    # paired comparisons: every method against full on the same seeds, one Holm family
+    comp = {r["method"]: r for r in table_dicts(html, "comparisons")}
+    assert set(comp) == {"dbpd", "erts-dbpd"} and {r["against"] for r in comp.values()} == {"full"}
+    assert float(comp["erts-dbpd"]["Δ macro-F1 (mean)"]) == pytest.approx(np.mean([0.02, 0.03, 0.02]), abs=5e-5)
+    # the paper's claim: erts-dbpd against dbpd, a family of its own
+    erts = table_dicts(html, "erts_comparisons")
+    assert [(r["method"], r["against"], r["pairs"]) for r in erts] == [("erts-dbpd", "dbpd", "3")]
+    d = [0.72 - 0.69, 0.75 - 0.70, 0.73 - 0.72]
+    assert float(erts[0]["Δ macro-F1 (mean)"]) == pytest.approx(0.03, abs=5e-5)
+    # 3 pairs: p of the paired t-test, t = mean / (sd / sqrt 3) with 2 dof; one comparison, so Holm leaves it
+    t = np.mean(d) / (np.std(d, ddof=1) / np.sqrt(3))
+    from scipy.stats import t as t_dist
+    assert float(erts[0]["p (Holm)"]) == pytest.approx(2 * t_dist.sf(t, 2), abs=5e-4)
+    assert float(comp["erts-dbpd"]["p (Holm)"]) != pytest.approx(float(comp["erts-dbpd"]["p (paired t)"]))  # 2 tests
+    assert "Holm family: every method against full." in html
+    assert "Holm family: every ERTS method against its rule (erts-X against X)" in html
+    assert "over the 1 comparison of this table and no others" in html
+    assert "over the 2 comparisons of this table and no others" in html
     assert "| erts-dbpd |" in md
+    assert "id='warnings'" not in html  # 3 seeds, steady wall clock: nothing to warn about
 
 
 def test_run_report_of_fabricated_run(fake_sweep, tmp_path):

@@ -24,7 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--leads", type=int, default=3, help="leads drawn per example record")
     r.set_defaults(func=run_report_cmd)
 
-    e = sub.add_parser("explain", help="draw one record with its Grad-CAM map (PNG)")
+    e = sub.add_parser("explain", help="draw one record with its Grad-CAM map (PNG); print its keep/filter history",
+                       description="Prints the record's ground truth (train_records.csv) and, per epoch, whether the "
+                                   "PDD rule kept it, the focus filter kept or removed it, its p and focus score "
+                                   "(selection/epoch_*.npz); then draws it with its Grad-CAM map.")
     e.add_argument("run", help="run folder with checkpoints/")
     e.add_argument("--record", required=True, help="record id, as in train_records.csv or predictions_test.npz")
     e.add_argument("--out", help="PNG path (default: RUN/explain/<record>.png)")
@@ -34,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--target", choices=["pred", "true"], default="pred",
                    help="map of the predicted class (default) or of the true label")
     e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.add_argument("--history-only", action="store_true",
+                   help="print the record's keep/filter history and ground truth, draw nothing (needs no checkpoint)")
     e.set_defaults(func=run_explain_cmd)
 
 
@@ -71,6 +76,11 @@ def run_report_cmd(args: argparse.Namespace) -> int:
 
 
 def run_explain_cmd(args: argparse.Namespace) -> int:
+    from erts.report.selection import history_text
+
+    print(history_text(args.run, args.record))
+    if args.history_only:
+        return 0
     from erts.report.explain import explain_record
 
     path = explain_record(args.run, args.record, out=args.out, layer=args.layer, max_leads=args.leads,

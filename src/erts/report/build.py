@@ -13,23 +13,30 @@ import html
 import json
 import math
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from erts.eval.stats import bootstrap_run, group_summary, paired_comparisons
+from erts.eval.stats import bootstrap_run, erts_comparisons, group_summary, paired_comparisons
 from erts.report import plots
 from erts.report.selection import (drop_rates, filter_by_truth, focus_candidates, load_selection_log,
-                                   load_train_records)
+                                   load_train_records, truth_contrast)
 
-SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "Accuracy against cost",
-                  "Kept fraction per epoch", "Which classes are dropped", "Focus scores", "Example records"]
+SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "ERTS against the rule it filters",
+                  "Accuracy against cost", "Kept fraction per epoch", "Which classes are dropped", "Focus scores",
+                  "Example records", "Configuration"]
 RUN_SECTIONS = ["Results", "Accuracy against cost", "Kept fraction per epoch", "Which classes are dropped",
-                "Focus scores", "Example records"]
+                "Focus scores", "Example records", "Configuration"]
 BASELINE = "full"
 FOCUS_SAMPLE = 20000  # focus-score rows per run drawn into the distribution plots
+MIN_SEEDS = 3  # fewer seeds per configuration: warned about (no usable CI, no test that can reject)
+TIME_SPREAD_LIMIT = 0.30  # wall clock of a configuration's seeds: slowest / fastest - 1 above this is flagged
+PER_RUN_SETTINGS = ("train.name", "train.out_dir", "train.seed")  # differ between runs by construction
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Report:
     title: str
     intro: str
     sections: list[Section]
+    warnings: list[str] = field(default_factory=list)  # shown on top of the report and printed by build_report
 
 
 def _slug(s: str) -> str:
@@ -140,17 +148,50 @@ def sweep_summary(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         else:
             base_vals = np.full(len(s), base["_base"].iloc[0] if len(base) else np.nan)
         s[f"{col}_ratio"] = s[f"{col}_mean"].to_numpy() / base_vals
+    if "seconds_total" in results.columns:
+        s["seconds_total_spread"] = [time_spread(g["seconds_total"])
+                                     for _, g in results.groupby(keys, sort=False, dropna=False)]
     return s
+
+
+def time_spread(seconds) -> float:
+    """Slowest over fastest wall clock of a configuration's seeds, minus 1 (0.3: the slowest took 30 % longer).
+
+    NaN for fewer than two finite, positive values. Seeds of one configuration do
+    the same work, so a large spread is the machine (load, thermal, other jobs),
+    not the method: time ratios of such a configuration are unreliable.
+    """
+    x = np.asarray(seconds, dtype=float)
+    x = x[np.isfinite(x) & (x > 0)]
+    return float(x.max() / x.min() - 1) if len(x) > 1 else math.nan
+
+
+def summary_warnings(summary: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Configurations with fewer than MIN_SEEDS seeds, and those whose wall clock is noisy across seeds."""
+    out = []
+    for _, r in summary.iterrows():
+        label = config_label(r, keys)
+        n = int(r["n"])
+        if n < MIN_SEEDS:
+            out.append(f"{label}: {n} seed{'s' if n != 1 else ''} with a test macro-F1 (fewer than {MIN_SEEDS}); "
+                       f"its confidence interval is {'undefined' if n < 2 else 'very wide'} and its paired tests "
+                       "can hardly reject anything. Add seeds.")
+        spread = r.get("seconds_total_spread", math.nan)
+        if spread is not None and np.isfinite(spread) and spread > TIME_SPREAD_LIMIT:
+            out.append(f"{label}: wall clock differs across seeds by {spread:.0%} (slowest against fastest, more than "
+                       f"{TIME_SPREAD_LIMIT:.0%}): machine noise; its time ratios are unreliable. "
+                       "FLOPs / full does not depend on the machine.")
+    return out
 
 
 def results_table(summary: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
     rows = []
     for _, r in summary.iterrows():
-        half = (r["test_macro_f1_ci_high"] - r["test_macro_f1_ci_low"]) / 2
         row = {k: r[k] for k in show_keys}
+        n, runs = int(r["n"]), int(r.get("runs", r["n"]))
         row.update({
-            "n seeds": int(r["n"]),
-            "test macro-F1 (mean ± 95% CI)": f"{fmt(r['test_macro_f1_mean'])} ± {fmt(half)}",
+            "n seeds": f"{n}" if n == runs else f"{n} (of {runs} runs)",
+            "test macro-F1 (mean)": fmt(r["test_macro_f1_mean"]),
             "95% CI": f"[{fmt(r['test_macro_f1_ci_low'])}, {fmt(r['test_macro_f1_ci_high'])}]",
             "std": fmt(r["test_macro_f1_std"]),
         })
@@ -166,6 +207,11 @@ def results_table(summary: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
             row["time / full"] = fmt(r.get("seconds_total_ratio"), 2)
         if "flops_total_mean" in r:
             row["FLOPs"] = fmt_sci(r["flops_total_mean"])
+            row["FLOPs / full"] = fmt(r.get("flops_total_ratio"), 2)
+        if "seconds_total_spread" in r:
+            sp = r["seconds_total_spread"]
+            row["time spread"] = "-" if not np.isfinite(sp) else (
+                f"{sp:.0%}" + (" (noisy)" if sp > TIME_SPREAD_LIMIT else ""))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -173,14 +219,14 @@ def results_table(summary: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
 def verdict(r) -> str:
     if math.isnan(r["p_holm"]) or r["p_holm"] >= 0.05:
         return "no clear difference"
-    return "better than full" if r["mean_diff"] > 0 else "worse than full"
+    return f"better than {r['baseline']}" if r["mean_diff"] > 0 else f"worse than {r['baseline']}"
 
 
 def comparisons_table(comp: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
     rows = []
     for _, r in comp.iterrows():
         row = {k: r[k] for k in show_keys}
-        row.update({"pairs": int(r["n"]), "Δ macro-F1 (mean)": fmt(r["mean_diff"]),
+        row.update({"against": r["baseline"], "pairs": int(r["n"]), "Δ macro-F1 (mean)": fmt(r["mean_diff"]),
                     "95% CI of Δ": f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
                     "p (paired t)": fmt_p(r["p_ttest"]), "p (Wilcoxon)": fmt_p(r["p_wilcoxon"]),
                     "d_z": fmt(r["d_z"], 2), "p (Holm)": fmt_p(r["p_holm"]), "verdict": verdict(r)})
@@ -188,7 +234,7 @@ def comparisons_table(comp: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def forest_figure(comp: pd.DataFrame, labels: list[str]):
+def forest_figure(comp: pd.DataFrame, labels: list[str], against: str = "full"):
     """Mean paired difference with its CI per comparison; the zero line is 'no difference'."""
     from matplotlib.figure import Figure
 
@@ -202,7 +248,7 @@ def forest_figure(comp: pd.DataFrame, labels: list[str]):
         ax.errorbar(r["mean_diff"], yi, xerr=err, fmt=marker, color=color, capsize=3)
     ax.axvline(0, color="#999999", ls="--", lw=1)
     ax.set_yticks(y, labels)
-    ax.set_xlabel("Δ test macro-F1 against full, same seeds (method − full)")
+    ax.set_xlabel(f"Δ test macro-F1 against {against}, same seeds (method − {against})")
     ax.set_title("paired differences with 95% CI (t over seeds)")
     ax.grid(alpha=0.3, axis="x")
     return fig
@@ -214,6 +260,7 @@ def pareto_input(summary: pd.DataFrame, label_keys: list[str]) -> pd.DataFrame:
         "label": [config_label(r, label_keys) for _, r in summary.iterrows()],
         "f1_mean": summary["test_macro_f1_mean"],
         "f1_err": (summary["test_macro_f1_ci_high"] - summary["test_macro_f1_ci_low"]) / 2,
+        "f1_lo": summary["test_macro_f1_ci_low"], "f1_hi": summary["test_macro_f1_ci_high"],
         "seconds_mean": summary.get("seconds_total_mean", np.nan), "seconds_std": summary.get("seconds_total_std", np.nan),
         "ee_mean": summary.get("effective_epochs_mean", np.nan), "ee_std": summary.get("effective_epochs_std", np.nan),
     })
@@ -281,18 +328,67 @@ def selection_sections(groups: list[tuple[str, str, list[Path]]], scope: str,
                      "Left: per true class. Right: records with known label noise against clean records.")
         if truth_rows:
             t = pd.concat(truth_rows)
-            tot = t.assign(dropped=t["filter_drop"] * t["candidates"], fsum=t["mean_focus"] * t["candidates"])
-            agg = tot.groupby(["config", "truth"], as_index=False)[["candidates", "dropped", "fsum"]].sum()
+            tot = t.assign(dropped=t["filter_drop"] * t["candidates"], fsum=t["mean_focus"] * t["candidates"],
+                           zeros=t["zero_focus"] * t["candidates"])
+            agg = tot.groupby(["config", "truth"], as_index=False, sort=False)[
+                ["candidates", "dropped", "fsum", "zeros"]].sum()
             focus.table(pd.DataFrame({
                 "configuration": agg["config"], "ground truth": agg["truth"],
                 "candidates (sample-epochs)": agg["candidates"].astype(int),
                 "mean focus": [fmt(v, 3) for v in agg["fsum"] / agg["candidates"]],
+                "focus 0 (no positive evidence)": [f"{v:.1%}" for v in agg["zeros"] / agg["candidates"]],
                 "removed by focus filter": [f"{v:.1%}" for v in agg["dropped"] / agg["candidates"]],
             }), f"focus_truth_{_slug(scope)}")
-            focus.text("The filter works as intended when it removes a larger share of the corrupted records "
-                       "than of the clean ones.")
+            focus.text("What the table shows: each row counts the filter's candidates (records the PDD rule kept, "
+                       "once per epoch) of one ground-truth group, their mean focus score, the share whose focus "
+                       "was 0 (the Grad-CAM map of the true class was flat: no positive evidence for the label "
+                       "anywhere in the record), and the share the focus filter removed. The filter does what it "
+                       "claims when it removes a larger share of the corrupted records than of the clean ones.")
+            for config, g in agg.groupby("config", sort=False):
+                focus.text(focus_verdict(config, g))
     else:
         focus.text(f"{scope}: no focus scores (no ERTS method in these runs, or the focus filter never started).")
+
+
+def focus_verdict(config: str, agg: pd.DataFrame) -> str:
+    """One configuration's focus-filter result in words, with the numbers (agg: truth, candidates, dropped)."""
+    c = truth_contrast(agg)
+    if c is None:
+        missing = "clean" if (agg["truth"] != "clean").all() else "corrupted"
+        return f"{config}: no {missing} candidates, so no comparison of corrupted with clean records."
+    groups = ", ".join(f"{r.truth} {r.dropped / r.candidates:.1%} of {int(r.candidates)}"
+                       for r in agg.itertuples() if r.truth != "clean")
+    head = (f"{config}: the focus filter removed {c['removed_corrupted']:.1%} of the corrupted candidates "
+            f"({groups}) and {c['removed_clean']:.1%} of the {c['n_clean']} clean ones")
+    ratio = c["ratio"]
+    if not np.isfinite(ratio):
+        return head + ("; it removed corrupted records and no clean one." if c["removed_corrupted"] > 0
+                       else "; it removed nothing.")
+    if ratio > 1:
+        return head + (f": corrupted records were removed {ratio:.2f} times as often as clean ones, so the filter "
+                       "does remove corrupted records more than clean ones here.")
+    return head + (f": corrupted records were removed {ratio:.2f} times as often as clean ones, so the filter does "
+                   "not remove corrupted records more than clean ones here.")
+
+
+def comparison_section(s: Section, comp: pd.DataFrame, shown: list[str], what: str, family: str, empty: str,
+                       slug: str, against: str) -> None:
+    s.text(what)
+    if comp.empty:
+        s.text(empty)
+        return
+    n = len(comp)
+    s.text(f"Holm family: {family}. p (Holm) adjusts the paired t-test p-values over the {n} "
+           f"comparison{'s' if n != 1 else ''} of this table and no others. Verdict: Holm-adjusted p < 0.05.")
+    few = comp[comp["n"] < MIN_SEEDS]
+    if len(few):
+        s.text(f"{len(few)} comparison{'s have' if len(few) != 1 else ' has'} fewer than {MIN_SEEDS} paired seeds: "
+               "no test can reject there; read the CI.")
+    s.table(comparisons_table(comp, shown), slug)
+    labels = [config_label(r, shown) for _, r in comp.iterrows()]
+    s.figure(f"paired_differences_{slug}", forest_figure(comp, labels, against),
+             f"Mean paired difference in test macro-F1 against {against} with its 95% CI; "
+             "intervals crossing the dashed zero line are not distinguishable from it.")
 
 
 def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3) -> Report:
@@ -306,22 +402,29 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
     secs = {h: Section(h) for h in SWEEP_SECTIONS}
     summary = sweep_summary(results, keys)
     s = secs["Results"]
-    s.text(f"{len(results)} finished runs in {len(summary)} configurations. Mean ± half-width of the 95% CI "
-           "over seeds (t distribution); cost columns are means, and ratios are relative to the full-data "
-           "baseline with the same other settings.")
+    s.text(f"{len(results)} finished runs in {len(summary)} configurations. Test macro-F1: mean and 95% CI over "
+           "seeds (t distribution, clipped to [0, 1]); n counts the runs with a defined (finite) macro-F1. Cost "
+           "columns are means; ratios are relative to the full-data baseline with the same other settings. "
+           f"Time spread: slowest over fastest seed's wall clock, minus 1; above {TIME_SPREAD_LIMIT:.0%} it is "
+           "flagged as machine noise, and FLOPs / full is the machine-independent cost ratio to read instead.")
     s.table(results_table(summary, shown), "results")
+    warnings = summary_warnings(summary, shown)
     comp = paired_comparisons(results, keys)
-    s = secs["Paired comparisons with the baseline"]
-    if comp.empty:
-        s.text("No method could be paired with a full-data baseline run (same settings, same seeds).")
-    else:
-        s.text("Each method against the full-data baseline with the same other settings, paired by seed. "
-               "Verdict: Holm-adjusted paired t-test p < 0.05 across all comparisons in this table.")
-        s.table(comparisons_table(comp, shown), "comparisons")
-        labels = [config_label(r, shown) for _, r in comp.iterrows()]
-        s.figure("paired_differences", forest_figure(comp, labels),
-                 "Mean paired difference in test macro-F1 against full with its 95% CI; "
-                 "intervals crossing the dashed zero line are not distinguishable from the baseline.")
+    comparison_section(secs["Paired comparisons with the baseline"], comp, shown,
+                       "Each method against the full-data baseline (full) with the same other settings, paired by "
+                       "seed: does dropping data cost accuracy?",
+                       "every method against full",
+                       "No method could be paired with a full-data baseline run (same settings, same seeds).",
+                       "comparisons", BASELINE)
+    erts = erts_comparisons(results, keys)
+    comparison_section(secs["ERTS against the rule it filters"], erts, shown,
+                       "The paper's claim: the focus filter improves on the dropout rule it filters. Each ERTS method "
+                       "against that rule (erts-X against X: erts-dbpd against dbpd, erts-smrd against smrd, ...) "
+                       "with the same other settings, paired by seed.",
+                       "every ERTS method against its rule (erts-X against X), a family separate from the "
+                       "comparisons with full",
+                       "No ERTS method could be paired with the rule it filters (erts-X needs X in the sweep, with the "
+                       "same other settings and seeds).", "erts_comparisons", "its rule")
     label_keys = [k for k in shown if k != "dataset"]
     datasets = list(dict.fromkeys(results["dataset"])) if "dataset" in results.columns else [None]
     for ds in datasets:
@@ -341,9 +444,74 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
                            secs["Focus scores"])
     example_run = pick_example_run(sweep_dir, results)
     add_examples(secs["Example records"], example_run, examples, max_leads)
+    config_groups = [(config_label(dict(zip(keys, key if isinstance(key, tuple) else (key,))), shown),
+                      [sweep_dir / "runs" / r for r in g["run"]])
+                     for key, g in results.groupby(keys, sort=False, dropna=False)]
+    sweep_config_section(secs["Configuration"], config_groups)
     intro = f"Sweep folder: {sweep_dir}. Configuration keys: {', '.join(keys)}; seeds: " \
             f"{', '.join(map(str, sorted(results['seed'].unique())))}."
-    return Report(f"erts sweep report: {sweep_dir.name}", intro, [secs[h] for h in SWEEP_SECTIONS])
+    return Report(f"erts sweep report: {sweep_dir.name}", intro, [secs[h] for h in SWEEP_SECTIONS], warnings)
+
+
+# --- resolved configuration -------------------------------------------------------------
+
+def read_config(run_dir: Path) -> dict | None:
+    """A run's config.yaml flattened to dotted keys ('selection.phi': 0.7); None when missing."""
+    p = run_dir / "config.yaml"
+    if not p.exists():
+        return None
+    raw = yaml.safe_load(p.read_text()) or {}
+    flat = {}
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            flat.update({f"{section}.{k}": v for k, v in values.items()})
+        else:
+            flat[str(section)] = values
+    return flat
+
+
+def _cell(v) -> str:
+    """A setting's value as the YAML file spells it (null, true, [0.5, 40])."""
+    return json.dumps(v) if v is None or isinstance(v, (bool, list, dict)) else str(v)
+
+
+def sweep_config_section(s: Section, groups: list[tuple[str, list[Path]]]) -> None:
+    """The runs' resolved config.yaml: settings shared by every run once, then the varying ones per configuration."""
+    cfgs = [(label, run, c) for label, runs in groups for run in runs if (c := read_config(run)) is not None]
+    missing = sum(len(runs) for _, runs in groups) - len(cfgs)
+    if not cfgs:
+        s.text("No run folder has a config.yaml, so the resolved configuration cannot be shown.")
+        return
+    all_keys = list(dict.fromkeys(k for _, _, c in cfgs for k in c))
+    values = {k: [_cell(c.get(k, "(absent)")) for _, _, c in cfgs] for k in all_keys}
+    shared = [k for k in all_keys if k not in PER_RUN_SETTINGS and len(set(values[k])) == 1]
+    varying = [k for k in all_keys if k not in PER_RUN_SETTINGS and k not in shared]
+    s.text(f"The resolved configuration of the runs (config.yaml in each run folder; {len(cfgs)} runs"
+           + (f", {missing} without a config.yaml" if missing else "") + "). Settings every run shares are listed "
+           "once; the settings that differ follow per configuration. Run name, output folder and seed differ "
+           "between runs by construction and are left out.")
+    s.table(pd.DataFrame({"setting": shared, "value (every run)": [values[k][0] for k in shared]}), "config_shared")
+    if not varying:
+        s.text("No setting differs between the runs except name, output folder and seed.")
+        return
+    rows = []
+    for label in dict.fromkeys(label for label, _, _ in cfgs):
+        mine = [c for lab, _, c in cfgs if lab == label]
+        row = {"configuration": label}
+        for k in varying:
+            vals = list(dict.fromkeys(_cell(c.get(k, "(absent)")) for c in mine))
+            row[k] = vals[0] if len(vals) == 1 else " | ".join(vals) + " (differs between seeds)"
+        rows.append(row)
+    s.table(pd.DataFrame(rows), "config_varying")
+
+
+def run_config_section(s: Section, run_dir: Path) -> None:
+    c = read_config(run_dir)
+    if c is None:
+        s.text(f"No config.yaml in {run_dir}, so the resolved configuration cannot be shown.")
+        return
+    s.text("The run's resolved configuration (config.yaml in the run folder): every setting, defaults included.")
+    s.table(pd.DataFrame({"setting": list(c), "value": [_cell(v) for v in c.values()]}), "config")
 
 
 def pick_example_run(sweep_dir: Path, results: pd.DataFrame) -> Path | None:
@@ -396,6 +564,7 @@ def build_run_report(run_dir: Path, *, n_boot: int = 2000, examples: int = 2, ma
     selection_sections([(str(m.get("method")), str(m.get("method")), [run_dir])], run_dir.name,
                        secs["Kept fraction per epoch"], secs["Which classes are dropped"], secs["Focus scores"])
     add_examples(secs["Example records"], run_dir, examples, max_leads)
+    run_config_section(secs["Configuration"], run_dir)
     return Report(f"erts run report: {run_dir.name}", f"Run folder: {run_dir}.", [secs[h] for h in RUN_SECTIONS])
 
 
@@ -419,7 +588,7 @@ def pick_examples(sel: pd.DataFrame, k: int) -> tuple[int, pd.DataFrame, pd.Data
         e = sel[sel["epoch"] == epoch]
         kept = e[e["erts_keep"] & e["focus"].notna()].sort_values("focus", ascending=False).head(k)
         filt = e[e["pdd_keep"] & ~e["erts_keep"]].sort_values("focus").head(k)
-        return epoch, kept, filt, "removed by the focus filter (most diffuse maps)"
+        return epoch, kept, filt, "removed by the focus filter (lowest focus scores)"
     dropped = ~sel["pdd_keep"]
     epoch = int(sel.loc[dropped, "epoch"].max()) if dropped.any() else int(sel["epoch"].max())
     e = sel[sel["epoch"] == epoch]
@@ -465,8 +634,9 @@ def add_examples(s: Section, run_dir: Path | None, k: int, max_leads: int) -> No
             cam, _ = record_cam(model, x, target, layer)
             leads = min(max_leads, x.shape[0])
             label = ", ".join(names[rs.labels[i] > 0.5]) if rs.multilabel else names[rs.labels[i]]
+            focus_txt = fmt(float(r["focus"]), 2) + (" (no positive evidence)" if float(r["focus"]) == 0 else "")
             title = (f"{kind}: record {rs.record_ids[i]}, label {label} - p(true) {fmt(float(r['p']), 2)}, "
-                     f"focus {fmt(float(r['focus']), 2)} (epoch {epoch})")
+                     f"focus {focus_txt} (epoch {epoch})")
             fig = plots.ecg_strip_figure(x[:leads], rs.fs, list(rs.lead_names)[:leads],
                                          cam[:leads] if cam.ndim == 2 else cam, title, amplitude_unit(cfg))
             s.figure(f"example_{kind}_{rs.record_ids[i]}", fig, f"{what}: record {rs.record_ids[i]} ({label}).")
@@ -478,7 +648,8 @@ CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}tr:nth-child(even){background:#fafafa}
-figure{margin:1.2em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}nav a{margin-right:1em}"""
+figure{margin:1.2em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}nav a{margin-right:1em}
+.warnings{background:#fff4e5;border:1px solid #f0b429;padding:.5em 1em;margin:1em 0}"""
 
 
 def _anchor(heading: str) -> str:
@@ -488,8 +659,11 @@ def _anchor(heading: str) -> str:
 def render_html(rep: Report) -> str:
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(rep.title)}</title>"
            f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(rep.title)}</h1>",
-           f"<p>{html.escape(rep.intro)}</p>",
-           "<nav>" + "".join(f"<a href='#{_anchor(s.heading)}'>{html.escape(s.heading)}</a>" for s in rep.sections)
+           f"<p>{html.escape(rep.intro)}</p>"]
+    if rep.warnings:
+        out.append("<div class='warnings' id='warnings'><strong>Warnings</strong><ul>"
+                   + "".join(f"<li>{html.escape(w)}</li>" for w in rep.warnings) + "</ul></div>")
+    out += ["<nav>" + "".join(f"<a href='#{_anchor(s.heading)}'>{html.escape(s.heading)}</a>" for s in rep.sections)
            + "</nav>"]
     for s in rep.sections:
         out.append(f"<h2 id='{_anchor(s.heading)}'>{html.escape(s.heading)}</h2>")
@@ -518,6 +692,8 @@ def render_markdown(rep: Report, files_dir: Path) -> str:
     """Markdown text; figures are written to files_dir and linked relatively."""
     files_dir.mkdir(parents=True, exist_ok=True)
     out = [f"# {rep.title}", "", rep.intro, ""]
+    out += [f"> **Warning:** {w}" + ("\n>" if i < len(rep.warnings) - 1 else "") for i, w in enumerate(rep.warnings)]
+    out += [""] if rep.warnings else []
     for s in rep.sections:
         out += [f"## {s.heading}", ""]
         for b in s.blocks:
@@ -532,9 +708,18 @@ def render_markdown(rep: Report, files_dir: Path) -> str:
     return "\n".join(out)
 
 
+def print_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def build_report(directory: str | Path, *, out_dir: str | Path | None = None, n_boot: int = 2000,
-                 examples: int = 2, max_leads: int = 3) -> tuple[Path, Path]:
-    """Writes report.html and report.md (+ report_files/) for a run or sweep folder; returns both paths."""
+                 examples: int = 2, max_leads: int = 3,
+                 warn: Callable[[str], None] | None = print_warning) -> tuple[Path, Path]:
+    """Writes report.html and report.md (+ report_files/) for a run or sweep folder; returns both paths.
+
+    Each of the report's warnings (too few seeds, noisy wall clock) is also passed
+    to ``warn`` (default: printed to stderr, so ``erts report`` shows them).
+    """
     d = Path(directory)
     if is_sweep_dir(d):
         rep = build_sweep_report(d, examples=examples, max_leads=max_leads)
@@ -548,4 +733,6 @@ def build_report(directory: str | Path, *, out_dir: str | Path | None = None, n_
     html_path, md_path = out / "report.html", out / "report.md"
     html_path.write_text(render_html(rep), encoding="utf-8")
     md_path.write_text(render_markdown(rep, out / "report_files"), encoding="utf-8")
+    for w in rep.warnings if warn else ():
+        warn(w)
     return html_path, md_path

@@ -99,12 +99,24 @@ def explain_record(run_dir: str | Path, record_id: str, *, out: str | Path | Non
     leads = x.shape[0] if max_leads is None else min(max_leads, x.shape[0])
     cam = cam[:leads] if cam.ndim == 2 else cam
     title = (f"record {record_id} ({rs.split[i]} split) - {label_txt}\n"
-             f"Grad-CAM of {map_of} at layer '{layer}', {which} checkpoint of {run_dir.name}")
+             f"Grad-CAM of {map_of} at layer '{layer}', {which} checkpoint of {run_dir.name}"
+             + (f"\n{t}" if (t := training_line(run_dir, record_id)) else ""))
     fig = ecg_strip_figure(x[:leads], rs.fs, list(rs.lead_names)[:leads], cam, title, amplitude_unit(cfg))
     out = Path(out) if out else run_dir / "explain" / f"{record_id}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(to_png(fig))
     return out
+
+
+def training_line(run_dir: Path, record_id: str) -> str:
+    """One line for the figure: the record's ground truth and keep/filter history ('' if not a training record)."""
+    from erts.report.selection import history_summary, record_history, truth_text
+
+    try:
+        row, h = record_history(run_dir, record_id)
+    except (KeyError, FileNotFoundError):
+        return ""
+    return "; ".join(x for x in (truth_text(row), history_summary(h)) if x)
 
 
 def _first_target(rs, i: int):

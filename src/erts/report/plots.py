@@ -67,7 +67,7 @@ def pareto_frontier(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
 def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
     """Test macro-F1 against wall-clock seconds and against effective epochs, one point per configuration.
 
-    summary columns: method, label, f1_mean, f1_err (CI half-width), seconds_mean,
+    summary columns: method, label, f1_mean, f1_err (CI half-width; or f1_lo, f1_hi: the CI), seconds_mean,
     seconds_std, ee_mean, ee_std. Error bars: CI of macro-F1 (vertical), std over
     seeds of the cost (horizontal). The dashed line joins the Pareto-optimal points.
     """
@@ -80,7 +80,10 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
             color, marker = method_style(r["method"])
             label = r["label"] if r["label"] not in seen else None
             seen.add(r["label"])
-            ax.errorbar(r[f"{col}_mean"], r["f1_mean"], yerr=_nan0(r["f1_err"]), xerr=_nan0(r[f"{col}_std"]),
+            yerr = _nan0(r["f1_err"])
+            if "f1_lo" in r and np.isfinite(r["f1_lo"]) and np.isfinite(r["f1_hi"]):  # clipped CIs are asymmetric
+                yerr = [[r["f1_mean"] - r["f1_lo"]], [r["f1_hi"] - r["f1_mean"]]]
+            ax.errorbar(r[f"{col}_mean"], r["f1_mean"], yerr=yerr, xerr=_nan0(r[f"{col}_std"]),
                         fmt=marker, color=color, ms=7, capsize=3, label=label)
         x, y = summary[f"{col}_mean"].to_numpy(float), summary["f1_mean"].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
@@ -163,7 +166,7 @@ def focus_figure(cand: pd.DataFrame, title: str) -> Figure:
     for i, v in enumerate(data, start=1):  # the points show what a box hides (few values, ties at 0 or 1)
         v = v if len(v) <= 400 else rng.choice(v, 400, replace=False)
         axes[0].scatter(i + rng.uniform(-0.18, 0.18, len(v)), v, s=6, alpha=0.35, color="C0", zorder=1)
-    _finish(axes[0], "class (true label)", "focus score (0 = diffuse, 1 = focused)", "focus score per class", False)
+    _finish(axes[0], "class (true label)", "focus score (0 = no positive evidence, 1 = focused)", "focus score per class", False)
     if has_truth:
         ax = axes[1]
         one = cand.drop_duplicates([c for c in ("run", "epoch", "index") if c in cand.columns])  # multi-label rows
