@@ -109,6 +109,12 @@ def table_dicts(html: str, table_id: str) -> list[dict[str, str]]:
     return [dict(zip(head, map(html_unescape, r))) for r in table_rows(html, table_id)]
 
 
+def html_escape(s: str) -> str:
+    import html as h
+
+    return h.escape(s)
+
+
 def html_unescape(s: str) -> str:
     import html as h
 
@@ -329,3 +335,236 @@ def test_record_cam_per_lead_for_2d_backbones():
     m1d = create_model("resnet18_1d", in_channels=12, num_classes=5).eval()
     cam, probs = record_cam(m1d, x, np.array([1, 0, 1, 0, 0], np.float32))  # multi-label target
     assert cam.shape == (400,) and 0 <= probs.min() and probs.max() <= 1 and probs.sum() != pytest.approx(1)
+
+
+# --- warnings, clipped CIs, undefined runs, resolved config -------------------------------
+
+SMALL_F1 = {("full", 0): 0.90, ("full", 1): 0.98, ("full", 2): np.nan,  # seed 2 undefined: n = 2
+            ("dbpd", 0): 0.80, ("dbpd", 1): 0.82, ("dbpd", 2): 0.81,
+            ("erts-dbpd", 0): 0.85, ("erts-dbpd", 1): 0.84, ("erts-dbpd", 2): 0.86}
+SMALL_SECONDS = {("full", s): 20.0 for s in range(3)} | {
+    ("dbpd", 0): 14.0, ("dbpd", 1): 15.0, ("dbpd", 2): 16.8,  # slowest / fastest = 1.2: 20 %, not flagged
+    ("erts-dbpd", 0): 15.0, ("erts-dbpd", 1): 15.0, ("erts-dbpd", 2): 21.0}  # 21 / 15 = 1.4: 40 %, flagged
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("small")
+    grid = Grid(name="small", out_dir=str(out), base={"epochs": 6},
+                grid={"method": ["full", "dbpd", "erts-dbpd"], "seed": [0, 1, 2]})
+    runs = expand(grid)
+    for r in runs:
+        key = (r.values["method"], r.values["seed"])
+        # one erts-dbpd seed ran with another thread count: a setting that differs within a configuration
+        extra = {"phi": 0.5, "num_threads": 2 if key == ("erts-dbpd", 1) else 1}
+        make_run(r.run_dir, method=key[0], seed=key[1], f1=SMALL_F1[key], seconds=SMALL_SECONDS[key], config=extra)
+    collect_results(grid, runs)
+    return grid.sweep_dir
+
+
+def test_sweep_report_warns_clips_and_counts_defined_runs(small_sweep, tmp_path, capsys):
+    from erts.cli.main import main
+
+    warned: list[str] = []
+    html_path, md_path = build_report(small_sweep, out_dir=tmp_path, warn=warned.append)
+    html, md = html_path.read_text(), md_path.read_text()
+    rows = {r["method"]: r for r in table_dicts(html, "results")}
+    # full: the NaN run is no seed and no zero: n = 2 of 3 runs, mean (0.90 + 0.98) / 2
+    assert rows["full"]["n seeds"] == "2 (of 3 runs)" and rows["dbpd"]["n seeds"] == "3"
+    assert rows["full"]["test macro-F1 (mean)"] == "0.9400"
+    # hand: sd = 0.0565685, sem = 0.04, t(0.975, 1) = 12.7062047 -> 0.94 -+ 0.508248 -> [0.431752, 1.448248],
+    # clipped to [0, 1] because macro-F1 cannot exceed 1
+    assert rows["full"]["95% CI"] == "[0.4318, 1.0000]"
+    assert rows["dbpd"]["time spread"] == "20%"
+    assert rows["erts-dbpd"]["time spread"] == "40% (noisy)"
+    assert rows["full"]["time spread"] == "0%"
+    assert len(warned) == 2
+    assert warned[0].startswith("full: 2 seeds with a test macro-F1 (fewer than 3)")
+    assert warned[1].startswith("erts-dbpd: wall clock differs across seeds by 40%")
+    for w in warned:
+        assert f"<li>{html_escape(w)}</li>" in html
+        assert f"> **Warning:** {w}" in md
+    # pairs only where both runs are defined: seed 2 of full is NaN
+    comp = {r["method"]: r for r in table_dicts(html, "comparisons")}
+    assert comp["dbpd"]["pairs"] == "2" and comp["erts-dbpd"]["pairs"] == "2"
+    assert "fewer than 3 paired seeds" in html
+    # the difference CI of erts-dbpd vs full (d = -0.05, -0.14) stays inside [-1, 1]:
+    # hand: mean -0.095, sd 0.0636396, sem 0.045, half 12.7062 * 0.045 = 0.571779 -> [-0.666779, 0.476779]
+    assert comp["erts-dbpd"]["95% CI of Δ"] == "[-0.6668, 0.4768]"
+    # the command line prints the same warnings
+    assert main(["report", str(small_sweep), "--out", str(tmp_path / "cli")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 2 and "fewer than 3" in err and "machine noise" in err
+
+
+def test_sweep_report_shows_the_resolved_config(small_sweep, tmp_path):
+    html_path, _ = build_report(small_sweep, out_dir=tmp_path, warn=None)
+    html = html_path.read_text()
+    shared = {r["setting"]: r["value (every run)"] for r in table_dicts(html, "config_shared")}
+    # set by make_run for every run: shown once
+    assert shared["train.epochs"] == "6" and shared["selection.phi"] == "0.5"
+    assert shared["selection.warmup_epochs"] == "2" and shared["data.dataset"] == "synthetic"
+    assert shared["data.bandpass"] == "null" and shared["data.standardize"] == "true"
+    # per-run by construction, or varying: not among the shared settings
+    for k in ("train.seed", "train.name", "train.out_dir", "selection.method", "train.num_threads"):
+        assert k not in shared, k
+    varying = {r["configuration"]: r for r in table_dicts(html, "config_varying")}
+    assert set(varying) == {"full", "dbpd", "erts-dbpd"}
+    assert set(next(iter(varying.values()))) == {"configuration", "selection.method", "train.num_threads"}
+    assert varying["dbpd"]["selection.method"] == "dbpd" and varying["dbpd"]["train.num_threads"] == "1"
+    assert varying["erts-dbpd"]["train.num_threads"] == "1 | 2 (differs between seeds)"
+
+
+def test_run_report_shows_the_whole_config(fake_sweep, tmp_path):
+    html_path, _ = build_report(fake_sweep / "runs" / "method=dbpd,seed=1", out_dir=tmp_path, n_boot=50)
+    cfg = {r["setting"]: r["value"] for r in table_dicts(html_path.read_text(), "config")}
+    assert cfg["selection.method"] == "dbpd" and cfg["train.seed"] == "1" and cfg["selection.revision_epoch"] == "5"
+    assert cfg["train.name"] == "method=dbpd,seed=1"
+
+
+def test_time_spread_threshold():
+    from erts.report.build import TIME_SPREAD_LIMIT, time_spread
+
+    assert TIME_SPREAD_LIMIT == 0.30
+    assert time_spread([10.0, 13.0]) == pytest.approx(0.30)  # exactly 30 %: not more than 30 %
+    assert time_spread([10.0, 12.0, np.nan, 14.0]) == pytest.approx(0.40)
+    assert np.isnan(time_spread([10.0])) and np.isnan(time_spread([np.nan, 3.0]))
+
+
+def test_focus_table_in_words_with_the_numbers(fake_sweep):
+    html_path, _ = build_report(fake_sweep, warn=None)
+    html = html_path.read_text()
+    # count by hand from the raw selection logs of the three erts-dbpd seeds
+    n = {"clean": 0, "bad": 0}
+    removed = {"clean": 0, "bad": 0}
+    zeros = {"clean": 0, "bad": 0}
+    for seed in range(3):
+        for f in sorted((fake_sweep / "runs" / f"method=erts-dbpd,seed={seed}" / "selection").glob("*.npz")):
+            z = np.load(f)
+            cand = np.isfinite(z["focus"])
+            bad = (z["index"] // 2) % 5 == 0  # make_run corrupts every fifth record (label_flip)
+            for g, m in (("clean", cand & ~bad), ("bad", cand & bad)):
+                n[g] += int(m.sum())
+                removed[g] += int((m & ~z["erts_keep"]).sum())
+                zeros[g] += int((m & (z["focus"] == 0)).sum())
+    r_bad, r_clean = removed["bad"] / n["bad"], removed["clean"] / n["clean"]
+    assert r_bad > r_clean  # the fabricated focus is lower for corrupted records
+    text = (f"erts-dbpd: the focus filter removed {r_bad:.1%} of the corrupted candidates "
+            f"(label_flip {r_bad:.1%} of {n['bad']}) and {r_clean:.1%} of the {n['clean']} clean ones: "
+            f"corrupted records were removed {r_bad / r_clean:.2f} times as often as clean ones, so the filter "
+            "does remove corrupted records more than clean ones here.")
+    assert text in html
+    rows = {r["ground truth"]: r for r in table_dicts(html, "focus_truth_synthetic")}
+    assert rows["label_flip"]["focus 0 (no positive evidence)"] == f"{zeros['bad'] / n['bad']:.1%}"
+    assert rows["clean"]["focus 0 (no positive evidence)"] == f"{zeros['clean'] / n['clean']:.1%}"
+    assert zeros["bad"] > 0  # make_run clips corrupted focus at 0: the column has something to show
+    assert "diffuse" not in html
+
+
+def test_focus_verdict_when_the_filter_does_not_single_out_corrupted_records():
+    from erts.report.build import focus_verdict
+
+    agg = pd.DataFrame({"truth": ["clean", "noise", "label_flip"], "candidates": [200, 50, 50],
+                        "dropped": [60, 10, 15]})
+    # corrupted: 25 of 100 = 25 %; clean: 60 of 200 = 30 %; 25 / 30 = 0.83
+    assert focus_verdict("erts-srd", agg) == (
+        "erts-srd: the focus filter removed 25.0% of the corrupted candidates (noise 20.0% of 50, label_flip "
+        "30.0% of 50) and 30.0% of the 200 clean ones: corrupted records were removed 0.83 times as often as clean "
+        "ones, so the filter does not remove corrupted records more than clean ones here.")
+    assert "no clean candidates" in focus_verdict("x", agg[agg.truth != "clean"])
+    assert "no corrupted candidates" in focus_verdict("x", agg[agg.truth == "clean"])
+
+
+# --- erts explain: one record's keep/filter history ---------------------------------------
+
+def make_history_run(run_dir: Path) -> None:
+    """Three training records, five epochs, arrays written by hand; 'rescued' only in the last two epochs."""
+    (run_dir / "selection").mkdir(parents=True)
+    pd.DataFrame({"index": [0, 1, 2], "record_id": ["r0", "r1", "r2"], "label": ["N", "A", "N"],
+                  "corruption": ["none", "label_flip", "none"], "true_class": ["N", "N", "N"]}).to_csv(
+        run_dir / "train_records.csv", index=False)
+    nan = np.nan
+    epochs = [  # per epoch: p, focus, pdd_keep, erts_keep, updated, rescued (None: field absent)
+        dict(p=[nan] * 3, focus=[nan] * 3, pdd=[1, 1, 1], erts=[1, 1, 1], upd=[1, 1, 1], resc=None),
+        dict(p=[.9, .1, .2], focus=[nan] * 3, pdd=[0, 1, 1], erts=[0, 1, 1], upd=[0, 1, 1], resc=None),
+        dict(p=[.9, .2, .1], focus=[nan, 0.0, .8], pdd=[0, 1, 1], erts=[0, 0, 1], upd=[0, 0, 1], resc=None),
+        dict(p=[.95, .15, .3], focus=[nan, 0.4, .6], pdd=[1, 1, 1], erts=[1, 0, 1], upd=[1, 0, 1], resc=[1, 0, 0]),
+        dict(p=[.9, .1, .2], focus=[nan, .3, .7], pdd=[0, 1, 1], erts=[0, 1, 1], upd=[0, 0, 1], resc=[0, 0, 0]),
+    ]
+    for e, a in enumerate(epochs):
+        arrays = dict(index=np.arange(3), p=np.array(a["p"], np.float32), focus=np.array(a["focus"], np.float32),
+                      pdd_keep=np.array(a["pdd"], bool), erts_keep=np.array(a["erts"], bool),
+                      updated=np.array(a["upd"], bool))
+        if a["resc"] is not None:
+            arrays["rescued"] = np.array(a["resc"], bool)
+        np.savez(run_dir / "selection" / f"epoch_{e:03d}.npz", **arrays)
+    pd.DataFrame({"epoch": range(5), "phase": ["warmup", "select", "select", "select", "select"]}).to_csv(
+        run_dir / "log.csv", index=False)
+
+
+def test_record_history_per_epoch(tmp_path):
+    from erts.report.selection import format_history, history_text, load_selection_log, record_history
+
+    make_history_run(tmp_path)
+    sel = load_selection_log(tmp_path)
+    assert "rescued" in sel.columns and not sel.loc[sel.epoch < 3, "rescued"].any()  # absent field reads False
+    row, h = record_history(tmp_path, "r1")
+    assert list(h["epoch"]) == [0, 1, 2, 3, 4] and list(h["phase"]) == ["warmup"] + ["select"] * 4
+    assert list(h["status"]) == [
+        "trained on (no selection this epoch)",
+        "kept by the PDD rule",
+        "removed by the focus filter (focus 0: no positive evidence)",
+        "removed by the focus filter",
+        "kept by the focus filter; no update (its batch was skipped)",
+    ]
+    _, h0 = record_history(tmp_path, "r0")
+    assert list(h0["status"]) == ["trained on (no selection this epoch)", "dropped by the PDD rule",
+                                  "dropped by the PDD rule", "rescued (class rescue)", "dropped by the PDD rule"]
+    text = format_history(row, h)
+    lines = text.splitlines()
+    assert lines[0] == "record r1 (training record, index 1), label A"
+    assert lines[1] == "ground truth: label_flip (true_class=N)"
+    # r1: updated in epochs 0, 1; never PDD-dropped; filtered in 2, 3; focus scored 0.0, 0.4, 0.3
+    assert lines[2] == ("updated in 2 of 5 epochs; dropped by the PDD rule in 0; removed by the focus filter in 2; "
+                        "rescued in 0; focus scored in 3 epochs, mean 0.23, last 0.30")
+    assert lines[3] == "per epoch:"
+    assert lines[6] == "  epoch   2  select    p=0.200  focus=0.000  removed by the focus filter (focus 0: no positive evidence)"
+    assert "not a training record" in history_text(tmp_path, "t9")
+    with pytest.raises(KeyError, match="not a training record"):
+        record_history(tmp_path, "t9")
+
+
+def test_explain_history_only_on_the_command_line(tmp_path, capsys):
+    from erts.cli.main import main
+
+    make_history_run(tmp_path)
+    assert main(["explain", str(tmp_path), "--record", "r2", "--history-only"]) == 0
+    out = capsys.readouterr().out
+    assert "ground truth: clean (true_class=N)" in out
+    # r2: kept in every epoch, focus 0.8, 0.6, 0.7
+    assert "updated in 5 of 5 epochs; dropped by the PDD rule in 0; removed by the focus filter in 0; rescued in 0; " \
+           "focus scored in 3 epochs, mean 0.70, last 0.70" in out
+    assert out.count("kept by the focus filter") == 3
+
+
+def test_end_to_end_benchmark_summary_compares_erts_with_its_rule():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("end_to_end", root / "benchmarks" / "end_to_end.py")
+    e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e)
+    rows = []
+    f1 = {"full": [0.70, 0.72, 0.71], "dbpd": [0.60, 0.64, 0.61], "erts-dbpd": [0.62, 0.65, 0.65],
+          "smrd": [0.66, 0.66, 0.69]}
+    for m, vals in f1.items():
+        for seed, v in enumerate(vals):
+            rows.append({"run": f"{m}-{seed}", "dataset": "d", "model": "m", "method": m, "seed": seed,
+                         "test_macro_f1": v, "effective_epochs": 3.0, "seconds_scoring": 1.0, "seconds_gradcam": 0.0,
+                         "seconds_update": 4.0, "seconds_total": 6.0})
+    lines = e2e.summary_lines(pd.DataFrame(rows), list(f1), "t")
+    i = lines.index("ERTS against the rule it filters (paired by seed; Holm over these rows only, not with the rows above):")
+    assert len(lines) == i + 2  # smrd has no erts-smrd: one comparison
+    # d = 0.02, 0.01, 0.04: mean 0.0233, sd 0.0152753, sem 0.0088192, t 2.6458, 2 dof -> p 0.1181
+    assert lines[i + 1].startswith("  erts-dbpd  vs dbpd     +0.0233 [")
+    assert lines[i + 1].endswith("3 pairs, p=0.118, p(Holm)=0.118")
