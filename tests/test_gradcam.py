@@ -1,11 +1,13 @@
 """Grad-CAM engine: fast path == autograd path on every backbone, definitions, side effects, focus score."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
-from erts.explain import cam_from_features, focus_score, gradcam, upsample_to
+from erts.explain import cam_from_features, focus_measure, focus_score, gradcam, upsample_to
 from erts.models import create_model, list_models
 
 K = 4
@@ -191,8 +193,11 @@ def test_focus_score_hand_computed():
     torch.testing.assert_close(focus_score(maps, q=0.2), torch.tensor([0.0, 0.5, 17 / 18, 0.5]))
     # q * n = 0.4 rounds to 0 -> at least one value is kept
     torch.testing.assert_close(focus_score(torch.tensor([[0.0, 1.0, 4.0, 2.0]]), q=0.1), torch.tensor([1.0]))
-    # q * n = 2.5 rounds half up to 3: (1 + 0.75 + 0.5) / 3
-    torch.testing.assert_close(focus_score(torch.tensor([[0.0, 1, 2, 3, 4]]), q=0.5), torch.tensor([0.75]))
+    # q * n = 2.5 -> k = int(2.5) = 2, the published max(1, W // 10) rule: (1 + 0.75) / 2
+    torch.testing.assert_close(focus_score(torch.tensor([[0.0, 1, 2, 3, 4]]), q=0.5), torch.tensor([0.875]))
+    # W = 25 positions, q = 0.1 -> W // 10 = 2 values: the two highest of a ramp 0..24 -> (1 + 23/24) / 2
+    ramp = torch.arange(25.0)[None]
+    torch.testing.assert_close(focus_score(ramp, q=0.1), torch.tensor([(1 + 23 / 24) / 2]))
     # q = 1: the mean of the whole normalised map
     torch.testing.assert_close(focus_score(torch.tensor([[0.0, 1, 2, 3, 4]]), q=1.0), torch.tensor([0.5]))
 
@@ -212,3 +217,24 @@ def test_autograd_path_inside_inference_mode():
     with torch.inference_mode():
         res = gradcam(model, x.clone(), INDEX_TARGET, layer="published")
     torch.testing.assert_close(res.maps, ref.maps)
+
+
+def test_focus_measures_on_a_peak_a_plateau_and_a_flat_map():
+    """The paper's score (topq) ranks a broad plateau at least as high as a narrow peak; mass and
+    entropy measure concentration and rank the peak first. n = 100 positions, q = 0.1 (k = 10)."""
+    peak = torch.zeros(100)
+    peak[50] = 1.0                                   # one position
+    plateau = torch.zeros(100)
+    plateau[20:50] = 1.0                             # 30 positions
+    flat = torch.ones(100)
+    zero = torch.zeros(100)
+    maps = torch.stack([peak, plateau, flat, zero])
+    # topq: peak -> (1 + 9 * 0) / 10; plateau -> 10 ones / 10; flat and zero -> constant -> 0
+    torch.testing.assert_close(focus_measure(maps, "topq", 0.1), torch.tensor([0.1, 1.0, 0.0, 0.0]))
+    # mass in the top 10 positions: peak 1/1; plateau 10/30; flat 10/100; zero: no evidence -> 0
+    torch.testing.assert_close(focus_measure(maps, "mass", 0.1), torch.tensor([1.0, 1 / 3, 0.1, 0.0]))
+    # 1 - H/log(100): peak H = 0; plateau H = log 30; flat H = log 100
+    expected = torch.tensor([1.0, 1 - math.log(30) / math.log(100), 0.0, 0.0])
+    torch.testing.assert_close(focus_measure(maps, "entropy", 0.1), expected)
+    with pytest.raises(ValueError, match="unknown focus measure"):
+        focus_measure(maps, "gini")

@@ -21,7 +21,7 @@ from erts.cli.main import main
 from erts.config import load_config
 from erts.train.builders import resolve_loss_name
 from erts.train.loop import run_dir_for, train
-from erts.train.presets import BACKBONES, DATASETS, MODES, PRESETS, PUBLISHED
+from erts.train.presets import BACKBONES, DATASETS, MODES, PRESETS
 
 # one PTB-XL diagnostic code per superclass: 3 records per fold (1-8 train, 9 val, 10 test)
 PTBXL_CODES = {"NORM": "NORM", "IMI": "MI", "LVH": "HYP", "LAFB": "CD", "NDT": "STTC"}
@@ -66,7 +66,11 @@ def _check_published_run(cfg, metrics: dict, run_dir: Path, backbone: str, stem:
     # selection logs: focus is scored exactly for the DBPD candidates of the ERTS epoch, never elsewhere
     sel = np.load(run_dir / "selection" / "epoch_001.npz")
     assert sel["pdd_keep"].any()
-    np.testing.assert_array_equal(np.isfinite(sel["focus"]), sel["pdd_keep"])
+    assert not np.isfinite(sel["focus"][~sel["pdd_keep"]]).any()
+    for b in range(0, len(sel["pdd_keep"]), cfg.optim.batch_size):     # a lone candidate needs no Grad-CAM
+        cand = sel["pdd_keep"][b:b + cfg.optim.batch_size]
+        if cand.sum() > 1:
+            assert np.isfinite(sel["focus"][b:b + cfg.optim.batch_size][cand]).all()
     assert (sel["erts_keep"] <= sel["pdd_keep"]).all()
     for epoch in (0, 2):  # warm-up and revision: no Grad-CAM, everything updated
         other = np.load(run_dir / "selection" / f"epoch_{epoch:03d}.npz")
@@ -101,7 +105,36 @@ def test_erts_presets_lists_all_63(capsys):
     assert len(names) == 63 and set(names) == expected == set(PRESETS)
     assert main(["presets", "paper-cpsc2018-efficientnet_v2_s-srd"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown == {**PUBLISHED, **DATASETS["cpsc2018"], "model": "efficientnet_v2_s", "method": "srd"}
+    # written out by hand from the published code (main.py, selective_gradient.py, model.py @133e7b9)
+    assert shown == {
+        "lr": 3e-4, "weight_decay": 0.01, "schedule": "step", "step_gamma": 0.98, "batch_size": 32, "epochs": 100,
+        "tau": 0.3, "phi": 0.7, "gamma": 0.99, "gradcam_layer": "published", "head": "mlp", "head_hidden": 128,
+        "dropout": 0.3, "lead_rows": 32, "granularity": "batch", "lead_pad": "center", "focus_resolution": "layer",
+        "phi_round": "floor", "class_rescue": "published",
+        "dataset": "cpsc2018", "task": "paper8", "fs": 500.0, "length_s": 10.0,
+        "model": "efficientnet_v2_s", "method": "srd"}
+
+
+def test_published_preset_builds_the_published_input_and_schedule():
+    """12 leads padded to 32 rows centred: zero rows 0-9 and 22-31 (the published F.pad(y, (0, 0, 10, 10)));
+    warm-up 5, Grad-CAM from 8, revision from 50 of 100 epochs."""
+    from erts.config import schedule_of
+    from erts.models import create_model
+
+    cfg = load_config(overrides=["preset=paper-ptbxl-resnet18-erts-dbpd"])
+    s = schedule_of(cfg)
+    assert (s.warmup, s.gradcam_start, s.revision) == (5, 8, 50)
+    m = cfg.model
+    model = create_model(m.model, in_channels=12, num_classes=5, head=m.head, lead_rows=m.lead_rows,
+                         lead_pad=m.lead_pad)
+    seen = {}
+    model.backbone.register_forward_pre_hook(lambda mod, args: seen.setdefault("x", args[0]))
+    x = torch.arange(1, 13, dtype=torch.float32)[None, :, None].expand(1, 12, 64).contiguous()
+    model.eval()(x)
+    img = seen["x"][0, 0]                                   # (32, 64)
+    assert img.shape == (32, 64)
+    assert (img[:10] == 0).all() and (img[22:] == 0).all()
+    assert torch.equal(img[10:22, 0], torch.arange(1, 13, dtype=torch.float32))
 
 
 def test_published_switches_override_a_preset():
@@ -113,5 +146,5 @@ def test_published_switches_override_a_preset():
     erts = load_config(overrides=["preset=paper-cpsc2018-resnet18-erts-dbpd", *faithful, "gradcam_layer=last"])
     assert (full.selection.score_mode, full.data.length_s) == ("train", 2.0)
     assert resolve_loss_name(full, multilabel=False) == "ce"  # the published baseline: plain CE
-    assert resolve_loss_name(erts, multilabel=False) == "balanced_ce"  # the published methods: balanced CE
+    assert resolve_loss_name(erts, multilabel=False) == "cb_ce"  # the published methods: class-balanced CE
     assert resolve_loss_name(ours, multilabel=False) == "ce" and erts.selection.gradcam_layer == "last"

@@ -6,8 +6,9 @@ import torch
 
 from erts.config import SelectionConfig
 from erts.selection import PoolScores, Selector
-from erts.selection.rules import (class_rescue, dbpd_keep, focus_rank_keep, focus_threshold_keep, random_keep,
-                                  srd_count)
+from erts.selection.rules import (class_rescue, dbpd_keep, filter_count, focus_rank_keep, focus_threshold_keep,
+                                  random_keep, srd_count)
+from erts.selection.schedule import resolve_schedule
 
 
 def onehot(y, k):
@@ -17,7 +18,7 @@ def onehot(y, k):
 def scores(p, y, k=3, correct=None, focus=None):
     p = torch.tensor(p, dtype=torch.float32)
     correct = torch.tensor(correct) if correct is not None else p > 0.5
-    return PoolScores(p, correct, onehot(y, k), None if focus is None else torch.tensor(focus, dtype=torch.float32))
+    return PoolScores(p, correct, onehot(y, k), focus=None if focus is None else torch.tensor(focus, dtype=torch.float32))
 
 
 def gen(seed=0):
@@ -36,11 +37,11 @@ def test_dbpd_tau_zero_keeps_misclassified():
 
 
 def test_smrd_keeps_as_many_as_dbpd():
-    cfg = SelectionConfig(method="smrd", warmup_epochs=0, class_rescue=False)
+    cfg = SelectionConfig(method="smrd", warmup_epochs=0, class_rescue="off")
     sel = Selector(cfg, epochs=10)
     s = scores([0.1, 0.2, 0.5, 0.9, 0.05, 0.7, 0.25, 0.8], [0, 1, 2, 0, 1, 2, 0, 1])
     n_dbpd = int((s.p < 0.3).sum())
-    keeps = [sel.pdd_candidates(1, s.member, s, gen(i)) for i in range(20)]
+    keeps = [sel.pdd_candidates(1, s.member, s, gen(i))[0] for i in range(20)]
     assert all(int(k.sum()) == n_dbpd for k in keeps)
     assert len({tuple(k.tolist()) for k in keeps}) > 1  # random, not DBPD's own choice
 
@@ -49,29 +50,60 @@ def test_smrd_keeps_as_many_as_dbpd():
 def test_srd_fraction_follows_gamma(epoch):
     n, gamma = 200, 0.9
     assert srd_count(n, gamma, epoch) == math.ceil(gamma ** epoch * n - 1e-9)
-    cfg = SelectionConfig(method="srd", warmup_epochs=0, gamma=gamma, class_rescue=False)
+    cfg = SelectionConfig(method="srd", warmup_epochs=0, gamma=gamma)
     sel = Selector(cfg, epochs=100)
-    keep = sel.pdd_candidates(epoch, onehot([i % 3 for i in range(n)], 3), None, gen())
+    keep, _ = sel.pdd_candidates(epoch, onehot([i % 3 for i in range(n)], 3), None, gen())
     assert int(keep.sum()) == math.ceil(gamma ** epoch * n - 1e-9)
 
 
 def test_warmup_and_revision_train_on_everything():
-    cfg = SelectionConfig(method="erts-dbpd", warmup_epochs=3, revision_epoch=6)
+    cfg = SelectionConfig(method="erts-dbpd", warmup_epochs=3, revision_epoch=6, gradcam_start=6)
     sel = Selector(cfg, epochs=10)
     assert [sel.phase(e) for e in range(10)] == ["warmup"] * 3 + ["select"] * 3 + ["revision"] * 4
     assert not any(sel.needs_scores(e) for e in (0, 1, 2, 6, 9))
     s = scores([0.9, 0.9, 0.9], [0, 1, 2])
     for e in (0, 2, 6, 9):
-        assert sel.pdd_candidates(e, s.member, s, gen()).all()
-    # Grad-CAM from warmup + 3 by default, but only in select epochs
-    assert Selector(SelectionConfig(method="erts-dbpd", warmup_epochs=5), 100).gradcam_start == 8
-    assert [sel.erts_active(e) for e in range(10)] == [False] * 6 + [False] * 4  # start 6 == revision
+        assert sel.pdd_candidates(e, s.member, s, gen())[0].all()
+    assert [sel.erts_active(e) for e in range(10)] == [False] * 10  # Grad-CAM start 6 == revision
     sel2 = Selector(SelectionConfig(method="erts-dbpd", warmup_epochs=1, gradcam_start=2, revision_epoch=5), 10)
     assert [sel2.erts_active(e) for e in range(6)] == [False, False, True, True, True, False]
 
 
-def test_revision_defaults_to_half_the_epochs():
-    assert Selector(SelectionConfig(method="dbpd"), epochs=100).revision_epoch == 50
+@pytest.mark.parametrize("epochs, expected", [
+    # (warm-up, Grad-CAM start, revision): 5 %, 8 %, 50 % rounded up, each phase at least one epoch
+    (100, (5, 8, 50)),   # the published 5 / 8 / 50
+    (30, (2, 3, 15)),    # 1.5 -> 2, 2.4 -> 3, 15
+    (20, (1, 2, 10)),    # 1, 1.6 -> 2, 10
+    (12, (1, 2, 6)),     # the old defaults (5, 8, 6) left no ERTS epoch here
+    (4, (1, 2, 3)),      # 0.2 -> 1, then one epoch each
+])
+def test_default_schedule_follows_published_proportions(epochs, expected):
+    sel = Selector(SelectionConfig(method="erts-dbpd"), epochs=epochs)
+    assert (sel.warmup_epochs, sel.gradcam_start, sel.revision_epoch) == expected
+    w, g, r = expected
+    assert [e for e in range(epochs) if sel.erts_active(e)] == list(range(g, r))
+    assert [sel.phase(e) for e in range(epochs)] == ["warmup"] * w + ["select"] * (r - w) + ["revision"] * (epochs - r)
+
+
+def test_explicit_schedule_values_win():
+    s = resolve_schedule("erts-dbpd", 12, 3, None, 9)
+    assert (s.warmup, s.gradcam_start, s.revision) == (3, 4, 9)  # Grad-CAM: max(warm-up + 1, ceil(0.96))
+    assert resolve_schedule("dbpd", 100, None, None, 70).revision == 70
+    assert resolve_schedule("erts-dbpd", 30, None, None, None).describe() == \
+        "warm-up 0-1, select 2-14, ERTS 3-14, revision 15-29"
+    assert resolve_schedule("dbpd", 20, None, None, None).describe() == "warm-up 0, select 1-9, revision 10-19"
+
+
+def test_config_rejects_a_schedule_without_erts_epochs():
+    from erts.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"no ERTS epoch: epochs=12, warmup_epochs=5, gradcam_start=8, revision_epoch=6"):
+        load_config(overrides=["method=erts-dbpd", "epochs=12", "warmup_epochs=5", "gradcam_start=8",
+                               "revision_epoch=6"])
+    with pytest.raises(ConfigError, match="selects in no epoch"):
+        load_config(overrides=["method=dbpd", "epochs=10", "warmup_epochs=10"])
+    load_config(overrides=["method=erts-dbpd"])  # the defaults run ERTS
+    load_config(overrides=["method=full", "epochs=1"])  # full needs no schedule
 
 
 def test_full_never_selects():
@@ -81,13 +113,73 @@ def test_full_never_selects():
 
 def test_class_rescue_keeps_most_useful_sample_of_wiped_class():
     # class 2 is entirely confident -> DBPD drops it; rescue keeps its lowest-p sample
-    cfg = SelectionConfig(method="dbpd", warmup_epochs=0, class_rescue=True)
+    cfg = SelectionConfig(method="dbpd", warmup_epochs=0)
     sel = Selector(cfg, epochs=10)
     s = scores([0.1, 0.2, 0.95, 0.8, 0.2], [0, 1, 2, 2, 0])
-    keep = sel.pdd_candidates(1, s.member, s, gen())
+    keep, rescued = sel.pdd_candidates(1, s.member, s, gen())
     assert keep.tolist() == [True, True, False, True, True]
-    sel_off = Selector(SelectionConfig(method="dbpd", warmup_epochs=0, class_rescue=False), 10)
-    assert sel_off.pdd_candidates(1, s.member, s, gen()).tolist() == [True, True, False, False, True]
+    assert rescued.tolist() == [False, False, False, True, False]
+    sel_off = Selector(SelectionConfig(method="dbpd", warmup_epochs=0, class_rescue="off"), 10)
+    assert sel_off.pdd_candidates(1, s.member, s, gen())[0].tolist() == [True, True, False, False, True]
+
+
+def test_published_rescue_semantics_per_rule():
+    """xai-ecg-dropout @133e7b9: a pool whose rule keeps nobody is skipped (no rescue); only plain DBPD
+    rescues at the rule; SMRD and SRD never; ERTS rescues among the hard candidates only."""
+    easy = scores([0.9, 0.8, 0.95, 0.7], [0, 1, 2, 2])               # nobody below tau = 0.3
+    for method in ("dbpd", "smrd", "erts-dbpd", "erts-smrd"):
+        sel = Selector(SelectionConfig(method=method, warmup_epochs=0), 10)
+        keep, rescued = sel.pdd_candidates(1, easy.member, easy, gen())
+        assert not keep.any() and not rescued.any(), method
+        assert not sel.select(1, easy.member, easy, gen(), focus_fn=None).keep.any(), method
+    # erts 0.1 behaviour, kept as class_rescue=always: every class present is rescued anyway
+    always = Selector(SelectionConfig(method="dbpd", warmup_epochs=0, class_rescue="always"), 10)
+    assert always.pdd_candidates(1, easy.member, easy, gen())[0].tolist() == [True, True, False, True]
+    # one hard sample of class 0: plain DBPD rescues classes 1 and 2, ERTS-DBPD's candidates are not rescued
+    mixed = scores([0.1, 0.8, 0.95, 0.7], [0, 1, 2, 2])
+    dbpd = Selector(SelectionConfig(method="dbpd", warmup_epochs=0), 10)
+    assert dbpd.pdd_candidates(1, mixed.member, mixed, gen())[0].tolist() == [True, True, False, True]
+    erts = Selector(SelectionConfig(method="erts-dbpd", warmup_epochs=0, gradcam_start=5), 10)
+    assert erts.pdd_candidates(1, mixed.member, mixed, gen())[0].tolist() == [True, False, False, False]
+    srd = Selector(SelectionConfig(method="srd", warmup_epochs=0, gamma=0.5), 10)
+    member = onehot([0, 0, 0, 0, 1, 1, 1, 1], 2)
+    counts = {int(srd.pdd_candidates(1, member, None, gen(i))[0].sum()) for i in range(10)}
+    assert counts == {4}  # ceil(0.5 * 8) = 4, even when a class is wiped out
+
+
+def test_filter_keeps_int_phi_n_at_least_one():
+    # published: k = max(1, int(len * cam_keep_frac)); with 3 candidates and phi = 0.7 one is dropped
+    assert [filter_count(n, 0.7) for n in range(0, 8)] == [0, 1, 1, 2, 2, 3, 4, 4]
+    assert [filter_count(n, 0.7, "ceil") for n in range(0, 8)] == [0, 1, 2, 3, 3, 4, 5, 5]
+    assert filter_count(10, 0.7) == 7 and filter_count(10, 0.9) == 9 and filter_count(20, 0.5) == 10
+    cand = torch.tensor([True, True, True])
+    keep = focus_rank_keep(cand, torch.tensor([0.1, 0.2, 0.0]), torch.tensor([0.5, 0.9, 0.1]), 0.7)
+    assert keep.tolist() == [True, True, False]  # (1-p)*focus = .45 .72 .10 -> top 2
+
+
+def test_single_candidate_is_kept_without_gradcam():
+    sel = Selector(SelectionConfig(method="erts-dbpd", warmup_epochs=0, gradcam_start=0), 10)
+    s = scores([0.1, 0.9, 0.9], [0, 1, 1], k=2)
+    calls = []
+    out = sel.select(1, s.member, s, gen(), focus_fn=calls.append)
+    assert out.keep.tolist() == [True, False, False] and calls == []
+
+
+def test_smrd_matches_dbpds_final_count_including_rescue():
+    # DBPD: sample 0 is hard; classes 1 and 2 are wiped and rescued -> 3 kept. SMRD keeps 3, not 1,
+    # and adds no rescue of its own (its size must stay matched)
+    s = scores([0.1, 0.8, 0.95, 0.7, 0.6, 0.9], [0, 1, 2, 2, 1, 0])
+    dbpd = Selector(SelectionConfig(method="dbpd", warmup_epochs=0), 10)
+    assert int(dbpd.pdd_candidates(1, s.member, s, gen())[0].sum()) == 3
+    smrd = Selector(SelectionConfig(method="smrd", warmup_epochs=0), 10)
+    for i in range(20):
+        keep, rescued = smrd.pdd_candidates(1, s.member, s, gen(i))
+        assert int(keep.sum()) == 3 and not rescued.any()
+    # erts-smrd matches erts-dbpd's candidates, which are not rescued: 1
+    esmrd = Selector(SelectionConfig(method="erts-smrd", warmup_epochs=0, gradcam_start=5), 10)
+    assert int(esmrd.pdd_candidates(1, s.member, s, gen())[0].sum()) == 1
+    # a replayed count wins
+    assert int(smrd.pdd_candidates(1, s.member, s, gen(), count=5)[0].sum()) == 5
 
 
 def test_class_rescue_ignores_absent_classes_and_multilabel():
@@ -105,8 +197,8 @@ def test_phi_keeps_right_count_by_rank():
     # (1-p)*focus = .81 .09 .40 .30 (not cand) .72 -> top ceil(0.6*5)=3: idx 0, 5, 2
     keep = focus_rank_keep(cand, p, focus, 0.6)
     assert keep.tolist() == [True, False, True, False, False, True]
-    for phi in (0.1, 0.5, 0.7, 0.9, 1.0):
-        assert int(focus_rank_keep(cand, p, focus, phi).sum()) == math.ceil(phi * 5 - 1e-9)
+    # int(phi * 5), at least one
+    assert [int(focus_rank_keep(cand, p, focus, phi).sum()) for phi in (0.1, 0.5, 0.7, 0.9, 1.0)] == [1, 2, 3, 4, 5]
     assert not focus_rank_keep(torch.zeros(6, dtype=torch.bool), p, focus, 0.7).any()
 
 
@@ -118,10 +210,25 @@ def test_focus_threshold_mode():
 def test_erts_filter_rescues_class_among_candidates():
     cfg = SelectionConfig(method="erts-dbpd", warmup_epochs=0, phi=0.5)
     sel = Selector(cfg, 10)
-    s = scores([0.1, 0.1, 0.1, 0.1], [0, 0, 0, 1], k=2, focus=[0.9, 0.8, 0.7, 0.1])
-    cand = torch.tensor([True, True, True, True])
-    keep = sel.focus_filter(cand, s)
-    assert keep.tolist() == [True, True, False, True]  # class 1 rescued beyond the phi count
+    s = scores([0.1, 0.1, 0.1, 0.1, 0.9], [0, 0, 0, 1, 1], k=2, focus=[0.9, 0.8, 0.7, 0.1, 0.9])
+    cand = torch.tensor([True, True, True, True, False])
+    keep, rescued = sel.focus_filter(cand, s)
+    # top int(0.5 * 4) = 2 by (1-p)*focus, then class 1 rescued among the candidates (sample 3, not
+    # the confident non-candidate 4)
+    assert keep.tolist() == [True, True, False, True, False]
+    assert rescued.tolist() == [False, False, False, True, False]
+
+
+def test_multilabel_rescue_ranks_by_the_class_own_probability():
+    """Class 1 is wiped out; sample 0 has the lower overall p (another label unlearned) but sample 1
+    is the one whose class-1 probability is lowest, so sample 1 is rescued."""
+    member = torch.tensor([[1, 1], [0, 1], [1, 0]], dtype=torch.bool)
+    p_label = torch.tensor([[0.05, 0.6], [0.9, 0.5], [0.1, 0.9]])   # prob. of each class's correct label
+    p = p_label.min(1).values                                         # 0.05, 0.5, 0.1
+    s = PoolScores(p, p_label.gt(0.5).all(1), member, p_label=p_label)
+    keep = torch.tensor([False, False, True])                         # class 0 covered by sample 2
+    assert class_rescue(keep, member, s.usefulness()).tolist() == [False, True, True]
+    assert class_rescue(keep, member, 1 - p).tolist() == [True, False, True]  # by overall p: sample 0
 
 
 def test_random_keep_is_seeded():

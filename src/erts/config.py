@@ -19,6 +19,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from erts.selection.schedule import Schedule, resolve_schedule, schedule_problem
+
 
 # selection methods (defined here, not in erts.selection, so validating a config never imports torch)
 METHODS = ("full", "dbpd", "smrd", "srd", "erts-dbpd", "erts-smrd", "erts-srd")
@@ -54,6 +56,7 @@ class ModelConfig:
     head: Literal["linear", "mlp"] = "linear"
     head_hidden: int = 128  # hidden units of the mlp head (the published head)
     lead_rows: int = 32  # 2-D backbones: leads padded to this many image rows
+    lead_pad: Literal["below", "center"] = "below"  # 2-D: zero rows below the leads, or half above (published)
 
 
 @dataclass
@@ -63,8 +66,10 @@ class OptimConfig:
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     step_gamma: float = 0.98  # per-epoch decay of the step schedule
     batch_size: int = 64
-    loss: Literal["auto", "ce", "balanced_ce", "bce"] = "auto"  # auto: ce for single-label, bce for multi-label
-    # same: every method uses `loss` (ours). published: full uses ce, every other method balanced_ce
+    # auto: ce for single-label, bce for multi-label. balanced_ce: weights n / (K n_c), weighted mean;
+    # cb_ce: class-balanced by effective number (Cui et al. 2019, beta 0.9999, weights sum to K), plain mean
+    loss: Literal["auto", "ce", "balanced_ce", "cb_ce", "bce"] = "auto"
+    # same: every method uses `loss` (ours). published: full uses ce, every other method cb_ce
     # (the published code's confound, kept only to reproduce it)
     loss_policy: Literal["same", "published"] = "same"
 
@@ -73,21 +78,37 @@ class OptimConfig:
 class SelectionConfig:
     method: str = "full"  # full | dbpd | smrd | srd | erts-dbpd | erts-smrd | erts-srd
     granularity: Literal["batch", "epoch"] = "batch"
-    warmup_epochs: int = 5
-    revision_epoch: Optional[int] = None  # None: half the epochs (50 of 100 as published)
+    # schedule (0-based epochs); None: the published proportions of `epochs` (5 %, 8 %, 50 %, rounded up,
+    # each phase at least one epoch): warm-up 5 / Grad-CAM 8 / revision 50 of 100 epochs
+    warmup_epochs: Optional[int] = None  # epochs < this train on everything
+    gradcam_start: Optional[int] = None  # the focus filter runs in select epochs >= this
+    revision_epoch: Optional[int] = None  # epochs >= this train on everything again
     tau: float = 0.3
     gamma: float = 0.99
     phi: float = 0.7
-    focus_q: float = 0.1  # top fraction of map values averaged into the focus score
+    # how many of n candidates the focus filter keeps: floor = int(phi * n), at least one (published);
+    # ceil = ceil(phi * n)
+    phi_round: Literal["floor", "ceil"] = "floor"
+    # multi-label confidence p: min = the least-learned label (a sample is hard while any label is not
+    # learned); mean = the mean over classes (easy negatives dominate it)
+    confidence: Literal["min", "mean"] = "min"
+    focus_q: float = 0.1  # top fraction of map values (at least one) read by the focus measure
+    # topq: mean of the top q of the min-max normalised map (the paper's score: how strong the strongest
+    # evidence is, a broad plateau scores as high as a narrow peak); mass: share of the map's mass in its
+    # top q positions; entropy: 1 - normalised entropy of the map (1 = one position, 0 = flat)
+    focus_measure: Literal["topq", "mass", "entropy"] = "topq"
     # input: the map is linearly upsampled to the input length before scoring, as Grad-CAM maps are
-    # usually read; layer: scored at the layer's own resolution (few positions at the last stage: the
-    # top-q mean then degenerates to 1 for any non-constant map)
+    # usually read; layer: scored at the layer's own resolution (published; few positions at the last
+    # stage: the top-q mean then degenerates to 1 for any non-constant map)
     focus_resolution: Literal["input", "layer"] = "input"
     focus_filter: Literal["rank", "threshold"] = "rank"
     focus_threshold: float = 0.5  # used when focus_filter=threshold
-    gradcam_start: Optional[int] = None  # None: warmup_epochs + 3
-    gradcam_layer: str = "last"  # "last" or a module name of the backbone (e.g. layer3)
-    class_rescue: bool = True
+    gradcam_layer: str = "last"  # "last", "published" or a module name of the backbone (e.g. layer3)
+    # published: plain DBPD rescues a class its rule wiped out of a pool (only when it kept someone), the
+    # focus filter rescues among the hard candidates, SMRD/SRD never; always: every rule and the filter,
+    # even in a pool where the rule kept nothing (erts <= 0.1); off: never
+    class_rescue: Literal["published", "always", "off"] = "published"
+    smrd_schedule: Optional[str] = None  # smrd/erts-smrd: replay this run's per-batch counts of the rule's kept samples
     score_mode: Literal["eval", "train"] = "eval"  # train reproduces the published BN/dropout pitfall
     # samples per scoring / Grad-CAM / evaluation forward; 0 = auto: 512 on GPU, and on CPU about 64k
     # time steps per 1-D batch (16 records of 32 x 1,000 for 2-D): small batches stay in cache (measured)
@@ -271,7 +292,10 @@ def validate(cfg: Config) -> None:
         (0.0 < s.gamma <= 1.0, f"gamma={s.gamma} must be in (0, 1]"),
         (0.0 < s.phi <= 1.0, f"phi={s.phi} must be in (0, 1]"),
         (0.0 < s.focus_q <= 1.0, f"focus_q={s.focus_q} must be in (0, 1]"),
-        (s.warmup_epochs >= 0, f"warmup_epochs={s.warmup_epochs} must be >= 0"),
+        (all(v is None or v >= 0 for v in (s.warmup_epochs, s.gradcam_start, s.revision_epoch)),
+         "warmup_epochs, gradcam_start and revision_epoch must be >= 0"),
+        (s.smrd_schedule is None or s.method in ("smrd", "erts-smrd"),
+         f"smrd_schedule is for method=smrd or erts-smrd, not {s.method}"),
         (t.epochs >= 1, f"epochs={t.epochs} must be >= 1"),
         (o.batch_size >= 1, f"batch_size={o.batch_size} must be >= 1"),
         (s.score_batch_size >= 0, f"score_batch_size={s.score_batch_size} must be >= 0 (0 = auto)"),
@@ -285,6 +309,15 @@ def validate(cfg: Config) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    problem = schedule_problem(schedule_of(cfg))
+    if problem:
+        raise ConfigError(problem)
+
+
+def schedule_of(cfg: Config) -> Schedule:
+    """The run's resolved phase boundaries (unset ones from the published proportions)."""
+    s = cfg.selection
+    return resolve_schedule(s.method, cfg.train.epochs, s.warmup_epochs, s.gradcam_start, s.revision_epoch)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:

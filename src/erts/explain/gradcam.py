@@ -16,6 +16,7 @@ equals the autograd result exactly, up to float rounding.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional, Union
@@ -151,20 +152,60 @@ def upsample_to(maps: Tensor, length: int) -> Tensor:
     raise ValueError(f"maps must be (B, T') or (B, H', T'), got {tuple(maps.shape)}")
 
 
-def focus_score(maps: Tensor, q: float = 0.1) -> Tensor:
-    """(B, ...) maps -> (B,) mean of the top q fraction of each min-max normalised map.
-
-    The number of values kept is k = max(1, round-half-up(q * n)) of the n map
-    values. A constant map normalises to zeros and scores 0.
-    """
+def _top_k(n: int, q: float) -> int:
+    """k = int(q * n), at least one: the published ``max(1, W // 10)`` for q = 0.1."""
     if not 0.0 < q <= 1.0:
         raise ValueError(f"focus q={q} must be in (0, 1]")
-    flat = maps.flatten(1).to(torch.promote_types(maps.dtype, torch.float32))
-    n = flat.shape[1]
     if n == 0:
-        raise ValueError("focus_score needs maps with at least one value per sample")
+        raise ValueError("a focus measure needs maps with at least one value per sample")
+    return max(1, min(n, int(q * n + 1e-9)))
+
+
+def focus_score(maps: Tensor, q: float = 0.1) -> Tensor:
+    """(B, ...) maps -> (B,) mean of the top q fraction of each min-max normalised map (the paper's score).
+
+    k = int(q * n) of the n map values, at least one. A constant map normalises to zeros
+    and scores 0. What it measures: how strong the strongest q of the map is relative to
+    its range, not how concentrated the map is: a broad plateau scores as high as (or
+    higher than) a narrow peak. ``focus_mass`` and ``focus_entropy`` measure concentration.
+    """
+    flat = maps.flatten(1).to(torch.promote_types(maps.dtype, torch.float32))
+    k = _top_k(flat.shape[1], q)
     lo = flat.min(1, keepdim=True).values
     span = flat.max(1, keepdim=True).values - lo
     norm = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
-    k = max(1, min(n, int(q * n + 0.5)))
     return norm.topk(k, dim=1).values.mean(1)
+
+
+def focus_mass(maps: Tensor, q: float = 0.1) -> Tensor:
+    """Share of each map's total mass in its top q positions: 1 for a single peak, q for a flat
+    map, 0 for an all-zero map (no positive evidence). Maps are ReLU outputs (>= 0)."""
+    flat = maps.flatten(1).to(torch.promote_types(maps.dtype, torch.float32)).clamp_min(0)
+    k = _top_k(flat.shape[1], q)
+    total = flat.sum(1)
+    top = flat.topk(k, dim=1).values.sum(1)
+    return torch.where(total > 0, top / total.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(total))
+
+
+def focus_entropy(maps: Tensor, q: float = 0.1) -> Tensor:
+    """1 - normalised entropy of each map read as a distribution over positions: 1 for a single
+    peak, 0 for a flat map, 0 for an all-zero map. ``q`` is unused (one signature for all)."""
+    flat = maps.flatten(1).to(torch.promote_types(maps.dtype, torch.float32)).clamp_min(0)
+    n = flat.shape[1]
+    total = flat.sum(1, keepdim=True)
+    if n < 2:
+        return torch.zeros(flat.shape[0], dtype=flat.dtype, device=flat.device)
+    prob = flat / total.clamp_min(torch.finfo(flat.dtype).tiny)
+    entropy = -(torch.special.xlogy(prob, prob)).sum(1)
+    score = 1 - entropy / math.log(n)
+    return torch.where(total.squeeze(1) > 0, score.clamp(0, 1), torch.zeros_like(score))
+
+
+FOCUS_MEASURES = {"topq": focus_score, "mass": focus_mass, "entropy": focus_entropy}
+
+
+def focus_measure(maps: Tensor, measure: str = "topq", q: float = 0.1) -> Tensor:
+    """(B, ...) Grad-CAM maps -> (B,) focus by the named measure (``focus_measure=`` setting)."""
+    if measure not in FOCUS_MEASURES:
+        raise ValueError(f"unknown focus measure {measure!r}; expected one of {', '.join(FOCUS_MEASURES)}")
+    return FOCUS_MEASURES[measure](maps, q)

@@ -67,6 +67,7 @@ class ECGClassifier(nn.Module):
         is_2d: bool,
         published_layer: str,
         lead_rows: int = 32,
+        lead_pad: str = "below",
     ):
         super().__init__()
         self.backbone = backbone
@@ -75,13 +76,14 @@ class ECGClassifier(nn.Module):
         self.in_channels = in_channels
         self.is_2d = is_2d
         self.lead_rows = lead_rows
+        self.lead_pad = lead_pad
         self.num_classes = head.num_classes
         self._published = published_layer
 
     def _as_input(self, x: Tensor) -> Tensor:
         """Checks the input shape (and pads leads to an image for 2-D backbones) with a clear error."""
         if x.ndim == 3 and x.shape[1] == self.in_channels:
-            return leads_to_image(x, self.lead_rows) if self.is_2d else x
+            return leads_to_image(x, self.lead_rows, self.lead_pad) if self.is_2d else x
         if self.is_2d and x.ndim == 4 and x.shape[1] == 1 and x.shape[2] == self.lead_rows:
             return x
         want = f"(B, {self.in_channels}, T)" + (f" or (B, 1, {self.lead_rows}, T)" if self.is_2d else "")
@@ -132,6 +134,7 @@ def create_model(
     head: str = "linear",
     head_hidden: int = 128,
     lead_rows: int = 32,
+    lead_pad: str = "below",
     **backbone_kwargs: Any,
 ) -> ECGClassifier:
     """Builds a registered model (randomly initialised; seed torch first for determinism).
@@ -143,6 +146,8 @@ def create_model(
         raise ValueError(f"unknown model {name!r}; available: {', '.join(_MODELS)}")
     if in_channels < 1:
         raise ValueError(f"in_channels={in_channels} must be >= 1")
+    if lead_pad not in ("below", "center"):
+        raise ValueError(f"lead_pad={lead_pad!r}: expected 'below' or 'center'")
     entry = _MODELS[name]
     if entry.is_2d and in_channels > lead_rows:
         raise ValueError(f"{name}: {in_channels} leads do not fit in lead_rows={lead_rows}")
@@ -155,6 +160,7 @@ def create_model(
         is_2d=entry.is_2d,
         published_layer=entry.published,
         lead_rows=lead_rows,
+        lead_pad=lead_pad,
     )
 
 

@@ -1,8 +1,8 @@
 """The paper's 2-D backbones, built from torchvision (weights=None, trained from scratch).
 
 The record (B, leads, T) is fed as a one-channel image (B, 1, lead_rows, T):
-the leads are rows, zero-padded below to ``lead_rows`` (32) rows, as the
-published code does; the stem conv is replaced by a one-channel conv with the
+the leads are rows, zero-padded to ``lead_rows`` (32) rows, below (default) or
+centred as the published code does (``lead_pad=center``); the stem conv is replaced by a one-channel conv with the
 same kernel, stride and padding. Only the convolutional feature extractor is
 kept (no pooling, no classifier): the ECGClassifier head does the rest.
 """
@@ -24,11 +24,14 @@ def one_channel_conv(conv: nn.Conv2d) -> nn.Conv2d:
     return new
 
 
-def leads_to_image(x: Tensor, lead_rows: int) -> Tensor:
-    """(B, leads, T) -> (B, 1, lead_rows, T): leads as rows, zero rows appended below."""
+def leads_to_image(x: Tensor, lead_rows: int, pad: str = "below") -> Tensor:
+    """(B, leads, T) -> (B, 1, lead_rows, T): leads as rows, zero rows appended below, or split
+    above and below (``pad="center"``, the published 12 -> 10 + 12 + 10 rows)."""
     if x.shape[1] > lead_rows:
         raise ValueError(f"{x.shape[1]} leads do not fit in lead_rows={lead_rows}; raise lead_rows")
-    return F.pad(x, (0, 0, 0, lead_rows - x.shape[1])).unsqueeze(1)
+    extra = lead_rows - x.shape[1]
+    top = extra // 2 if pad == "center" else 0
+    return F.pad(x, (0, 0, top, extra - top)).unsqueeze(1)
 
 
 def resnet18_2d(in_channels: int) -> tuple[nn.Sequential, int]:

@@ -38,7 +38,11 @@ def srd_count(n: int, gamma: float, epoch: int) -> int:
 def class_rescue(keep: torch.Tensor, member: torch.Tensor, usefulness: torch.Tensor,
                  eligible: torch.Tensor | None = None) -> torch.Tensor:
     """If a rule removed every (eligible) sample of a class present in the pool, keep the
-    most useful sample of that class. Returns a new mask; vectorised over classes."""
+    most useful sample of that class. Returns a new mask; vectorised over classes.
+
+    ``usefulness`` is (n,) (one number per sample) or (n, K) (per sample and class: a
+    multi-label class is rescued by its own probability, not the sample's overall one).
+    """
     if eligible is None:
         eligible = torch.ones_like(keep)
     m = member & eligible[:, None]                      # (n, K)
@@ -47,17 +51,29 @@ def class_rescue(keep: torch.Tensor, member: torch.Tensor, usefulness: torch.Ten
     need = present & ~covered
     if not bool(need.any()):
         return keep
-    scores = torch.where(m, usefulness[:, None].float(), torch.tensor(float("-inf"), device=keep.device))
-    best = scores.argmax(0)                             # (K,) most useful sample per class
+    u = usefulness.float()
+    u = u[:, None].expand_as(m) if u.ndim == 1 else u
+    scores = torch.where(m, u, torch.tensor(float("-inf"), device=keep.device))
+    best = scores.argmax(0)                             # (K,) most useful sample per class (first on ties)
     out = keep.clone()
     out[best[need]] = True
     return out
 
 
-def focus_rank_keep(candidates: torch.Tensor, p: torch.Tensor, focus: torch.Tensor, phi: float) -> torch.Tensor:
-    """ERTS filter: among candidates keep the top ceil(phi * n_candidates) by (1 - p) * focus."""
-    n_cand = int(candidates.sum())
-    n_keep = min(n_cand, math.ceil(phi * n_cand - 1e-9))
+def filter_count(n: int, phi: float, rounding: str = "floor") -> int:
+    """How many of ``n`` candidates the focus filter keeps: int(phi * n), at least one
+    (published), or ceil(phi * n)."""
+    if n == 0:
+        return 0
+    if rounding == "ceil":
+        return min(n, math.ceil(phi * n - 1e-9))
+    return min(n, max(1, int(phi * n + 1e-9)))
+
+
+def focus_rank_keep(candidates: torch.Tensor, p: torch.Tensor, focus: torch.Tensor, phi: float,
+                    rounding: str = "floor") -> torch.Tensor:
+    """ERTS filter: among candidates keep the top ``filter_count`` by (1 - p) * focus."""
+    n_keep = filter_count(int(candidates.sum()), phi, rounding)
     keep = torch.zeros_like(candidates)
     if n_keep == 0:
         return keep

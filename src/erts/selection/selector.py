@@ -2,7 +2,14 @@
 
 One Selector serves every method, so the training loop has a single code path:
 it asks the selector whether it needs scores and Grad-CAM for an epoch, then
-hands it the pool's scores and gets back the two keep-masks.
+hands it the pool's scores and gets back the keep-masks.
+
+Class rescue follows the published code by default (``class_rescue=published``,
+xai-ecg-dropout @133e7b9): a pool in which the rule keeps nobody gets no update;
+plain DBPD then rescues a class its rule wiped out of the pool; SMRD and SRD
+never rescue; with ERTS the rule's candidates are not rescued, and the focus
+filter rescues a class among the hard candidates only. ``always`` is erts 0.1's
+behaviour (every rule rescues, even in a pool it kept nobody of); ``off`` never.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import torch
 from erts.config import METHODS, SelectionConfig
 from erts.selection.rules import (class_rescue, dbpd_keep, focus_rank_keep, focus_threshold_keep,
                                   random_keep, srd_count)
+from erts.selection.schedule import resolve_schedule
 
 
 @dataclass
@@ -22,8 +30,26 @@ class PoolScores:
     p: torch.Tensor        # (n,) confidence of the true label(s)
     correct: torch.Tensor  # (n,) bool, prediction right
     member: torch.Tensor   # (n, K) bool class membership (from the labels)
+    p_label: torch.Tensor | None = None  # (n, K) multi-label: probability of each class's correct label
     focus: torch.Tensor | None = None  # (n,) focus scores of the PDD candidates, NaN elsewhere
     focus_all: torch.Tensor | None = None  # (n,) fast-path focus of every scored sample
+
+    def usefulness(self, focus: torch.Tensor | None = None) -> torch.Tensor:
+        """How much a sample is worth rescuing: 1 - p (times focus for the filter); per class
+        (n, K) for multi-label, where each class ranks by its own probability."""
+        u = 1 - self.p_label if self.p_label is not None else 1 - self.p
+        if focus is not None:
+            u = u * (focus[:, None] if u.ndim == 2 else focus)
+        return u
+
+
+@dataclass
+class Selection:
+    """The masks one pool ends with."""
+
+    candidates: torch.Tensor  # the rule's keep-mask with its rescues (pdd_keep in the log)
+    keep: torch.Tensor        # after the focus filter (erts_keep): what gets the update
+    rescued: torch.Tensor     # kept only because class rescue put them back
 
 
 class Selector:
@@ -34,50 +60,107 @@ class Selector:
         self.epochs = epochs
         self.rule = cfg.method.removeprefix("erts-")
         self.uses_erts = cfg.method.startswith("erts-")
-        self.revision_epoch = cfg.revision_epoch if cfg.revision_epoch is not None else epochs // 2
-        self.gradcam_start = cfg.gradcam_start if cfg.gradcam_start is not None else cfg.warmup_epochs + 3
+        self.schedule = resolve_schedule(cfg.method, epochs, cfg.warmup_epochs, cfg.gradcam_start,
+                                         cfg.revision_epoch)
+
+    @property
+    def warmup_epochs(self) -> int:
+        return self.schedule.warmup
+
+    @property
+    def gradcam_start(self) -> int:
+        return self.schedule.gradcam_start
+
+    @property
+    def revision_epoch(self) -> int:
+        return self.schedule.revision
 
     def phase(self, epoch: int) -> str:
         """warmup and revision epochs train on everything; select epochs apply the rule."""
-        if self.rule == "full" or epoch < self.cfg.warmup_epochs:
-            return "warmup" if self.rule != "full" else "full"
-        if epoch >= self.revision_epoch:
-            return "revision"
-        return "select"
+        return self.schedule.phase(epoch)
 
     def erts_active(self, epoch: int) -> bool:
-        return self.uses_erts and self.phase(epoch) == "select" and epoch >= self.gradcam_start
+        return self.schedule.erts_active(epoch)
 
     def needs_scores(self, epoch: int) -> bool:
         """SRD alone needs no scoring pass; every other rule (and ERTS) does."""
         return self.phase(epoch) == "select" and (self.rule != "srd" or self.erts_active(epoch))
 
-    def pdd_candidates(self, epoch: int, member: torch.Tensor, scores: PoolScores | None,
-                       generator: torch.Generator) -> torch.Tensor:
-        """The PDD rule's keep-mask for a pool (all True outside select epochs).
+    def needs_focus(self, candidates: torch.Tensor) -> bool:
+        """Rank mode keeps a lone candidate whatever its focus (published: no Grad-CAM for it)."""
+        return bool(candidates.any()) and (self.cfg.focus_filter == "threshold" or int(candidates.sum()) > 1)
 
-        ``member`` is the pool's (n, K) class membership; ``scores`` may be None only
-        for plain SRD, whose rescue then picks a random sample of the wiped-out class.
+    # ------------------------------------------------------------ the PDD rule
+    def _rule_rescues(self, rule: str) -> bool:
+        mode = self.cfg.class_rescue
+        if mode == "off" or rule == "smrd":  # SMRD is the size control: its count already holds DBPD's rescues
+            return False
+        return mode == "always" or (rule == "dbpd" and not self.uses_erts)
+
+    def _rescue(self, keep: torch.Tensor, member: torch.Tensor, usefulness: torch.Tensor,
+                eligible: torch.Tensor | None = None) -> torch.Tensor:
+        """Class rescue, except in a pool the rule kept nobody of (skipped, as published) unless ``always``."""
+        if self.cfg.class_rescue != "always" and not bool(keep.any()):
+            return keep
+        return class_rescue(keep, member, usefulness, eligible)
+
+    def dbpd_count(self, member: torch.Tensor, scores: PoolScores) -> int:
+        """What DBPD (ERTS-DBPD for erts-smrd) would keep on this pool, its own rescues included:
+        the size SMRD matches."""
+        hard = dbpd_keep(scores.p, scores.correct, self.cfg.tau)
+        if self._rule_rescues("dbpd"):
+            hard = self._rescue(hard, member, scores.usefulness())
+        return int(hard.sum())
+
+    def pdd_candidates(self, epoch: int, member: torch.Tensor, scores: PoolScores | None,
+                       generator: torch.Generator, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The PDD rule's keep-mask for a pool (all True outside select epochs) and its rescued samples.
+
+        ``member`` is the pool's (n, K) class membership; ``scores`` may be None only for plain
+        SRD, whose rescue (``class_rescue=always``) then picks a random sample of the wiped-out
+        class. ``count`` fixes SMRD's size (a replayed schedule); by default it is DBPD's count.
         """
         n, device = len(member), member.device
+        none = torch.zeros(n, dtype=torch.bool, device=device)
         if self.phase(epoch) != "select":
-            return torch.ones(n, dtype=torch.bool, device=device)
+            return torch.ones(n, dtype=torch.bool, device=device), none
         if self.rule == "srd":
             keep = random_keep(n, srd_count(n, self.cfg.gamma, epoch), generator, device)
+        elif self.rule == "dbpd":
+            keep = dbpd_keep(scores.p, scores.correct, self.cfg.tau)
         else:
-            dbpd = dbpd_keep(scores.p, scores.correct, self.cfg.tau)
-            keep = dbpd if self.rule == "dbpd" else random_keep(n, int(dbpd.sum()), generator, device)
-        if self.cfg.class_rescue:
-            usefulness = 1 - scores.p if scores is not None else torch.rand(n, generator=generator).to(device)
-            keep = class_rescue(keep, member, usefulness)
-        return keep
+            size = self.dbpd_count(member, scores) if count is None else min(int(count), n)
+            keep = random_keep(n, size, generator, device)
+        if not self._rule_rescues(self.rule):
+            return keep, none
+        usefulness = scores.usefulness() if scores is not None else torch.rand(n, generator=generator).to(device)
+        rescued = self._rescue(keep, member, usefulness)
+        return rescued, rescued & ~keep
 
-    def focus_filter(self, candidates: torch.Tensor, scores: PoolScores) -> torch.Tensor:
-        """ERTS: keep the focused candidates (rank by (1-p)*focus, or absolute threshold)."""
+    # ------------------------------------------------------------ the focus filter
+    def focus_filter(self, candidates: torch.Tensor, scores: PoolScores) -> tuple[torch.Tensor, torch.Tensor]:
+        """ERTS: keep the focused candidates (rank by (1-p)*focus, or absolute threshold), then
+        rescue a class among the candidates. Returns the keep-mask and the filter's rescues."""
+        none = torch.zeros_like(candidates)
+        if not self.needs_focus(candidates):
+            return candidates.clone(), none
         if self.cfg.focus_filter == "rank":
-            keep = focus_rank_keep(candidates, scores.p, scores.focus, self.cfg.phi)
+            keep = focus_rank_keep(candidates, scores.p, scores.focus, self.cfg.phi, self.cfg.phi_round)
         else:
             keep = focus_threshold_keep(candidates, scores.focus, self.cfg.focus_threshold)
-        if self.cfg.class_rescue:
-            keep = class_rescue(keep, scores.member, (1 - scores.p) * scores.focus, eligible=candidates)
-        return keep
+        if self.cfg.class_rescue == "off":
+            return keep, none
+        focus = torch.nan_to_num(scores.focus, nan=0.0)
+        rescued = class_rescue(keep, scores.member, scores.usefulness(focus), eligible=candidates)
+        return rescued, rescued & ~keep
+
+    def select(self, epoch: int, member: torch.Tensor, scores: PoolScores | None, generator: torch.Generator,
+               focus_fn=None, count: int | None = None) -> Selection:
+        """Rule, then (in ERTS epochs) ``focus_fn(candidates)`` fills ``scores.focus`` and the filter runs."""
+        candidates, rescued = self.pdd_candidates(epoch, member, scores, generator, count)
+        keep = candidates
+        if self.erts_active(epoch) and self.needs_focus(candidates):
+            focus_fn(candidates)
+            keep, filter_rescued = self.focus_filter(candidates, scores)
+            rescued = (rescued & keep) | filter_rescued
+        return Selection(candidates, keep, rescued)

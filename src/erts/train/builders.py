@@ -45,19 +45,19 @@ def build_model(cfg: Config, rs: RecordSet) -> torch.nn.Module:
 
     m = cfg.model
     return create_model(m.model, in_channels=rs.num_leads, num_classes=rs.num_classes, dropout=m.dropout,
-                        head=m.head, head_hidden=m.head_hidden, lead_rows=m.lead_rows)
+                        head=m.head, head_hidden=m.head_hidden, lead_rows=m.lead_rows, lead_pad=m.lead_pad)
 
 
 def resolve_loss_name(cfg: Config, multilabel: bool) -> str:
     loss = cfg.optim.loss
     if cfg.optim.loss_policy == "published" and not multilabel:
-        return "ce" if cfg.selection.method == "full" else "balanced_ce"
+        return "ce" if cfg.selection.method == "full" else "cb_ce"
     if loss == "auto":
         return "bce" if multilabel else "ce"
     if multilabel and loss != "bce":
         raise ConfigError(f"loss={loss!r} cannot train a multi-label task; use loss=bce (or auto)")
     if not multilabel and loss == "bce":
-        raise ConfigError("loss='bce' is for multi-label tasks; use loss=ce or balanced_ce for single-label data")
+        raise ConfigError("loss='bce' is for multi-label tasks; use loss=ce, balanced_ce or cb_ce for single-label data")
     return loss
 
 
@@ -68,10 +68,24 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
+def effective_number_weights(labels: np.ndarray, num_classes: int, beta: float = 0.9999) -> torch.Tensor:
+    """Class-balanced weights by effective number (Cui et al. 2019), as the published code computes
+    them: (1 - beta) / (1 - beta^n_c), normalised to sum to K (an absent class's 1e-8 floor kept)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = (1.0 - beta) / np.maximum(1.0 - np.power(beta, counts), 1e-8)
+    return torch.tensor(w / w.sum() * num_classes, dtype=torch.float32)
+
+
 def build_loss(name: str, train_labels: np.ndarray, num_classes: int, device: torch.device):
-    """One loss per run, used by every method (the published code's confound is not repeated)."""
+    """One loss per run, used by every method (the published code's confound is not repeated).
+
+    balanced_ce is PyTorch's weighted mean (sum of w_y * ce / sum of w_y); cb_ce is the published
+    loss: per-sample w_y * ce, then a plain mean over the samples."""
     if name == "bce":
         return lambda logits, y: F.binary_cross_entropy_with_logits(logits.float(), y)
+    if name == "cb_ce":
+        cb = effective_number_weights(train_labels, num_classes).to(device)
+        return lambda logits, y: F.cross_entropy(logits.float(), y, weight=cb, reduction="none").mean()
     weight = class_weights(train_labels, num_classes).to(device) if name == "balanced_ce" else None
     return lambda logits, y: F.cross_entropy(logits.float(), y, weight=weight)
 

@@ -5,6 +5,8 @@ so the meter counts sample-forwards and sample-backwards for each phase
 (scoring, gradcam, update; eval is timed too), FLOPs from PyTorch's own counter
 measured on the first batch of each phase and scaled by the sample counts, and
 wall-clock seconds (synchronising CUDA so asynchronous kernels are not missed).
+Whatever no phase timed (the rules, log and checkpoint writes) is ``other``, so
+the phases add up to the wall clock of the epochs.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-PHASES = ("scoring", "gradcam", "update", "eval")
+PHASES = ("scoring", "gradcam", "update", "eval", "other")
 
 
 def _zeros() -> dict[str, float]:
@@ -64,6 +66,11 @@ class CostMeter:
     def add_seconds(self, name: str, seconds: float) -> None:
         self.seconds[name] += seconds
 
+    def add_other(self, elapsed: float, before: dict) -> None:
+        """Books as ``other`` the part of ``elapsed`` seconds (since snapshot ``before``) no phase timed."""
+        timed = sum(self.seconds.values()) - sum(before["seconds"].values())
+        self.seconds["other"] += max(elapsed - timed, 0.0)
+
     def snapshot(self) -> dict:
         """Plain numbers (for checkpoints and per-epoch differences)."""
         return {"seconds": dict(self.seconds), "forwards": dict(self.forwards), "backwards": dict(self.backwards),
@@ -71,7 +78,7 @@ class CostMeter:
 
     def restore(self, snap: dict) -> None:
         for key in ("seconds", "forwards", "backwards", "flops", "flops_per_sample"):
-            getattr(self, key).update({k: float(v) for k, v in snap[key].items()})
+            getattr(self, key).update({k: float(v) for k, v in snap[key].items()})  # older runs: no "other"
         self.updated = float(snap["updated"])
 
     def summary(self, n_train: int) -> dict:
@@ -98,4 +105,5 @@ def epoch_row(before: dict, after: dict) -> dict[str, float]:
         row[f"bwd_{p}"] = after["backwards"][p] - before["backwards"][p]
     for p in PHASES:
         row[f"sec_{p}"] = after["seconds"][p] - before["seconds"][p]
+    row["sec_epoch"] = sum(row[f"sec_{p}"] for p in PHASES)
     return row

@@ -86,17 +86,21 @@ class Tensors:
         return cls(x, y, member, rs.multilabel, window, crop == "random", torch.Generator())
 
 
-def confidence(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """p = probability of the true label; multi-label: mean over classes of the probability
-    of the correct label (sigmoid s for positives, 1 - s for negatives). ``correct``: the
-    prediction is right (multi-label: every class right at threshold 0.5)."""
+def confidence(logits: torch.Tensor, y: torch.Tensor, multilabel: bool,
+               reduce: str = "min") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """p = probability of the true label, ``correct`` = the prediction is right, and (multi-label
+    only) the (n, K) probability of each class's correct label: sigmoid s for a positive, 1 - s
+    for a negative. A multi-label p is the least-learned label's (``reduce="min"``: hard while
+    any label is not learned) or the mean over classes (``"mean"``, which easy negatives
+    dominate); correct = every class right at threshold 0.5."""
     logits = logits.float()
     if multilabel:
         s = torch.sigmoid(logits)
         p_label = torch.where(y > 0.5, s, 1 - s)
-        return p_label.mean(1), (p_label > 0.5).all(1)
+        p = p_label.min(1).values if reduce == "min" else p_label.mean(1)
+        return p, (p_label > 0.5).all(1), p_label
     probs = torch.softmax(logits, 1)
-    return probs.gather(1, y[:, None]).squeeze(1), probs.argmax(1) == y
+    return probs.gather(1, y[:, None]).squeeze(1), probs.argmax(1) == y, None
 
 
 class Trainer:
@@ -121,6 +125,7 @@ class Trainer:
         self.opt = build_optimizer(cfg, self.model)
         self.sched = build_scheduler(cfg, self.opt)
         self.selector = Selector(cfg.selection, cfg.train.epochs)
+        self.replay = load_kept_counts(cfg.selection.smrd_schedule, self) if cfg.selection.smrd_schedule else None
         self.cost = CostMeter(self.device)
         self.start_epoch, self.best_f1, self.best_epoch = 0, -1.0, -1
         self.log_rows: list[dict] = []
@@ -142,8 +147,11 @@ class Trainer:
             return self.model(x).float()
 
     # ---------------------------------------------------------------- scoring
-    def score(self, ids: torch.Tensor, epoch: int, want_focus: bool) -> PoolScores:
+    def score(self, ids: torch.Tensor, want_focus: bool, x: torch.Tensor | None = None) -> PoolScores:
         """Scoring pass over ``ids`` (batched by the score batch size): p and correct per sample.
+
+        ``x``: the pool's inputs when the caller already cut them (per-batch selection scores,
+        explains and updates the very same windows); default: each record's centre window.
 
         With ERTS active and the Grad-CAM layer at the last stage (the fast path), each chunk's
         Grad-CAM comes straight from the features this pass already computed and is reduced to
@@ -154,20 +162,25 @@ class Trainer:
         published = self.cfg.selection.score_mode == "train"
         self.model.train(published)  # published pitfall: train mode updates BatchNorm statistics
         fused = want_focus and self.cam_fast
-        ps, cs, focus = [], [], []
+        ps, cs, pls, focus = [], [], [], []
         grad_ctx = torch.no_grad if published else torch.inference_mode
-        for chunk in ids.split(self.score_bs):
-            x, y = self.data.x(chunk), self.data.y[chunk]
+        reduce = self.cfg.selection.confidence
+        for start in range(0, len(ids), self.score_bs):
+            chunk = ids[start:start + self.score_bs]
+            xc = self.data.x(chunk) if x is None else x[start:start + self.score_bs]
+            y = self.data.y[chunk]
             with self.cost.phase("scoring", len(chunk)), grad_ctx():
                 with self.autocast():
-                    f = self.model.forward_features(x)
+                    f = self.model.forward_features(xc)
                     logits = self.model.forward_head(f)
-                p, c = confidence(logits, y, self.data.multilabel)
+                p, c, pl = confidence(logits, y, self.data.multilabel, reduce)
             ps.append(p)
             cs.append(c)
+            pls.append(pl)
             if fused:
                 focus.append(self.fast_focus(f, y))
         return PoolScores(torch.cat(ps), torch.cat(cs), self.data.member[ids],
+                          p_label=torch.cat(pls) if self.data.multilabel else None,
                           focus_all=torch.cat(focus) if fused else None)
 
     def fast_focus(self, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -178,7 +191,8 @@ class Trainer:
             maps, _ = cam_from_features(self.model, feats.float(), y)
             return self.focus_of(maps)
 
-    def focus(self, ids: torch.Tensor, scores: PoolScores, candidates: torch.Tensor) -> None:
+    def focus(self, ids: torch.Tensor, scores: PoolScores, candidates: torch.Tensor,
+              x: torch.Tensor | None = None) -> None:
         """Grad-CAM focus of the candidates (NaN for the others, as in the selection log).
 
         Fast path: already computed by the scoring pass. Any other layer: autograd Grad-CAM
@@ -193,41 +207,42 @@ class Trainer:
         elif len(sel):
             with self.cost.phase("gradcam", len(sel), forward=True, backward=True):
                 for chunk in sel.split(self.score_bs):
-                    res = gradcam(self.model, self.data.x(ids[chunk]), self.data.y[ids[chunk]],
+                    xc = self.data.x(ids[chunk]) if x is None else x[chunk]
+                    res = gradcam(self.model, xc, self.data.y[ids[chunk]],
                                   layer=self.cfg.selection.gradcam_layer, fast=False)
                     focus[chunk] = self.focus_of(res.maps)
         scores.focus = focus
 
     def focus_of(self, maps: torch.Tensor) -> torch.Tensor:
         """Focus score of (B, T') Grad-CAM maps, read at the input's resolution by default."""
-        from erts.explain.gradcam import focus_score, upsample_to
+        from erts.explain.gradcam import focus_measure, upsample_to
 
+        s = self.cfg.selection
         maps = maps.float()
-        if self.cfg.selection.focus_resolution == "input":
+        if s.focus_resolution == "input":
             maps = upsample_to(maps, self.data.length)
-        return focus_score(maps, self.cfg.selection.focus_q)
+        return focus_measure(maps, s.focus_measure, s.focus_q)
 
     # ---------------------------------------------------------------- selection
-    def select(self, epoch: int, ids: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
-        """Keep-mask over ``ids`` plus the per-sample log fields."""
-        n = len(ids)
-        nan = torch.full((n,), float("nan"), device=self.device)
-        scores = self.score(ids, epoch, self.selector.erts_active(epoch)) if self.selector.needs_scores(epoch) else None
-        pdd = self.selector.pdd_candidates(epoch, self.data.member[ids], scores, gen)
-        erts = pdd
-        if self.selector.erts_active(epoch):
-            self.focus(ids, scores, pdd)
-            erts = self.selector.focus_filter(pdd, scores)
+    def select(self, epoch: int, ids: torch.Tensor, gen: torch.Generator, x: torch.Tensor | None = None,
+               count: int | None = None) -> tuple[torch.Tensor, dict]:
+        """Keep-mask over ``ids`` plus the per-sample log fields (``x``, ``count``: see score, Selector)."""
+        sel = self.selector
+        nan = torch.full((len(ids),), float("nan"), device=self.device)
+        scores = self.score(ids, sel.erts_active(epoch), x) if sel.needs_scores(epoch) else None
+        result = sel.select(epoch, self.data.member[ids], scores, gen,
+                            focus_fn=lambda cand: self.focus(ids, scores, cand, x), count=count)
         log = {"p": scores.p if scores is not None else nan,
                "focus": scores.focus if scores is not None and scores.focus is not None else nan,
-               "pdd_keep": pdd, "erts_keep": erts}
-        return erts, log
+               "pdd_keep": result.candidates, "erts_keep": result.keep, "rescued": result.rescued}
+        return result.keep, log
 
     # ---------------------------------------------------------------- update
-    def update(self, ids: torch.Tensor) -> float:
+    def update(self, ids: torch.Tensor, x: torch.Tensor | None = None) -> float:
+        """One optimiser step on ``ids`` (inputs ``x`` if given, else fresh training windows)."""
         self.model.train()
         with self.cost.phase("update", len(ids), forward=True, backward=True):
-            logits = self.forward_logits(self.data.x(ids, train=True))
+            logits = self.forward_logits(self.data.x(ids, train=True) if x is None else x)
             loss = self.loss_fn(logits, self.data.y[ids])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -244,29 +259,32 @@ class Trainer:
         train_ids = self.idx["train"]
         order = train_ids[torch.randperm(len(train_ids), generator=gen).to(self.device)]
         bs = cfg.optim.batch_size
-        fields = {k: [] for k in ("index", "p", "focus", "pdd_keep", "erts_keep", "updated")}
+        fields = {k: [] for k in ("index", "p", "focus", "pdd_keep", "erts_keep", "rescued", "updated")}
         losses: list[tuple[float, int]] = []
+        counts = self.replay.get(epoch) if self.replay is not None else None
 
         def record(ids, log, kept):
             fields["index"].append(ids)
-            for k in ("p", "focus", "pdd_keep", "erts_keep"):
+            for k in ("p", "focus", "pdd_keep", "erts_keep", "rescued"):
                 fields[k].append(log[k])
             fields["updated"].append(kept)
 
         if cfg.selection.granularity == "epoch":
-            keep, log = self.select(epoch, order, gen)
+            keep, log = self.select(epoch, order, gen, count=None if counts is None else int(counts.sum()))
             record(order, log, keep)
             batches = [(b, None) for b in order[keep].split(bs)]
         else:
             batches = [(b, "select") for b in order.split(bs)]
         bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress, unit="batch")
-        for ids, mode in bar:
+        for b, (ids, mode) in enumerate(bar):
+            x = None
             if mode == "select":
-                keep, log = self.select(epoch, ids, gen)
+                x = self.data.x(ids, train=True)  # scored, explained and updated: the very same windows
+                keep, log = self.select(epoch, ids, gen, x, count=None if counts is None else int(counts[b]))
                 record(ids, log, keep)
-                ids = ids[keep]
+                ids, x = ids[keep], x[keep]
             if len(ids):
-                losses.append((self.update(ids), len(ids)))
+                losses.append((self.update(ids, x), len(ids)))
         self.sched.step()
         selection = {k: torch.cat(v).cpu().numpy() for k, v in fields.items()}
         runio.write_npz(self.run_dir / "selection" / f"epoch_{epoch:03d}.npz", **selection)
@@ -277,6 +295,7 @@ class Trainer:
             "n_scored": int(np.isfinite(selection["p"]).sum()),
             "n_pdd_kept": int(selection["pdd_keep"].sum()),
             "n_erts_kept": int(selection["erts_keep"].sum()),
+            "n_rescued": int(selection["rescued"].sum()),
             "n_updated": int(selection["updated"].sum()),
         }
 
@@ -318,22 +337,27 @@ class Trainer:
         self.log_rows = [r for r in runio.read_csv(self.run_dir / "log.csv") if int(r["epoch"]) < self.start_epoch]
 
     def fit(self) -> None:
+        """Runs the remaining epochs. Each epoch's seconds add up to its wall clock: time no phase
+        measured (rules, log and checkpoint writes, the previous epoch's last.pt) is ``other``."""
         ckpt_dir = self.run_dir / "checkpoints"
         epochs = range(self.start_epoch, self.cfg.train.epochs)
+        print(f"schedule   {self.selector.schedule.describe()}", flush=True)
         bar = tqdm(epochs, desc="epochs", disable=not self.progress, unit="epoch")
+        mark = time.perf_counter()
         for epoch in bar:
-            t0 = time.perf_counter()
             before = self.cost.snapshot()
             lr = self.opt.param_groups[0]["lr"]
             stats = self.run_epoch(epoch)
             val, _ = self.evaluate("val")
+            self.cost.add_other(time.perf_counter() - mark, before)
+            mark = time.perf_counter()
             after = self.cost.snapshot()
             row = {"epoch": epoch, "phase": self.selector.phase(epoch), "lr": lr, "train_loss": stats.pop("train_loss"),
                    "val_loss": val["loss"], "val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"],
                    "val_macro_auroc": val["macro_auroc"], **stats,
                    "kept_frac": stats["n_updated"] / stats["n_train"],
                    "effective_epochs": after["updated"] / stats["n_train"],
-                   **epoch_row(before, after), "sec_epoch": time.perf_counter() - t0}
+                   **epoch_row(before, after)}
             self.log_rows.append(row)
             if val["macro_f1"] > self.best_f1:
                 self.best_f1, self.best_epoch = val["macro_f1"], epoch
@@ -361,6 +385,40 @@ class Trainer:
                    "device": str(self.device), "skipped_records": len(self.rs.skipped)}
         runio.write_json(self.run_dir / "metrics.json", metrics)
         return metrics
+
+
+def load_kept_counts(run_dir: str, trainer: Trainer) -> dict[int, np.ndarray]:
+    """Per select epoch, the per-pool counts of the rule's kept samples (``pdd_keep``) of another
+    run, for SMRD to replay exactly (``smrd_schedule``): one count per batch of that run, or one
+    per epoch for per-epoch selection. The runs must share the training set, the schedule and,
+    per batch, the batch size and granularity."""
+    from erts.config import ConfigError
+
+    ref = Path(run_dir)
+    if not (ref / "config.yaml").exists():
+        raise ConfigError(f"smrd_schedule={run_dir}: not a run folder (no config.yaml)")
+    ref_cfg = load_config_from_run(ref)
+    ours, theirs = trainer.selector.schedule, Selector(ref_cfg.selection, ref_cfg.train.epochs).schedule
+    if (ours.warmup, ours.revision) != (theirs.warmup, theirs.revision):
+        raise ConfigError(f"smrd_schedule={run_dir}: its select epochs ({theirs.describe()}) differ from "
+                          f"this run's ({ours.describe()})")
+    per_batch = trainer.cfg.selection.granularity == "batch"
+    if per_batch and (ref_cfg.selection.granularity != "batch" or ref_cfg.optim.batch_size != trainer.cfg.optim.batch_size):
+        raise ConfigError(f"smrd_schedule={run_dir}: per-batch replay needs a per-batch run with "
+                          f"batch_size={trainer.cfg.optim.batch_size}")
+    n_train, bs = len(trainer.idx["train"]), ref_cfg.optim.batch_size
+    counts: dict[int, np.ndarray] = {}
+    for epoch in ours.epochs_in("select"):
+        f = ref / "selection" / f"epoch_{epoch:03d}.npz"
+        if not f.exists():
+            raise ConfigError(f"smrd_schedule={run_dir}: no selection log for epoch {epoch} ({f.name})")
+        kept = np.load(f)["pdd_keep"]
+        if len(kept) != n_train:
+            raise ConfigError(f"smrd_schedule={run_dir}: epoch {epoch} logged {len(kept)} samples, "
+                              f"this run trains on {n_train}")
+        counts[epoch] = np.array([c.sum() for c in np.array_split(kept, range(bs, len(kept), bs))]) if per_batch \
+            else np.array([kept.sum()])
+    return counts
 
 
 def write_train_records(rs: RecordSet, path: Path) -> None:
