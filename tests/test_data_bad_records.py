@@ -52,7 +52,7 @@ def corrupt_folder(root):
     write_wfdb_record(root, "fs500", synthetic_ecg(2000, 500.0, n_leads=2)[0], 500.0, ["L0", "L1"])
     write_wfdb_record(root, "threelead", synthetic_ecg(1000, 250.0, n_leads=3)[0], 250.0, ["L0", "L1", "L2"])
     (root / "classes.txt").write_text("a\nb\n")
-    expected = {"nodat": "nodat.dat not found", "short": "truncated", "nans": "NaN", "flat": "flat lead(s) [1]",
+    expected = {"nodat": "nodat.dat not found", "short": "truncated", "nans": "NaN", "flat": "flat lead(s) L1 (constant",
                 "fs500": "sampling rate 500 Hz", "threelead": "has 3 leads, expected 2", "nolabel": "empty label",
                 "unknown": "unknown label(s) ['q']"}
     return root, expected
@@ -96,7 +96,7 @@ def test_nan_policy_interpolate_keeps_the_record(tmp_path):
 
 def test_wfdb_folder_fail_policy(tmp_path):
     root, _ = corrupt_folder(tmp_path / "f")
-    with pytest.raises(BadRecord, match=r"^flat: flat lead\(s\) \[1\]"):  # records are read in sorted order
+    with pytest.raises(BadRecord, match=r"^flat: flat lead\(s\) L1 "):  # records are read in sorted order
         wfdb_folder.load(DataConfig(dataset="wfdb-folder", root=str(root), cache_dir=str(tmp_path / "c"),
                                     bad_records="fail"))
 

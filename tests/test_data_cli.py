@@ -51,7 +51,8 @@ def test_prepare_builds_then_hits_the_cache(tmp_path, capsys):
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):
-    assert main(["data", "info", "cinc2017", "--root", str(tmp_path / "nope"), f"cache_dir={tmp_path}"]) == 1
+    # bad paths and data exit 2 like config errors, as every other command does (erts.errors)
+    assert main(["data", "info", "cinc2017", "--root", str(tmp_path / "nope"), f"cache_dir={tmp_path}"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["data", "info", "cinc2017", "--root", str(tmp_path), "no_such_key=1"]) == 2
     assert "unknown config key 'no_such_key'" in capsys.readouterr().err

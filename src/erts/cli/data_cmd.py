@@ -32,8 +32,9 @@ class _Intermixed(argparse.ArgumentParser):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="list, inspect, prepare (cache) or download datasets",
-                       description="Datasets: list them, show counts per split, build the cache, or download them. "
+    p = sub.add_parser("data", help="list, inspect, prepare (cache) or download datasets; list or clean the cache",
+                       description="Datasets: list them, show counts per split, build the cache, download them, "
+                                   "or list and remove cache entries. "
                                    "Extra key=value settings (fs=, length_s=, split_seed=, labels=, cache_dir=, ...) "
                                    "are the same as for `erts train`.")
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Intermixed)
@@ -47,6 +48,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--quiet", action="store_true", help="no progress bar")
         q.add_argument("overrides", nargs="*", help="key=value settings")
         q.set_defaults(func=func)
+        if name == "info":
+            q.add_argument("--all", action="store_true", help="list every skipped record (default: the first 5)")
+    c = dsub.add_parser("cache", help="list the cache entries with their sizes; remove old ones",
+                        description="Lists the prepared datasets in the cache folder (cache_dir=, $ERTS_CACHE or "
+                                    "~/.cache/erts), with size, records and days since last use. Nothing else in "
+                                    "that folder is touched.")
+    c.add_argument("overrides", nargs="*", help="cache_dir=PATH")
+    c.add_argument("--remove-older-than", type=float, metavar="DAYS",
+                   help="remove entries not used for more than DAYS days (killed preparations: not written to for DAYS days)")
+    c.add_argument("--clear", action="store_true", help="remove every entry")
+    c.set_defaults(func=run_cache)
     d = dsub.add_parser("download", help="download a PhysioNet dataset into --root (resumable, checksums verified)")
     d.add_argument("dataset", choices=[n for n in DATASETS if n not in ("synthetic", "wfdb-folder")])
     d.add_argument("--root", required=True, help="folder to download into")
@@ -79,7 +91,8 @@ def _config(args: argparse.Namespace):
 
 
 def _fail(e: Exception) -> int:
-    """Bad data or paths: one clear line, exit 1 (config errors reach main, which exits 2)."""
+    """A download that failed (network, checksums): one clear line, exit 1. Bad settings, paths
+    and data raise to main, which prints one line and exits 2."""
     print(f"erts: error: {e}", file=sys.stderr)
     return 1
 
@@ -87,27 +100,17 @@ def _fail(e: Exception) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from erts.data import load_dataset
 
-    try:
-        rs = load_dataset(_config(args).data)
-    except ConfigError:
-        raise
-    except (ValueError, FileNotFoundError) as e:
-        return _fail(e)
-    print(describe(rs))
+    rs = load_dataset(_config(args).data)
+    print(describe(rs, n_skipped=None if args.all else 5))
     return 0
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     from erts.data import load_dataset
 
-    try:
-        cfg = _config(args)
-        t0 = time.time()
-        rs = load_dataset(cfg.data)
-    except ConfigError:
-        raise
-    except (ValueError, FileNotFoundError) as e:
-        return _fail(e)
+    cfg = _config(args)
+    t0 = time.time()
+    rs = load_dataset(cfg.data)
     dt = time.time() - t0
     what = "already cached; loaded" if getattr(rs, "fresh", True) is False else "prepared"
     print(f"{rs.name}: {len(rs.record_ids):,} records {what} in {dt:.1f} s ({len(rs.skipped)} skipped)")
@@ -117,8 +120,9 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(rs, n_skipped: int = 5) -> str:
-    """A human summary of a record set: shape, counts per split, skipped records, cache location."""
+def describe(rs, n_skipped: int | None = 5) -> str:
+    """A human summary of a record set: shape, counts per split, skipped records (the first
+    ``n_skipped``; None: all), cache location."""
     kind = "multi-label" if rs.multilabel else "single-label"
     lines = [
         f"dataset: {rs.name}",
@@ -130,8 +134,10 @@ def describe(rs, n_skipped: int = 5) -> str:
         rs.summary().to_string(),
     ]
     if rs.skipped:
-        lines += ["", f"skipped ({len(rs.skipped):,}; first {min(n_skipped, len(rs.skipped))}):"]
-        lines += [f"  {rid}: {reason}" for rid, reason in rs.skipped[:n_skipped]]
+        shown = rs.skipped if n_skipped is None else rs.skipped[:n_skipped]
+        more = "" if len(shown) == len(rs.skipped) else f"; first {len(shown)}, --all lists every one"
+        lines += ["", f"skipped ({len(rs.skipped):,}{more}):"]
+        lines += [f"  {rid}: {reason}" for rid, reason in shown]
     for label, attr in (("cache", "cache_path"), ("split file", "split_path")):
         if getattr(rs, attr, None) is not None:
             lines.append(f"{label}: {getattr(rs, attr)}")
@@ -147,4 +153,42 @@ def run_download(args: argparse.Namespace) -> int:
         return _fail(e)
     print(f"{args.dataset}: downloaded to {path}")
     print(f"next: erts data prepare {args.dataset} --root {path}")
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from erts.config import load_config
+    from erts.data.cache import default_cache_dir, list_entries, remove_entry
+
+    cfg = load_config(overrides=list(args.overrides))
+    if args.clear and args.remove_older_than is not None:
+        raise ConfigError("give --clear or --remove-older-than, not both")
+    if args.remove_older_than is not None and args.remove_older_than < 0:
+        raise ConfigError(f"--remove-older-than {args.remove_older_than:g}: DAYS must be >= 0")
+    root = default_cache_dir(cfg.data.cache_dir)
+    entries = list_entries(root)
+    if args.clear or args.remove_older_than is not None:
+        gone = [e for e in entries if args.clear or e.age_days > args.remove_older_than]
+        for e in gone:
+            remove_entry(e)
+        freed = sum(e.size for e in gone)
+        print(f"removed {len(gone)} of {len(entries)} cache entries ({_size(freed)}) from {root}")
+        return 0
+    if not entries:
+        print(f"cache {root}: no entries")
+        return 0
+    width = max(len(e.path.name) for e in entries)
+    print(f"{'entry':<{width}}  {'size':>9}  {'records':>8}  {'last used':>10}")
+    for e in entries:
+        state = f"{e.records:>8,}" if e.complete else f"{'partial':>8}"
+        print(f"{e.path.name:<{width}}  {_size(e.size):>9}  {state}  {e.age_days:>6.1f} d ago")
+    print(f"{len(entries)} entries, {_size(sum(e.size for e in entries))} in {root}")
     return 0

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from erts.config import ConfigError
+from erts.errors import debug, describe, user_errors
 
 # sub-command modules, in the order `erts --help` lists them
 COMMANDS = [
@@ -30,12 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one sub-command. A user error (bad setting, missing or unusable path or data; see
+    erts.errors) is one line on stderr and exit code 2; ``ERTS_DEBUG=1`` shows its traceback.
+    Ctrl-C is exit code 130 (``erts train`` first says where to resume)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
-        print(f"erts: config error: {e}", file=sys.stderr)
+    except user_errors() as e:
+        if debug():
+            raise
+        print(f"erts: {describe(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug():
+            raise
+        print("erts: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,8 +4,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's or `kill`'s stop), raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -87,26 +96,111 @@ def run_train(args: argparse.Namespace) -> int:
             print("erts: --resume continues a run with its saved config; drop the other settings", file=sys.stderr)
             return 2
         run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").exists():
-            print(f"erts: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
+        if not run_dir.is_dir():
+            print(f"erts: error: --resume {run_dir}: no such run folder", file=sys.stderr)
             return 2
-        metrics = resume(run_dir, progress=False if args.quiet else None)
+        if not (run_dir / "config.yaml").exists():
+            print(f"erts: error: --resume {run_dir}: not a run folder (no config.yaml)", file=sys.stderr)
+            return 2
+        metrics = _interruptible(run_dir, lambda: resume(run_dir, progress=False if args.quiet else None))
     else:
+        if args.config and not Path(args.config).is_file():
+            print(f"erts: error: --config {args.config}: no such file", file=sys.stderr)
+            return 2
         overrides = list(args.overrides) + (["quiet=true"] if args.quiet else [])
         cfg = load_config(args.config, overrides)
+        check_model(cfg)
         if cfg.train.quiet:
             os.environ["ERTS_QUIET"] = "1"  # also silences the dataset preparation bars
         run_dir = run_dir_for(cfg)
-        try:
-            metrics = train(cfg)
-        except FileExistsError as e:
-            print(f"erts: {e}", file=sys.stderr)
-            return 2
+        metrics = _interruptible(run_dir, lambda: train(cfg))
+    if isinstance(metrics, int):  # interrupted: the exit code
+        return metrics
     print(format_summary(metrics, run_dir))
     summary = focus_filter_summary(run_dir)
     if summary:
         print(summary)
     return 0
+
+
+def check_model(cfg) -> None:
+    """An unknown model name fails before the dataset is prepared, as a config error."""
+    from erts.config import ConfigError
+    from erts.models import list_models
+
+    if cfg.model.model not in list_models():
+        raise ConfigError(f"model={cfg.model.model!r} is not accepted; available: {', '.join(list_models())}")
+
+
+def last_completed_epoch(run_dir: Path) -> int | None:
+    """The epoch of the run's consistent checkpoint (checkpoints/last.pt, written after every completed
+    epoch); log.csv's last row where the checkpoint cannot be read; None when no epoch completed."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.exists():
+        try:
+            from erts.train.runio import load_checkpoint
+
+            return int(load_checkpoint(last)["epoch"])
+        except Exception:  # unreadable: fall back to the log
+            pass
+    from erts.train.runio import read_csv
+
+    try:
+        rows = read_csv(run_dir / "log.csv")
+        return int(rows[-1]["epoch"]) if rows else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def interrupted_message(run_dir: Path, epochs: int | None = None) -> str:
+    """Where an interrupted run stopped and how to continue it (epochs are 0-based, as in log.csv)."""
+    if not (run_dir / "config.yaml").exists():
+        return "erts: interrupted before the run started (nothing written)"
+    done = last_completed_epoch(run_dir)
+    resume = f"resume with `erts train --resume {run_dir}`"
+    if done is None:
+        return f"erts: interrupted during epoch 0 (no epoch completed); {resume} (it starts from epoch 0)"
+    if epochs is not None and done + 1 >= epochs:
+        return f"erts: interrupted after the last epoch ({done}), during the final evaluation; {resume}"
+    return f"erts: interrupted during epoch {done + 1} (epoch {done} completed and checkpointed); {resume}"
+
+
+def _interruptible(run_dir: Path, work):
+    """Runs ``work`` with SIGTERM raising like Ctrl-C; on either, prints where to resume and returns
+    130 (SIGINT) or 143 (SIGTERM) instead of the metrics. Files are written atomically, so the last
+    completed epoch's checkpoint is consistent whatever instant the signal came."""
+    main = _main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+    try:
+        return work()
+    except (KeyboardInterrupt, Terminated) as e:
+        if main:  # a second Ctrl-C or SIGTERM must not cut the message short
+            sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            print(interrupted_message(run_dir, _epochs(run_dir)), file=sys.stderr)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, sigint)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _epochs(run_dir: Path) -> int | None:
+    try:
+        import yaml
+
+        return int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs"])
+    except Exception:
+        return None
 
 
 def run_presets(args: argparse.Namespace) -> int:

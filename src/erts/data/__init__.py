@@ -26,11 +26,26 @@ def list_datasets() -> dict[str, str]:
 
 
 def load_dataset(cfg) -> RecordSet:
-    """Loads (from cache when possible) the dataset named by ``cfg.dataset``."""
+    """Loads (from cache when possible) the dataset named by ``cfg.dataset``.
+
+    An unknown name is a ConfigError; a root or data that cannot be used is a DataError
+    (erts.errors), a missing file a FileNotFoundError, each naming the path and the reason.
+    A training window (``crop_s``) longer than the prepared records is a stated warning:
+    training then uses the whole records.
+    """
     if cfg.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}")
+        from erts.config import ConfigError
+
+        raise ConfigError(f"dataset={cfg.dataset!r} is not accepted; available: {', '.join(DATASETS)}")
     module, func = DATASETS[cfg.dataset][0].split(":")
-    return getattr(importlib.import_module(module), func)(cfg)
+    rs = getattr(importlib.import_module(module), func)(cfg)
+    crop_s = getattr(cfg, "crop_s", None)
+    if crop_s and int(round(crop_s * rs.fs)) > rs.length:
+        from erts.errors import warn
+
+        warn(f"crop_s={crop_s:g} s is longer than the prepared {rs.name} records ({rs.length / rs.fs:g} s); "
+             f"training uses the whole records (set crop_s <= {rs.length / rs.fs:g} or a longer length_s)")
+    return rs
 
 
 __all__ = ["DATASETS", "SPLITS", "RecordSet", "list_datasets", "load_dataset"]

@@ -40,6 +40,7 @@ from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
 from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, decode_challenge_mat, parse_dx, parse_header, progress
+from erts.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def _key(cfg, name: str, src: Source) -> dict:
 def load_challenge(cfg, name: str) -> RecordSet:
     """Loads every ``.hea``/``.mat`` record found (recursively) under ``cfg.root``, cached."""
     if not cfg.root:
-        raise ValueError(f"{name} needs root=<folder of .hea/.mat records>; get it with "
+        raise DataError(f"{name} needs root=<folder of .hea/.mat records>; get it with "
                          f"`erts data download {name} --root data/{name}`")
     task = _task(cfg)
     src = Source(cfg.root)
@@ -201,7 +202,7 @@ def _build(src: Source, heas: list[str], name: str, task: str, cfg) -> RecordSet
     for hea in progress(heas, desc=name):
         rid = PurePosixPath(hea).stem
         if rid in seen:
-            raise ValueError(f"{name}: record name {rid} appears twice ({seen[rid]} and {hea}); "
+            raise DataError(f"{name}: record name {rid} appears twice ({seen[rid]} and {hea}); "
                              "point root= at a single dataset folder")
         seen[rid] = hea
         try:
@@ -246,5 +247,5 @@ def _read_record(src: Source, names: set[str], hea: str, rid: str, prep) -> tupl
     x, fs, leads, comments = decode_challenge_mat(text, src.read_bytes(mat), rid)
     if [n.lower() for n in leads] != [n.lower() for n in LEADS]:
         raise BadRecord(rid, f"leads {leads} are not the standard 12 in order {LEADS}")
-    x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS))
+    x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS), lead_names=leads)
     return x, codes, comments

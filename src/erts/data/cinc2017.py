@@ -26,6 +26,7 @@ from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
 from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, decode_challenge_mat, progress
+from erts.errors import DataError
 
 CLASSES = ["N", "A", "O", "~"]  # normal, atrial fibrillation, other rhythm, too noisy
 FS = 300.0
@@ -36,7 +37,7 @@ LABEL_FILES = {"current": "REFERENCE.csv", "original": "REFERENCE-original.csv"}
 def load(cfg) -> RecordSet:
     """Loads CinC 2017 from ``cfg.root`` (training2017.zip or the training2017/ folder), cached."""
     if not cfg.root:
-        raise ValueError("cinc2017 needs root=<training2017.zip or training2017/ folder> "
+        raise DataError("cinc2017 needs root=<training2017.zip or training2017/ folder> "
                          "(get it with: erts data download cinc2017 --root DIR)")
     cfg = dataclasses.replace(cfg, length_s=cfg.length_s or DEFAULT_LENGTH_S)
     src = Source(cfg.root)
@@ -72,7 +73,7 @@ def _read_reference(src: Source, name: str) -> pd.DataFrame:
     df["label"] = df["label"].str.strip()
     dup = df["record"][df["record"].duplicated()]
     if len(dup):
-        raise ValueError(f"{name}: records listed twice: {', '.join(dup.head(5))}")
+        raise DataError(f"{name}: records listed twice: {', '.join(dup.head(5))}")
     return df
 
 
@@ -107,7 +108,7 @@ def build(src: Source, cfg) -> RecordSet:
         if p.suffix == ".hea" and str(p.parent) + "/" == (folder or "./") and p.stem not in labelled:
             log.handle(BadRecord(p.stem, f"not listed in {LABEL_FILES['current']} (no label)"))
     if not kept:
-        raise ValueError(f"cinc2017: no usable records in {src.root} ({len(log.skipped)} skipped, first: {log.skipped[:3]})")
+        raise DataError(f"cinc2017: no usable records in {src.root} ({len(log.skipped)} skipped, first: {log.skipped[:3]})")
     y = np.asarray(kept, dtype=np.int64)
     meta = pd.DataFrame(rows)
     return RecordSet(name="cinc2017", signals=signals[:len(kept)], labels=y, split=stratified_split(y, cfg.split_seed),
@@ -128,5 +129,5 @@ def _read_record(src: Source, folder: str, rid: str, names: set[str], cfg) -> tu
     if fs != FS:
         raise BadRecord(rid, f"sampling rate {fs:g} Hz, expected {FS:g} Hz")
     length_s = x.shape[1] / fs
-    x, fs_out = preprocess(x, fs, cfg, rid, expected_leads=1)
+    x, fs_out = preprocess(x, fs, cfg, rid, expected_leads=1, lead_names=leads)
     return x, fs_out, leads, length_s

@@ -20,7 +20,8 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import Request, urlopen
 
-from tqdm import tqdm
+from erts.progress import progress
+
 
 PHYSIONET_FILES = "https://physionet.org/files"
 USER_AGENT = "erts-downloader/0.1 (+python-urllib)"  # PhysioNet refuses some default agents
@@ -183,7 +184,7 @@ def download(dataset: str, root: Path, *, base_url: str | None = None, quiet: bo
     os.replace(root / "SHA256SUMS.txt.tmp", root / "SHA256SUMS.txt")
     skipped = fetched = nbytes = 0
     failed: list[str] = []
-    bar = tqdm(todo, desc=f"{dataset}", unit="file", disable=quiet, dynamic_ncols=True)
+    bar = progress(todo, dataset, unit="file", disable=quiet, every=100)
     for path, digest in bar:
         rel = _safe_relpath(path[len(remote.prefix):])
         dest = root / rel
@@ -191,7 +192,7 @@ def download(dataset: str, root: Path, *, base_url: str | None = None, quiet: bo
             skipped += 1
             continue
         if digest is None and not quiet:
-            tqdm.write(f"{dataset}: no published checksum for {path}; downloading it unverified")
+            bar.write(f"{dataset}: no published checksum for {path}; downloading it unverified")
         try:
             nbytes += fetch(base + quote(path), dest, digest, str(rel))
             fetched += 1

@@ -34,6 +34,7 @@ from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
 from erts.data.splits import preprocess_key
 from erts.data.wfdb_io import Source, progress, read_wfdb
+from erts.errors import DataError
 
 CLASSES = ["N", "S", "V", "F", "Q"]
 AAMI = {s: c for c, syms in {"N": "NLRej", "S": "AaJS", "V": "VE", "F": "F", "Q": "/fQ"}.items() for s in syms}
@@ -50,7 +51,7 @@ VAL_RECORDS = 4
 def load(cfg) -> RecordSet:
     """Loads MIT-BIH beats from ``cfg.root`` (the zip or its extracted folder), cached."""
     if not cfg.root:
-        raise ValueError("mitbih needs root=<mit-bih-arrhythmia-database-1.0.0.zip or its folder> "
+        raise DataError("mitbih needs root=<mit-bih-arrhythmia-database-1.0.0.zip or its folder> "
                          "(get it with: erts data download mitbih --root DIR)")
     src = Source(cfg.root)
     key = {"dataset": "mitbih", "source": src.fingerprint(), "window_s": WINDOW_S, **preprocess_key(cfg)}
@@ -68,6 +69,8 @@ def window(fs: float, length_s: float | None) -> tuple[int, int]:
 
 def build(src: Source, cfg) -> RecordSet:
     """Reads every DS1/DS2 record and cuts its beats (no cache)."""
+    if not any(PurePosixPath(n).suffix == ".hea" for n in src.names()):
+        raise FileNotFoundError(f"no .hea files under {src.root}; point root= at the MIT-BIH zip or folder")
     log = BadRecordLog(cfg.bad_records)
     parts: list[tuple[np.ndarray, np.ndarray, pd.DataFrame]] = []
     fs_out = float(cfg.fs or FS)
@@ -82,7 +85,7 @@ def build(src: Source, cfg) -> RecordSet:
                 log.handle(BadRecord(f"{rec}_{sample}", "beat window runs off the record edge"))
             parts.append((x, y, meta))
     if not parts:
-        raise ValueError(f"mitbih: no usable records in {src.root} ({len(log.skipped)} skipped, first: {log.skipped[:3]})")
+        raise DataError(f"mitbih: no usable records in {src.root} ({len(log.skipped)} skipped, first: {log.skipped[:3]})")
     signals = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     meta = pd.concat([p[2] for p in parts], ignore_index=True)
@@ -104,14 +107,14 @@ def _record_beats(src: Source, rec: str, tmp: Path, cfg) -> tuple[np.ndarray, np
     if len(leads) != 2 or "MLII" not in leads:
         raise BadRecord(rec, f"leads {leads}, expected 2 leads including MLII")
     if leads[0] != "MLII":
-        x = x[::-1].copy()  # record 114 stores V5 first
+        x, leads = x[::-1].copy(), leads[::-1]  # record 114 stores V5 first
     if not (path.parent / f"{rec}.atr").exists():
         raise BadRecord(rec, f"annotation file {rec}.atr not found")
     try:
         ann = wfdb.rdann(str(path), "atr")
     except Exception as e:
         raise BadRecord(rec, f"unreadable annotations {rec}.atr: {type(e).__name__}: {e}") from None
-    x, fs_out = preprocess(x, fs, dataclasses.replace(cfg, length_s=None), rec, expected_leads=2)
+    x, fs_out = preprocess(x, fs, dataclasses.replace(cfg, length_s=None), rec, expected_leads=2, lead_names=leads)
     symbols = np.asarray(ann.symbol)
     samples = np.asarray(ann.sample, dtype=np.int64)
     beat = np.isin(symbols, list(AAMI))

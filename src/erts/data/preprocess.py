@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import signal as sps
 
+from erts.errors import DataError
 
-class BadRecord(ValueError):
+
+class BadRecord(DataError):
     """A record that cannot be used, with its name and the reason."""
 
     def __init__(self, record_id: str, reason: str):
@@ -35,9 +37,16 @@ class BadRecordLog:
         self.skipped.append((err.record_id, err.reason))
 
 
+def _lead(i: int, lead_names: list[str] | None) -> str:
+    """A lead's name for messages (its index only when the names are unknown)."""
+    return str(lead_names[i]) if lead_names is not None and i < len(lead_names) else f"#{i}"
+
+
 def check_signal(x: np.ndarray, record_id: str, *, expected_leads: int | None = None,
-                 nan_policy: str = "reject") -> np.ndarray:
-    """Validates a (leads, T) signal; returns it (NaNs interpolated if allowed)."""
+                 nan_policy: str = "reject", lead_names: list[str] | None = None) -> np.ndarray:
+    """Validates a (leads, T) signal; returns it (NaNs interpolated if allowed).
+
+    ``lead_names`` (the record's, in row order) name the leads in messages."""
     if x.ndim != 2 or x.shape[1] == 0:
         raise BadRecord(record_id, f"signal has shape {x.shape}, expected (leads, samples)")
     if expected_leads is not None and x.shape[0] != expected_leads:
@@ -47,20 +56,20 @@ def check_signal(x: np.ndarray, record_id: str, *, expected_leads: int | None = 
     if nans.any():
         if nan_policy != "interpolate":
             raise BadRecord(record_id, f"{int(nans.sum())} NaN/inf samples (set nan_policy=interpolate to fill them)")
-        x = _interpolate_nans(x, record_id)
-    flat = [i for i in range(x.shape[0]) if np.ptp(x[i]) == 0]
+        x = _interpolate_nans(x, record_id, lead_names)
+    flat = [_lead(i, lead_names) for i in range(x.shape[0]) if np.ptp(x[i]) == 0]
     if flat:
-        raise BadRecord(record_id, f"flat lead(s) {flat} (constant signal)")
+        raise BadRecord(record_id, f"flat lead(s) {', '.join(flat)} (constant signal)")
     return x
 
 
-def _interpolate_nans(x: np.ndarray, record_id: str) -> np.ndarray:
+def _interpolate_nans(x: np.ndarray, record_id: str, lead_names: list[str] | None = None) -> np.ndarray:
     out = x.copy()
     t = np.arange(x.shape[1])
     for i in range(x.shape[0]):
         ok = np.isfinite(out[i])
         if ok.sum() < 2:
-            raise BadRecord(record_id, f"lead {i} has fewer than 2 finite samples")
+            raise BadRecord(record_id, f"lead {_lead(i, lead_names)} has fewer than 2 finite samples")
         out[i, ~ok] = np.interp(t[~ok], t[ok], out[i, ok])
     return out
 
@@ -76,8 +85,14 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
 
 
 def bandpass(x: np.ndarray, fs: float, low: float, high: float, order: int = 3) -> np.ndarray:
-    """Zero-phase Butterworth band-pass (second-order sections, numerically stable)."""
-    high = min(high, 0.45 * fs)
+    """Zero-phase Butterworth band-pass (second-order sections, numerically stable).
+
+    ``high`` is capped at 0.45 fs; a band with nothing left below the cap is a DataError."""
+    cap = min(high, 0.45 * fs)
+    if not 0 < low < cap:
+        raise DataError(f"bandpass=[{low:g}, {high:g}] cannot be applied at {fs:g} Hz: low must be > 0 and below "
+                        f"high and below {0.45 * fs:g} Hz (0.45 x fs)")
+    high = cap
     sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
     return sps.sosfiltfilt(sos, x, axis=-1).astype(np.float32)
 
@@ -112,7 +127,7 @@ def crop_or_pad(x: np.ndarray, length: int, policy: str = "center", rng: np.rand
 
 
 def preprocess(x: np.ndarray, fs_in: float, cfg, record_id: str, *, expected_leads: int | None = None,
-               rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
+               rng: np.random.Generator | None = None, lead_names: list[str] | None = None) -> tuple[np.ndarray, float]:
     """Check -> resample -> band-pass -> standardise -> crop/pad, as set in a DataConfig.
 
     Returns the processed (leads, T) float32 signal and its sampling rate. Records
@@ -121,7 +136,7 @@ def preprocess(x: np.ndarray, fs_in: float, cfg, record_id: str, *, expected_lea
     one. The cache is deterministic; random training crops are cut later, per batch, by
     the training loop (``crop_s``).
     """
-    x = check_signal(x, record_id, expected_leads=expected_leads, nan_policy=cfg.nan_policy)
+    x = check_signal(x, record_id, expected_leads=expected_leads, nan_policy=cfg.nan_policy, lead_names=lead_names)
     fs = float(cfg.fs or fs_in)
     x = resample(x, fs_in, fs)
     if cfg.bandpass:

@@ -35,6 +35,7 @@ from erts.data.splits import preprocess_key
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
 from erts.data.wfdb_io import Source, progress, read_wfdb
+from erts.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def read_statements(text: str) -> pd.DataFrame:
     st = pd.read_csv(io.StringIO(text), index_col=0)
     missing = {"diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"} - set(st.columns)
     if missing:
-        raise ValueError(f"scp_statements.csv lacks column(s) {sorted(missing)}")
+        raise DataError(f"scp_statements.csv lacks column(s) {sorted(missing)}")
     st.index = st.index.astype(str).str.strip()
     for col in ("diagnostic", "form", "rhythm"):
         st[col] = st[col].fillna(0).astype(int)
@@ -134,7 +135,7 @@ def _task(cfg) -> str:
 def load(cfg) -> RecordSet:
     """Loads PTB-XL from ``cfg.root`` (the official folder, or its PhysioNet .zip), cached."""
     if not cfg.root:
-        raise ValueError("ptbxl needs root=<PTB-XL folder>; get it with `erts data download ptbxl --root data/ptbxl`")
+        raise DataError("ptbxl needs root=<PTB-XL folder>; get it with `erts data download ptbxl --root data/ptbxl`")
     task = _task(cfg)
     src = Source(cfg.root)
     db_name, st_name = _find(src, "ptbxl_database.csv"), _find(src, "scp_statements.csv")
@@ -142,7 +143,7 @@ def load(cfg) -> RecordSet:
     db = pd.read_csv(io.StringIO(src.read_text(db_name)))
     for col in ("ecg_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr"):
         if col not in db.columns:
-            raise ValueError(f"{db_name} lacks column {col!r}; is this the official ptbxl_database.csv?")
+            raise DataError(f"{db_name} lacks column {col!r}; is this the official ptbxl_database.csv?")
     rate = native_rate(cfg.fs)
     rec_files = [str(prefix / f"{f}{ext}") for f in db[NATIVE_RATES[rate]] for ext in (".hea", ".dat")]
     if src.is_zip:
@@ -224,7 +225,7 @@ def _read_signals(src: Source, prefix: PurePosixPath, rows: pd.DataFrame, column
             try:
                 x, fs, leads = _read_record(src, zip_names, prefix / str(filename), rid, Path(tmp))
                 _check_leads(leads, rid)
-                x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS))
+                x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS), lead_names=leads)
             except BadRecord as e:
                 bad.handle(e)
                 continue

@@ -18,7 +18,8 @@ Public API (stable; other loaders import it):
 - ``Source(root)``: a dataset root that is a folder or a ``.zip``, read the same
   way without extracting everything (``names``, ``find``, ``read_bytes``,
   ``read_text``, ``fingerprint``, ``extract``).
-- ``progress(iterable, desc, total)``: the loaders' tqdm bar (stderr; off with ERTS_QUIET=1).
+- ``progress(iterable, desc, total)``: the loaders' progress (erts.progress: a bar on a terminal,
+  plain lines otherwise; off with ERTS_QUIET=1).
 
 Signals are always ``(leads, samples)`` float32 in physical units (mV).
 """
@@ -36,6 +37,7 @@ import numpy as np
 import scipy.io
 
 from erts.data.preprocess import BadRecord
+from erts.errors import DataError
 
 DEFAULT_GAIN = 200.0  # WFDB: ADC units per mV when the header gives no (or a zero) gain
 WFDB_INVALID_16 = -32768  # format 16's "no sample" value, read as NaN (as wfdb does)
@@ -293,8 +295,11 @@ class Source:
             raise FileNotFoundError(f"dataset root {self.root} does not exist")
         self.is_zip = self.root.is_file() and zipfile.is_zipfile(self.root)
         if self.root.is_file() and not self.is_zip:
-            raise ValueError(f"dataset root {self.root} is a file but not a zip archive")
-        self._zip = zipfile.ZipFile(self.root) if self.is_zip else None
+            raise DataError(f"dataset root {self.root} is a file but not a zip archive")
+        try:
+            self._zip = zipfile.ZipFile(self.root) if self.is_zip else None
+        except (zipfile.BadZipFile, OSError) as e:
+            raise DataError(f"dataset root {self.root}: unreadable zip archive ({e})") from None
         self._names: list[str] | None = None
 
     def names(self) -> list[str]:
@@ -356,8 +361,7 @@ class Source:
 
 
 def progress(iterable, desc: str, total: int | None = None):
-    """A tqdm progress bar on stderr for record preparation; ``ERTS_QUIET=1`` turns it off."""
-    from tqdm import tqdm
+    """Record-preparation progress on stderr (a bar on a terminal, plain lines otherwise); ``ERTS_QUIET=1`` turns it off."""
+    from erts.progress import progress as _progress
 
-    quiet = os.environ.get("ERTS_QUIET", "").lower() in ("1", "true", "yes")
-    return tqdm(iterable, desc=desc, total=total, unit="rec", disable=quiet, leave=False, dynamic_ncols=True)
+    return _progress(iterable, desc, total=total, unit="rec")

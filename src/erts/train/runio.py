@@ -16,10 +16,24 @@ from typing import Any, Callable
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process umask, read from /proc where it can be (os.umask can only read it by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() would honour the umask
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
