@@ -303,6 +303,12 @@ def validate(cfg: Config) -> None:
         (0.0 <= d.corrupt_frac < 1.0, f"corrupt_frac={d.corrupt_frac} must be in [0, 1)"),
         (d.bandpass is None or len(d.bandpass) == 2, f"bandpass={d.bandpass} must be [low_hz, high_hz]"),
         (d.crop_s is None or d.crop_s > 0, f"crop_s={d.crop_s} must be > 0"),
+        (d.fs is None or d.fs > 0, f"fs={d.fs} must be > 0 (Hz), or null to keep the native rate"),
+        (d.length_s is None or d.length_s > 0, f"length_s={d.length_s} must be > 0 (seconds), or null"),
+        (d.crop_s is None or d.length_s is None or d.crop_s <= d.length_s,
+         f"crop_s={d.crop_s} is longer than the records (length_s={d.length_s}); set crop_s <= length_s"),
+        (d.bandpass is None or len(d.bandpass) != 2 or 0 < d.bandpass[0] < d.bandpass[1],
+         f"bandpass={d.bandpass}: low_hz must be > 0 and below high_hz"),
         (t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
          f"device={t.device!r} is not accepted; expected auto, cpu, cuda or cuda:N"),
     ]
