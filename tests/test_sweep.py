@@ -69,14 +69,14 @@ def test_load_grid_checks_its_keys(tmp_path):
 
 def test_expand_names_overrides_and_threads(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "default_threads", lambda workers: 8 // workers)
-    g = Grid(name="s", out_dir=str(tmp_path), workers=2, base={"epochs": 2, "bandpass": [0.5, 40]},
+    g = Grid(name="s", out_dir=str(tmp_path), workers=2, base={"epochs": 6, "bandpass": [0.5, 40]},
              grid={"method": ["full", "erts-dbpd"], "selection.phi": [0.5], "seed": [0, 1]})
     runs = expand(g)
     assert [r.name for r in runs] == ["method=full,phi=0.5,seed=0", "method=full,phi=0.5,seed=1",
                                       "method=erts-dbpd,phi=0.5,seed=0", "method=erts-dbpd,phi=0.5,seed=1"]
     r = runs[2]
     assert r.run_dir == tmp_path / "s" / "runs" / r.name
-    assert r.overrides == {"epochs": 2, "bandpass": [0.5, 40], "method": "erts-dbpd", "selection.phi": 0.5, "seed": 0,
+    assert r.overrides == {"epochs": 6, "bandpass": [0.5, 40], "method": "erts-dbpd", "selection.phi": 0.5, "seed": 0,
                            "name": r.name, "out_dir": str(tmp_path / "s" / "runs"), "quiet": True, "num_threads": 4}
     cmd = train_command(r, resume=False)
     assert cmd[:4] == [sys.executable, "-m", "erts.cli.main", "train"]
@@ -196,3 +196,46 @@ def test_real_sweep_killed_and_resumed(cache_dir, tmp_path):
         assert row.effective_epochs == pytest.approx(m["cost"]["effective_epochs"])
     assert (df.loc[df.method == "full", "effective_epochs"] == 2).all()
     assert (df.loc[df.method == "erts-dbpd", "effective_epochs"] < 2).all()
+
+
+SWEEP_FILES = sorted((Path(__file__).resolve().parents[1] / "configs" / "sweeps").glob("*.yaml"))
+
+
+def test_shipped_sweep_files_exist():
+    assert "tiny.yaml" in [p.name for p in SWEEP_FILES]  # README.md and docs/report.md run it
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.name for p in SWEEP_FILES])
+def test_shipped_sweep_files_expand_to_valid_grids(path, tmp_path):
+    """Every grid under configs/sweeps/ loads, expands and passes config validation; nothing is trained."""
+    from erts.config import load_config
+
+    g = load_grid(path)
+    g.out_dir = str(tmp_path)  # expand() touches nothing, but keep any path away from the repository
+    runs = expand(g)
+    assert runs and len({r.name for r in runs}) == len(runs)
+    sweep.validate_runs(runs)  # raises ConfigError on a bad key or value
+    methods = {r.values.get("method", g.base.get("method", "full")) for r in runs}
+    seeds = {r.values.get("seed", g.base.get("seed", 0)) for r in runs}
+    assert "full" in methods, "the report compares every method with full: put it in the grid"
+    assert len(seeds) >= 3, "the report warns below 3 seeds per configuration"
+    for r in runs:
+        cfg = load_config(overrides=dict(r.overrides))
+        assert cfg.train.name == r.name and Path(cfg.train.out_dir) == tmp_path / g.name / "runs"
+
+
+def test_tiny_sweep_has_select_and_erts_epochs():
+    from erts.config import load_config
+
+    g = load_grid(Path(__file__).resolve().parents[1] / "configs" / "sweeps" / "tiny.yaml")
+    runs = expand(g)
+    assert sorted({(r.values["method"], r.values["seed"]) for r in runs}) == sorted(
+        (m, s) for m in ("full", "dbpd", "erts-dbpd") for s in (0, 1, 2))
+    assert g.base["dataset"] == "synthetic"
+    cfg = load_config(overrides=dict(runs[-1].overrides))
+    s, epochs = cfg.selection, cfg.train.epochs
+    # 0-based epochs: warm-up e < warmup_epochs, select warmup_epochs <= e < revision_epoch,
+    # focus filter in select epochs >= gradcam_start (docs/selection.md)
+    select = [e for e in range(epochs) if s.warmup_epochs <= e < s.revision_epoch]
+    erts = [e for e in select if e >= s.gradcam_start]
+    assert (epochs, select, erts) == (6, [1, 2, 3], [2, 3])

@@ -109,14 +109,15 @@ def explain_record(run_dir: str | Path, record_id: str, *, out: str | Path | Non
 
 
 def training_line(run_dir: Path, record_id: str) -> str:
-    """One line for the figure: the record's ground truth and keep/filter history ('' if not a training record)."""
-    from erts.report.selection import history_summary, record_history, truth_text
+    """Title lines: the record's ground truth and keep/filter history ('' if not a training record)."""
+    from erts.report.selection import history_parts, record_history, truth_text
 
     try:
         row, h = record_history(run_dir, record_id)
     except (KeyError, FileNotFoundError):
         return ""
-    return "; ".join(x for x in (truth_text(row), history_summary(h)) if x)
+    counts, focus = history_parts(h)
+    return "\n".join(x for x in (f"training record; {counts}", "; ".join(y for y in (truth_text(row), focus) if y)) if x)
 
 
 def _first_target(rs, i: int):

@@ -208,10 +208,10 @@ def truth_text(row: pd.Series) -> str:
     return f"ground truth: {gt.iloc[0]}" + (f" ({', '.join(extra)})" if extra else "")
 
 
-def history_summary(h: pd.DataFrame) -> str:
-    """One line: how often the record was updated, dropped, filtered, rescued; its focus scores."""
+def history_parts(h: pd.DataFrame) -> tuple[str, str]:
+    """(how often the record was updated, dropped, filtered, rescued; its focus scores), in words."""
     if h.empty:
-        return "no selection-log entry for this record"
+        return "no selection-log entry for this record", ""
     n = len(h)
     parts = [f"updated in {int(h['updated'].sum())} of {n} epochs",
              f"dropped by the PDD rule in {int((~h['pdd_keep']).sum())}",
@@ -222,11 +222,16 @@ def history_summary(h: pd.DataFrame) -> str:
     ok = np.isfinite(f)
     if ok.any():
         last = f[ok][-1]
-        parts.append(f"focus scored in {int(ok.sum())} epochs, mean {f[ok].mean():.2f}, last {last:.2f}"
-                     + (" (no positive evidence)" if last == 0 else ""))
+        focus = (f"focus scored in {int(ok.sum())} epoch{'s' if ok.sum() != 1 else ''}, mean {f[ok].mean():.2f}, last {last:.2f}"
+                 + (" (no positive evidence)" if last == 0 else ""))
     else:
-        parts.append("never scored for focus")
-    return "; ".join(parts)
+        focus = "never scored for focus"
+    return "; ".join(parts), focus
+
+
+def history_summary(h: pd.DataFrame) -> str:
+    """One line: how often the record was updated, dropped, filtered, rescued; its focus scores."""
+    return "; ".join(x for x in history_parts(h) if x)
 
 
 def format_history(row: pd.Series, h: pd.DataFrame) -> str:
@@ -262,6 +267,6 @@ def history_text(run_dir: str | Path, record_id: str) -> str:
     try:
         row, h = record_history(run_dir, record_id)
     except KeyError:
-        return (f"record {record_id} is not a training record of {run_dir.name} (validation or test split): "
-                "no keep/filter history")
+        return (f"record {record_id} is not a training record of {run_dir.name} (a validation or test record, "
+                "or not in the dataset): no keep/filter history")
     return format_history(row, h)
