@@ -292,3 +292,28 @@ def test_default_erts_run_prints_its_schedule_and_runs_erts(cache_dir, tmp_path,
     log = pd.read_csv(tmp_path / "dflt" / "log.csv")
     assert list(log.phase) == ["warmup", "select", "select", "revision", "revision", "revision"]
     assert log.flops_gradcam[2] > 0 and log.flops_gradcam[1] == 0 == log.flops_gradcam[3]
+
+
+def test_cost_counters_match_what_the_model_really_ran(cache_dir, tmp_path):
+    """Counted independently of the meter: hooks on the backbone record every sample that goes through
+    a training-mode forward and every sample a backward reaches."""
+    from erts.data import load_dataset
+    from erts.train.loop import Trainer
+
+    cfg = load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="dbpd", epochs=3))
+    t = Trainer(cfg, load_dataset(cfg.data), tmp_path / "r", progress=False)
+    seen = {"fwd_train": 0, "fwd_eval": 0, "bwd": 0}
+
+    def on_forward(module, args, out):
+        seen["fwd_train" if module.training else "fwd_eval"] += out.shape[0]
+        if out.requires_grad:
+            out.register_hook(lambda g: seen.__setitem__("bwd", seen["bwd"] + g.shape[0]))
+
+    t.model.backbone.register_forward_hook(on_forward)
+    t.fit()
+    c = t.cost
+    assert c.forwards["update"] == seen["fwd_train"] and c.backwards["update"] == seen["bwd"]
+    n_train, n_val = len(t.idx["train"]), len(t.idx["val"])
+    # eval-mode forwards: the scoring pass over the train set in the 2 select epochs, validation every epoch
+    assert seen["fwd_eval"] == c.forwards["scoring"] + c.forwards["eval"] == 2 * n_train + 3 * n_val
+    assert seen["bwd"] < 3 * n_train  # the select epochs dropped samples
