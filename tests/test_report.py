@@ -568,3 +568,15 @@ def test_end_to_end_benchmark_summary_compares_erts_with_its_rule():
     # d = 0.02, 0.01, 0.04: mean 0.0233, sd 0.0152753, sem 0.0088192, t 2.6458, 2 dof -> p 0.1181
     assert lines[i + 1].startswith("  erts-dbpd  vs dbpd     +0.0233 [")
     assert lines[i + 1].endswith("3 pairs, p=0.118, p(Holm)=0.118")
+
+
+def test_run_report_shows_undefined_f1_as_na(tmp_path):
+    run = tmp_path / "r"
+    make_run(run, method="full", seed=0, f1=0.65)
+    m = json.loads((run / "metrics.json").read_text())
+    m["test"]["per_class_f1"] = {"NORM": 0.7, "MI": float("nan"), "STTC": 0.6}  # no MI record in the test split
+    (run / "metrics.json").write_text(json.dumps(m))
+    html = build_report(run, out_dir=tmp_path / "out", n_boot=50)[0].read_text()
+    cells = {r["class"]: r["test F1"] for r in table_dicts(html, "per_class")}
+    assert cells == {"NORM": "0.7000", "MI": "n/a", "STTC": "0.6000"}
+    assert "MI has no record in the test split" in html

@@ -82,6 +82,13 @@ def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key, key.replace("_", " "))
 
 
+def fmt_metric(v, digits: int = 4) -> str:
+    """A metric value; NaN is an undefined metric (e.g. F1 of a class absent from the split): 'n/a'."""
+    if v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+        return "n/a"
+    return fmt(v, digits)
+
+
 def fmt_p(p: float) -> str:
     return "-" if p is None or math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
@@ -191,7 +198,7 @@ def results_table(summary: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
         n, runs = int(r["n"]), int(r.get("runs", r["n"]))
         row.update({
             "n seeds": f"{n}" if n == runs else f"{n} (of {runs} runs)",
-            "test macro-F1 (mean)": fmt(r["test_macro_f1_mean"]),
+            "test macro-F1 (mean)": fmt_metric(r["test_macro_f1_mean"]),
             "95% CI": f"[{fmt(r['test_macro_f1_ci_low'])}, {fmt(r['test_macro_f1_ci_high'])}]",
             "std": fmt(r["test_macro_f1_std"]),
         })
@@ -533,14 +540,15 @@ def build_run_report(run_dir: Path, *, n_boot: int = 2000, examples: int = 2, ma
     test, val, cost = m["test"], m.get("val", {}), m.get("cost", {})
     pred = run_dir / "predictions_test.npz"
     boot = bootstrap_run(str(pred), n_boot=n_boot) if pred.exists() else None
-    rows = [{"metric": "test macro-F1", "value": fmt(test["macro_f1"]),
+    rows = [{"metric": "test macro-F1", "value": fmt_metric(test["macro_f1"]),
              "95% CI (bootstrap over test records)": f"[{fmt(boot['ci_low'])}, {fmt(boot['ci_high'])}]" if boot else "-"}]
     for k, v in test.items():
         if k != "macro_f1" and isinstance(v, (int, float)) and not isinstance(v, bool):
-            rows.append({"metric": f"test {metric_name(k)}", "value": fmt(v), "95% CI (bootstrap over test records)": ""})
+            rows.append({"metric": f"test {metric_name(k)}", "value": fmt_metric(v),
+                         "95% CI (bootstrap over test records)": ""})
     for k in ("macro_f1", "accuracy", "macro_auroc"):
         if k in val:
-            rows.append({"metric": f"val {metric_name(k)} (best epoch {m.get('best_epoch')})", "value": fmt(val[k]),
+            rows.append({"metric": f"val {metric_name(k)} (best epoch {m.get('best_epoch')})", "value": fmt_metric(val[k]),
                          "95% CI (bootstrap over test records)": ""})
     s.text(f"{m.get('method')} on {m.get('dataset')} with {m.get('model')}, seed {m.get('seed')}, "
            f"{m.get('epochs')} epochs; the model of the best validation epoch was evaluated once on test. "
@@ -548,8 +556,12 @@ def build_run_report(run_dir: Path, *, n_boot: int = 2000, examples: int = 2, ma
               else f"No {pred.name}, so no bootstrap CI."))
     s.table(pd.DataFrame(rows), "results")
     if test.get("per_class_f1"):
+        absent = [c for c, v in test["per_class_f1"].items() if v is None or math.isnan(v)]
         s.table(pd.DataFrame({"class": list(test["per_class_f1"]),
-                              "test F1": [fmt(v) for v in test["per_class_f1"].values()]}), "per_class")
+                              "test F1": [fmt_metric(v) for v in test["per_class_f1"].values()]}), "per_class")
+        if absent:
+            s.text(f"n/a: {', '.join(absent)} ha{'s' if len(absent) == 1 else 've'} no record in the test split, so "
+                   "F1 is undefined there; macro-F1 averages the classes present in the split.")
     if cost:
         s.table(cost_table(cost, m.get("epochs")), "cost")
     log = read_log(run_dir)
