@@ -63,7 +63,7 @@ def bare_epoch(t: Trainer) -> float:
     return time.perf_counter() - start
 
 
-def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Tensor) -> None:
+def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Tensor, x=None) -> None:
     """Grad-CAM as the published code pays for it: a training-mode forward of the candidates
     and a full backward (parameter gradients included) to get the middle layer's gradient."""
     layer = t.model.get_layer("published")
@@ -79,7 +79,7 @@ def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Ten
 
             h = layer.register_forward_hook(hook)
             t.model.train()
-            logits = t.model(t.data.x(ids[chunk]))
+            logits = t.model(t.data.x(ids[chunk]) if x is None else x[chunk])
             h.remove()
             t.model.zero_grad(set_to_none=True)
             logits.gather(1, t.data.y[ids[chunk]][:, None]).sum().backward()
@@ -101,11 +101,11 @@ class FixedKeepSelector(Selector):
         super().__init__(cfg, epochs)
         self.keep = keep
 
-    def pdd_candidates(self, epoch, member, scores, generator):
+    def pdd_candidates(self, epoch, member, scores, generator, count=None):
         n_keep = math.ceil(self.keep * len(scores.p) - 1e-9)
         keep = torch.zeros(len(scores.p), dtype=torch.bool, device=scores.p.device)
         keep[torch.argsort(scores.p, stable=True)[:n_keep]] = True
-        return keep
+        return keep, torch.zeros_like(keep)
 
 
 def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: float) -> tuple[float, float, dict]:
@@ -115,7 +115,7 @@ def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: 
     method, gran = {"full": ("full", "batch"), "dbpd": ("dbpd", "batch"), "erts-dbpd": ("erts-dbpd", "batch"),
                     "erts-dbpd/ep": ("erts-dbpd", "epoch"), "published": ("erts-dbpd", "batch")}[name]
     sel_cfg = dataclasses.replace(base, method=method, granularity=gran, phi=phi, warmup_epochs=0,
-                                  gradcam_start=0, revision_epoch=10**6, class_rescue=False,
+                                  gradcam_start=0, revision_epoch=10**6, class_rescue="off",
                                   score_mode="train" if name == "published" else "eval",
                                   # published: its own Grad-CAM (published_focus), not the fast path
                                   gradcam_layer="published" if name == "published" else base.gradcam_layer)
@@ -125,7 +125,7 @@ def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: 
     t.cost = CostMeter(t.device)
     t.cost.flops_per_sample = flops  # measured in the warm-up run, so timings exclude the FLOP counter
     if name == "published":
-        t.focus = lambda ids, scores, cand: published_focus(t, ids, scores, cand)
+        t.focus = lambda ids, scores, cand, x=None: published_focus(t, ids, scores, cand, x)
     else:
         t.focus = Trainer.focus.__get__(t)
     start = time.perf_counter()
