@@ -39,12 +39,14 @@ if not cfg.exists() or values:
                                "train": {"seed": int(values.get("seed", 0)), "num_threads": values.get("num_threads")},
                                "data": {"dataset": "synthetic"}, "model": {"model": "resnet18_1d"}}))
 seed = json.loads(cfg.read_text())["train"]["seed"]
-(d / "metrics.json").write_text(json.dumps({
+# written atomically like erts train does (runio): the sweep polls other runs' folders meanwhile
+(d / "metrics.tmp").write_text(json.dumps({
     "run": d.name, "seed": seed, "method": json.loads(cfg.read_text())["selection"]["method"],
     "best_epoch": 1, "epochs": 2, "resumed": args[0] == "--resume",
     "val": {"macro_f1": 0.5}, "test": {"macro_f1": 0.6 + seed / 100, "accuracy": 0.7, "per_class_f1": {"A": 0.6}},
     "cost": {"effective_epochs": 1.5, "seconds": {"update": 1.0, "total": 2.0}, "flops": {"total": 1e9},
              "sample_forwards": {"update": 10}, "sample_backwards": {"update": 10}}}))
+os.replace(d / "metrics.tmp", d / "metrics.json")
 '''
 
 
