@@ -77,6 +77,17 @@ def test_tty_gets_tqdm_and_quiet_gets_nothing(monkeypatch):
     assert isinstance(progress(range(3), "x", stream=tty), LineProgress)
 
 
+def test_every_zero_prints_by_time_only(monkeypatch):
+    import erts.progress as pr
+
+    clock = iter(range(0, 1000, 10))  # each call: 10 s later
+    monkeypatch.setattr(pr.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    list(progress(range(10), "long", every=0, interval=25, stream=out, disable=False))
+    lines = [ln.split(",")[0] for ln in out.getvalue().splitlines()]
+    assert lines == ["long: 3/10 it (30%)", "long: 6/10 it (60%)", "long: 9/10 it (90%)", "long: 10/10 it (100%)"]
+
+
 def test_unknown_total_and_early_stop(monkeypatch):
     monkeypatch.delenv("ERTS_PROGRESS", raising=False)
     out = io.StringIO()

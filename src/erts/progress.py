@@ -45,8 +45,8 @@ def progress(iterable: Iterable | None = None, desc: str = "", *, total: int | N
     """A progress wrapper around ``iterable``: tqdm on a terminal, :class:`LineProgress` otherwise.
 
     disable: True hides it, None follows ERTS_QUIET. every: items between plain lines
-    (default: a tenth of ``total``, or 100 without a total). interval: seconds after which
-    a plain line is printed even before ``every`` items. leave: keep the bar when done (tqdm).
+    (default: a tenth of ``total``, or 100 without a total; 0: only every ``interval``
+    seconds). interval: seconds after which a plain line is printed even before ``every`` items. leave: keep the bar when done (tqdm).
     Both kinds support iteration, ``len``, ``update``, ``set_postfix(_str)``, ``write`` and ``close``.
     """
     if disable is None:
@@ -70,7 +70,9 @@ class LineProgress:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.desc, self.total, self.unit, self.interval, self.silent = desc, total, unit, interval, silent
-        self.every = every or (max(1, math.ceil(total / 10)) if total else 100)
+        if every is None:
+            every = max(1, math.ceil(total / 10)) if total else 100
+        self.every = every  # 0: lines only every ``interval`` seconds
         self._stream = stream
         self.n = 0
         self.postfix = ""
@@ -101,7 +103,7 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
-        due = self.n % self.every == 0 if n == 1 else (self.n // self.every) != ((self.n - n) // self.every)
+        due = bool(self.every) and (self.n // self.every) != ((self.n - n) // self.every)
         if due or now - self._last >= self.interval:
             if not (self.total and self.n >= self.total):  # the last line is printed by close()
                 self._line(now)
