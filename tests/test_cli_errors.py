@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_wfdb import write_cinc2017, zip_folder
+from fixtures_wfdb import write_cinc2017
 
 from erts.cli.main import main
 from erts.errors import DataError
@@ -126,9 +126,7 @@ def test_a_bug_keeps_its_traceback(places, monkeypatch):
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(data_cmd, "run_list", broken)
-    parser_func = main.__globals__["build_parser"]().parse_args(["data", "list"]).func
-    assert parser_func is broken
+    monkeypatch.setattr(data_cmd, "run_list", broken)  # the parser is built per call: it binds the stand-in
     with pytest.raises(ZeroDivisionError):
         main(["data", "list"])
 
