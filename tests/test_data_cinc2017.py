@@ -131,3 +131,78 @@ def test_real_cinc2017_counts(tmp_path):
     with Source(zpath) as src:
         _, labels = cinc2017.read_labels(src)
     assert labels["label_original"].value_counts().to_dict() == {"N": 5154, "O": 2557, "A": 771, "~": 46}
+
+
+# --- labels=original-train: train and val on the original labels, test on the current ones ----------------
+
+def _labels_by_id(rs) -> dict[str, str]:
+    return dict(zip(rs.record_ids, (rs.class_names[k] for k in rs.labels)))
+
+
+def test_all_label_settings_share_one_split(cinc, tmp_path):
+    """The split is stratified by the current label, whatever labels= says, so the test set is one."""
+    _, zpath = cinc
+    sets = {lab: cinc2017.load(cfg_for(zpath, tmp_path, labels=lab, split_seed=2))
+            for lab in ("current", "original", "original-train")}
+    base = sets["current"]
+    for lab, rs in sets.items():
+        assert list(rs.record_ids) == list(base.record_ids), lab
+        np.testing.assert_array_equal(rs.split, base.split, err_msg=lab)
+    assert len({rs.cache_path for rs in sets.values()}) == 3  # one cache entry per setting
+
+
+def test_original_train_labels_train_val_original_test_current(cinc, tmp_path):
+    _, zpath = cinc
+    rs = cinc2017.load(cfg_for(zpath, tmp_path, labels="original-train"))
+    got, split = _labels_by_id(rs), dict(zip(rs.record_ids, rs.split))
+    original = {**LABELS, **CHANGED}
+    for rid in LABELS:
+        want = LABELS[rid] if split[rid] == "test" else original[rid]
+        assert got[rid] == want, (rid, split[rid])
+    # the ground-truth columns are the same as under labels=current
+    meta = rs.meta.set_index(pd.Index(rs.record_ids))
+    assert set(meta.index[meta["label_changed"]]) == set(CHANGED)
+    assert (meta["label_current"] == pd.Series(LABELS)).all()
+
+
+def test_original_train_missing_original_label(tmp_path):
+    """Train/val records without an original label are skipped; test records do not need one."""
+    labels = {f"A{i:05d}": "NAO~"[i % 4] for i in range(1, 41)}
+    root = write_cinc2017(tmp_path / "src", labels, {}, seconds={r: 9.0 for r in labels})
+    cur = cinc2017.load(cfg_for(root, tmp_path))
+    split = dict(zip(cur.record_ids, cur.split))
+    missing = ["A00001", "A00002", "A00003", "A00004", "A00005", "A00006", "A00007", "A00008"]
+    orig = {r: lab for r, lab in labels.items() if r not in missing}
+    (root / "REFERENCE-original.csv").write_text("".join(f"{r},{lab}\n" for r, lab in sorted(orig.items())))
+    rs = cinc2017.load(cfg_for(root, tmp_path, labels="original-train"))
+    dropped = sorted(r for r in missing if split[r] != "test")
+    assert dropped and len(dropped) < len(missing)  # the fixture has both kinds
+    assert [r for r, _ in rs.skipped] == dropped
+    assert all("no label in REFERENCE-original.csv" in why for _, why in rs.skipped)
+    kept = [r for r in cur.record_ids if r not in dropped]
+    assert list(rs.record_ids) == kept
+    np.testing.assert_array_equal(rs.split, [split[r] for r in kept])  # the others keep their split
+    # labels=original drops every record without an original label, test ones too, and keeps the split as well
+    ro = cinc2017.load(cfg_for(root, tmp_path, labels="original"))
+    assert [r for r, _ in ro.skipped] == missing
+    np.testing.assert_array_equal(ro.split, [split[r] for r in ro.record_ids])
+    with pytest.raises(Exception, match="no label in REFERENCE-original.csv"):
+        cinc2017.load(cfg_for(root, tmp_path / "fail", labels="original-train", bad_records="fail"))
+
+
+@pytest.mark.slow
+def test_real_cinc2017_original_train(tmp_path):
+    zpath = SHARED_DATA / "training2017.zip"
+    if not zpath.exists():
+        pytest.skip(f"real data not present: {zpath}")
+    cur = cinc2017.load(cfg_for(zpath, tmp_path))
+    rs = cinc2017.load(cfg_for(zpath, tmp_path, labels="original-train"))
+    assert rs.skipped == [] and list(rs.record_ids) == list(cur.record_ids)
+    np.testing.assert_array_equal(rs.split, cur.split)
+    names = np.array(rs.class_names)
+    test = rs.split == "test"
+    np.testing.assert_array_equal(names[rs.labels[test]], rs.meta["label_current"].to_numpy()[test])
+    np.testing.assert_array_equal(names[rs.labels[~test]], rs.meta["label_original"].to_numpy()[~test])
+    changed = rs.meta["label_changed"].to_numpy(bool)
+    assert int(changed.sum()) == 294
+    assert (rs.labels != cur.labels).sum() == int((changed & ~test).sum())  # only relabelled train/val records differ
