@@ -1,0 +1,389 @@
+"""Does the focus filter drop the records whose label was later corrected?
+
+CinC 2017 changed the label of 294 records between its first release and the
+current one (``label_changed`` in a run's ``train_records.csv``; train on the
+original labels with ``labels=original-train``). Those records are real label
+noise, so a reliability signal should drop them more often than the others. This
+module measures that from run folders, for the focus filter and, to separate what
+the filter adds from what confidence alone does, for the PDD rule itself.
+
+Definitions (one run folder = one seed; a *sample-epoch* is one training record
+in one epoch's ``selection/epoch_XXX.npz``):
+
+- **select epoch**: ``phase == "select"`` in ``log.csv``; **ERTS epoch**: a
+  select epoch in which some ``focus`` value is finite.
+- **focus filter** (``which = "focus_filter"``), per ERTS epoch: candidates are
+  the sample-epochs with ``pdd_keep`` true and a finite ``focus`` (a candidate
+  whose focus is NaN was never ranked: a lone candidate in its pool is kept
+  without Grad-CAM); dropped are the candidates with ``erts_keep`` false. A
+  candidate the filter's class rescue put back has ``erts_keep`` true: kept.
+- **rule** (``which = "rule"``, runs of ``rule_methods``: ``dbpd`` and
+  ``erts-dbpd`` by default), per select epoch: candidates are the pool, every
+  sample-epoch with a finite ``p`` (scored); dropped are those with ``pdd_keep``
+  false and not ``rescued`` (for DBPD: ``p >= tau`` and not put back by class
+  rescue; for ERTS-DBPD the rule's drops, before the focus filter).
+- **drop rate** of a group (relabelled: ``label_changed`` true; unchanged: false)
+  = dropped / candidates, pooled over the sample-epochs of the scope: one epoch
+  (``scope`` = the epoch number, pooled over seeds) or every ERTS (select, for
+  the rule) epoch of every seed (``scope = "overall"``).
+- **ratio** = relabelled drop rate / unchanged drop rate (inf when only the
+  unchanged rate is 0, NaN when both are).
+- **95 % CI** of the ratio: percentile bootstrap, two-level and clustered. Each
+  resample draws the runs (seeds) with replacement, then within each drawn run
+  its records with replacement, a record with all its epochs (so repeated
+  decisions about one record are never treated as independent), relabelled and
+  unchanged records separately (each side keeps its number of records). The
+  clusters are the run's training records that were candidates at least once in
+  any of its epochs of that kind (the same clusters for every scope). Resamples whose ratio is NaN are left out. Deterministic:
+  ``numpy.random.default_rng`` seeded from ``seed``, the group's name and
+  ``which``.
+
+The issue's goal: the filter drops relabelled candidates at >= 1.5 times the rate
+of unchanged ones, with the CI of the ratio excluding 1 (``ci_low > 1``).
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from erts.report.selection import load_selection_log, load_train_records
+
+GOAL_RATIO = 1.5
+WHICH = ("focus_filter", "rule")
+RULE_METHODS = ("dbpd", "erts-dbpd")
+COLUMNS = ["method", "scope", "which", "n_relabelled_candidates", "relabelled_drop_rate", "unchanged_drop_rate",
+           "ratio", "ci_low", "ci_high", "n_unchanged_candidates", "relabelled_dropped", "unchanged_dropped",
+           "n_relabelled_records", "n_unchanged_records", "n_runs"]
+_CHUNK = 256  # bootstrap resamples per vectorised block
+
+
+# --- reading run folders -----------------------------------------------------------------
+
+def run_method(run_dir: str | Path) -> str | None:
+    """The run's ``selection.method`` from its config.yaml (None when the file or key is missing)."""
+    p = Path(run_dir) / "config.yaml"
+    if not p.exists():
+        return None
+    raw = yaml.safe_load(p.read_text()) or {}
+    sel = raw.get("selection") if isinstance(raw, dict) else None
+    return str(sel["method"]) if isinstance(sel, dict) and "method" in sel else None
+
+
+def _truthy(col: pd.Series) -> np.ndarray:
+    return col.astype(str).str.strip().str.lower().isin(["true", "1", "1.0"]).to_numpy()
+
+
+def has_label_truth(run_dir: str | Path) -> bool:
+    """True when the run's train_records.csv has a ``label_changed`` column with at least one relabelled record."""
+    p = Path(run_dir) / "train_records.csv"
+    if not p.exists():
+        return False
+    head = pd.read_csv(p, nrows=0)
+    if "label_changed" not in head.columns:
+        return False
+    return bool(_truthy(pd.read_csv(p, usecols=["label_changed"])["label_changed"]).any())
+
+
+def _phases(run_dir: Path, sel: pd.DataFrame) -> dict[int, str]:
+    """epoch -> phase from log.csv; without a phase column, epochs with a finite p count as select."""
+    log = run_dir / "log.csv"
+    if log.exists():
+        df = pd.read_csv(log)
+        if "phase" in df.columns:
+            df = df.drop_duplicates("epoch", keep="last")  # a resumed run may repeat an epoch
+            return dict(zip(df["epoch"].astype(int), df["phase"].astype(str)))
+    scored = sel.groupby("epoch")["p"].apply(lambda p: bool(np.isfinite(p.to_numpy(dtype=float)).any()))
+    return {int(e): ("select" if s else "full") for e, s in scored.items()}
+
+
+@dataclass
+class RunCounts:
+    """Per record (rows) and epoch (columns) of one run: candidates and drops, for one ``which``."""
+
+    run: str
+    epochs: list[int]
+    changed: np.ndarray  # (n_records,) bool: relabelled
+    cand: np.ndarray     # (n_records, n_epochs) int
+    drop: np.ndarray     # (n_records, n_epochs) int
+
+
+def run_counts(run_dir: str | Path, which: str) -> RunCounts | None:
+    """One run's candidate and drop counts per record and epoch (None: no such epoch, or no label truth).
+
+    Rows are the training records that were candidates at least once (the bootstrap's clusters).
+    """
+    if which not in WHICH:
+        raise ValueError(f"which={which!r}; expected one of {WHICH}")
+    run_dir = Path(run_dir)
+    if not has_label_truth(run_dir) or not (run_dir / "selection").is_dir():
+        return None
+    sel = load_selection_log(run_dir)
+    if sel.empty:
+        return None
+    records = load_train_records(run_dir)
+    phases = _phases(run_dir, sel)
+    select = sel["epoch"].map(phases).eq("select").to_numpy()
+    focus = np.isfinite(sel["focus"].to_numpy(dtype=float))
+    pdd = sel["pdd_keep"].to_numpy(bool)
+    if which == "focus_filter":
+        erts_epochs = set(sel.loc[select & focus, "epoch"].unique())
+        is_cand = select & sel["epoch"].isin(erts_epochs).to_numpy() & pdd & focus
+        is_drop = is_cand & ~sel["erts_keep"].to_numpy(bool)
+    else:
+        rescued = sel["rescued"].to_numpy(bool) if "rescued" in sel.columns else np.zeros(len(sel), bool)
+        is_cand = select & np.isfinite(sel["p"].to_numpy(dtype=float))
+        is_drop = is_cand & ~pdd & ~rescued
+    if not is_cand.any():
+        return None
+    c = pd.DataFrame({"epoch": sel["epoch"].to_numpy()[is_cand], "index": sel["index"].to_numpy()[is_cand],
+                      "drop": is_drop[is_cand].astype(np.int64)})
+    missing = np.setdiff1d(c["index"].unique(), records.index.to_numpy())
+    if len(missing):
+        raise ValueError(f"{run_dir}: selection log rows {missing[:5].tolist()} are not in train_records.csv")
+    g = c.groupby(["index", "epoch"])["drop"].agg(["size", "sum"]).unstack("epoch", fill_value=0)
+    changed = _truthy(records.loc[g.index, "label_changed"])
+    return RunCounts(run=run_dir.name, epochs=[int(e) for e in g["size"].columns], changed=changed,
+                     cand=g["size"].to_numpy(np.int64), drop=g["sum"].to_numpy(np.int64))
+
+
+# --- statistics --------------------------------------------------------------------------
+
+def _aligned(runs: list[RunCounts]) -> tuple[list[int], list[RunCounts]]:
+    """Every run's counts over the union of the runs' epochs (an epoch a run lacks: zeros)."""
+    epochs = sorted({e for r in runs for e in r.epochs})
+    out = []
+    for r in runs:
+        cols = [epochs.index(e) for e in r.epochs]
+        cand = np.zeros((len(r.changed), len(epochs)), np.int64)
+        drop = np.zeros_like(cand)
+        cand[:, cols], drop[:, cols] = r.cand, r.drop
+        out.append(RunCounts(r.run, epochs, r.changed, cand, drop))
+    return epochs, out
+
+
+def _ratio(rel_drop, rel_cand, unc_drop, unc_cand):
+    """Rates and ratio, elementwise; rate NaN with no candidates, ratio inf when only the unchanged rate is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_rel = np.where(rel_cand > 0, rel_drop / np.maximum(rel_cand, 1), np.nan)
+        r_unc = np.where(unc_cand > 0, unc_drop / np.maximum(unc_cand, 1), np.nan)
+        ratio = np.where(r_unc > 0, r_rel / np.where(r_unc > 0, r_unc, 1),
+                         np.where(r_rel > 0, np.inf, np.nan))
+        ratio = np.where(np.isnan(r_rel) | np.isnan(r_unc), np.nan, ratio)
+    return r_rel, r_unc, ratio
+
+
+def _percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite-or-inf values (NaN resamples left out); NaN when under half remain."""
+    v = values[~np.isnan(values)]
+    if len(v) < max(1, len(values) // 2):
+        return float("nan"), float("nan")
+    big = np.finfo(float).max
+    q = np.quantile(np.where(np.isinf(v), big, v), [(1 - level) / 2, (1 + level) / 2])
+    return tuple(float(np.inf) if x >= big / 2 else float(x) for x in q)
+
+
+def bootstrap_totals(runs: list[RunCounts], n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Resampled totals per epoch, (n_boot, n_epochs) each: rel_cand, rel_drop, unc_cand, unc_drop.
+
+    Two levels: runs with replacement, then within each drawn run its relabelled and its
+    unchanged records with replacement (a record with all its epochs).
+    """
+    n_runs, n_ep = len(runs), runs[0].cand.shape[1]
+    tot = {k: np.zeros((n_boot, n_ep)) for k in ("rel_cand", "rel_drop", "unc_cand", "unc_drop")}
+    picks = rng.integers(0, n_runs, size=(n_boot, n_runs))
+    for slot in range(n_runs):
+        for j, run in enumerate(runs):
+            rows = np.flatnonzero(picks[:, slot] == j)
+            for side, mask in (("rel", run.changed), ("unc", ~run.changed)):
+                n = int(mask.sum())
+                if n == 0 or len(rows) == 0:
+                    continue
+                cand = run.cand[mask].astype(float)
+                drop = run.drop[mask].astype(float)
+                for start in range(0, len(rows), _CHUNK):
+                    block = rows[start:start + _CHUNK]
+                    idx = rng.integers(0, n, size=(len(block), n))
+                    w = np.bincount((np.arange(len(block))[:, None] * n + idx).ravel(),
+                                    minlength=len(block) * n).reshape(len(block), n).astype(float)
+                    tot[f"{side}_cand"][block] += w @ cand
+                    tot[f"{side}_drop"][block] += w @ drop
+    return tot
+
+
+def _group_seed(seed: int, name: str, which: str) -> list[int]:
+    return [int(seed), zlib.crc32(name.encode()), WHICH.index(which)]
+
+
+def group_rows(name: str, runs: list[RunCounts], which: str, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """The table rows (each epoch, then overall) of one group of runs (the seeds of one method)."""
+    epochs, runs = _aligned(runs)
+    ch = [r.changed for r in runs]
+    rel_cand = sum(r.cand[c].sum(0) for r, c in zip(runs, ch))
+    rel_drop = sum(r.drop[c].sum(0) for r, c in zip(runs, ch))
+    unc_cand = sum(r.cand[~c].sum(0) for r, c in zip(runs, ch))
+    unc_drop = sum(r.drop[~c].sum(0) for r, c in zip(runs, ch))
+    n_rel_rec = [int(sum(((r.cand[:, k] > 0) & c).sum() for r, c in zip(runs, ch))) for k in range(len(epochs))]
+    n_unc_rec = [int(sum(((r.cand[:, k] > 0) & ~c).sum() for r, c in zip(runs, ch))) for k in range(len(epochs))]
+    boot = bootstrap_totals(runs, n_boot, np.random.default_rng(_group_seed(seed, name, which))) if n_boot > 0 else None
+    rows = []
+    scopes = [(e, k) for k, e in enumerate(epochs)] + [("overall", None)]
+    for scope, k in scopes:
+        if k is None:
+            pt = [float(a.sum()) for a in (rel_drop, rel_cand, unc_drop, unc_cand)]
+            bt = None if boot is None else [boot[x].sum(1) for x in ("rel_drop", "rel_cand", "unc_drop", "unc_cand")]
+            n_rel, n_unc = int(sum(c.sum() for c in ch)), int(sum((~c).sum() for c in ch))
+        else:
+            pt = [float(a[k]) for a in (rel_drop, rel_cand, unc_drop, unc_cand)]
+            bt = None if boot is None else [boot[x][:, k] for x in ("rel_drop", "rel_cand", "unc_drop", "unc_cand")]
+            n_rel, n_unc = n_rel_rec[k], n_unc_rec[k]
+        r_rel, r_unc, ratio = (float(v) for v in _ratio(*map(np.asarray, pt)))
+        lo, hi = _percentile_ci(_ratio(*bt)[2]) if bt is not None else (np.nan, np.nan)
+        rows.append({"method": name, "scope": scope, "which": which, "n_relabelled_candidates": int(pt[1]),
+                     "relabelled_drop_rate": r_rel, "unchanged_drop_rate": r_unc, "ratio": ratio,
+                     "ci_low": lo, "ci_high": hi, "n_unchanged_candidates": int(pt[3]),
+                     "relabelled_dropped": int(pt[0]), "unchanged_dropped": int(pt[2]),
+                     "n_relabelled_records": n_rel, "n_unchanged_records": n_unc, "n_runs": len(runs)})
+    return rows
+
+
+def _groups(runs) -> dict[str, list[Path]]:
+    if isinstance(runs, Mapping):
+        return {str(k): [Path(p) for p in v] for k, v in runs.items()}
+    if isinstance(runs, (str, Path)):
+        runs = sweep_runs(runs)
+    out: dict[str, list[Path]] = {}
+    for p in runs:
+        out.setdefault(run_method(p) or Path(p).name, []).append(Path(p))
+    return out
+
+
+def sweep_runs(directory: str | Path) -> list[Path]:
+    """The run folders of a sweep (``DIR/runs/*`` listed in results.csv when it exists), or DIR itself for a run."""
+    d = Path(directory)
+    if (d / "results.csv").exists():
+        res = pd.read_csv(d / "results.csv")
+        if "run" in res.columns:
+            return [d / "runs" / str(r) for r in res["run"]]
+    if (d / "runs").is_dir():
+        return sorted(p for p in (d / "runs").iterdir() if p.is_dir())
+    return [d]
+
+
+def reliability_table(runs: str | Path | Sequence[str | Path] | Mapping[str, Sequence[str | Path]], *,
+                      n_boot: int = 2000, seed: int = 0,
+                      rule_methods: Sequence[str] = RULE_METHODS) -> pd.DataFrame:
+    """The tidy table: per group, ``which`` (focus_filter, rule) and scope (each epoch, then "overall").
+
+    ``runs``: a sweep folder, a list of run folders (grouped by ``selection.method`` from
+    each config.yaml), or a mapping group name -> run folders (the seeds of one configuration).
+    Focus-filter rows come for every group with ERTS epochs, rule rows for groups whose runs'
+    method is in ``rule_methods``. Runs without ``label_changed`` ground truth are left out;
+    a group without any gives no rows. Columns: ``COLUMNS``.
+    """
+    rows = []
+    for name, dirs in _groups(runs).items():
+        for which in WHICH:
+            if which == "rule" and not any(run_method(d) in rule_methods for d in dirs):
+                continue
+            counts = [c for d in dirs if (c := run_counts(d, which)) is not None]
+            if counts:
+                rows += group_rows(name, counts, which, n_boot=n_boot, seed=seed)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.astype({"scope": object})
+
+
+# --- in words ----------------------------------------------------------------------------
+
+def goal_met(row) -> bool:
+    """The issue's goal: ratio >= 1.5 and the CI of the ratio above 1."""
+    return bool(np.isfinite(row["ci_low"]) and row["ratio"] >= GOAL_RATIO and row["ci_low"] > 1)
+
+
+def _pct(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{v:.1%}"
+
+
+def _num(v: float) -> str:
+    return "n/a" if np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.2f}")
+
+
+def _ci(row) -> str:
+    return f"95% CI {_num(row['ci_low'])} to {_num(row['ci_high'])}"
+
+
+def verdict(table: pd.DataFrame, method: str) -> str:
+    """One sentence on a group's overall focus-filter row against the goal, with the numbers
+    (plus one on the rule's own drops when the table has them)."""
+    t = table[(table["method"] == method) & (table["scope"] == "overall")]
+    f = t[t["which"] == "focus_filter"]
+    rule = t[t["which"] == "rule"]
+    out = []
+    if len(f):
+        r = f.iloc[0]
+        met = goal_met(r)
+        short = [w for w, bad in (("the ratio is below 1.5", not r["ratio"] >= GOAL_RATIO),
+                                  ("the CI does not exclude 1", not (np.isfinite(r["ci_low"]) and r["ci_low"] > 1)))
+                 if bad]
+        why = f" ({'; '.join(short)})" if short else ""
+        out.append(f"{method}: the focus filter dropped {_pct(r['relabelled_drop_rate'])} of the relabelled candidates "
+                   f"({r['relabelled_dropped']} of {r['n_relabelled_candidates']} sample-epochs, "
+                   f"{r['n_relabelled_records']} records x seeds) and {_pct(r['unchanged_drop_rate'])} of the unchanged "
+                   f"ones ({r['unchanged_dropped']} of {r['n_unchanged_candidates']}), a ratio of {_num(r['ratio'])} "
+                   f"({_ci(r)}, {r['n_runs']} seed(s)): it {'does' if met else 'does not'} drop relabelled "
+                   f"candidates at >= 1.5x the rate of unchanged ones with the CI excluding 1{why}.")
+    if len(rule):
+        r = rule.iloc[0]
+        out.append(f"{method}: the rule alone (confidence, before any focus filter) dropped "
+                   f"{_pct(r['relabelled_drop_rate'])} of the relabelled samples it scored and "
+                   f"{_pct(r['unchanged_drop_rate'])} of the unchanged ones, a ratio of {_num(r['ratio'])} ({_ci(r)}).")
+    return " ".join(out)
+
+
+def display_table(table: pd.DataFrame, scope: str | None = "overall") -> pd.DataFrame:
+    """The table with formatted cells (rates as %, ratio and CI to 2 decimals), one scope or all."""
+    t = table if scope is None else table[table["scope"].astype(str) == scope]
+    return pd.DataFrame({
+        "method": t["method"], "scope": t["scope"].astype(str),
+        "which": t["which"].map({"focus_filter": "focus filter", "rule": "rule (confidence)"}),
+        "relabelled candidates": t["n_relabelled_candidates"],
+        "relabelled dropped": [_pct(v) for v in t["relabelled_drop_rate"]],
+        "unchanged candidates": t["n_unchanged_candidates"],
+        "unchanged dropped": [_pct(v) for v in t["unchanged_drop_rate"]],
+        "ratio": [_num(v) for v in t["ratio"]],
+        "95% CI": [f"{_num(a)} to {_num(b)}" for a, b in zip(t["ci_low"], t["ci_high"])],
+    }).reset_index(drop=True)
+
+
+EXPLANATION = (
+    "Relabelled: training records whose label changed between the first and the current release "
+    "(label_changed). Focus filter: among its candidates (kept by the rule, focus score computed) in ERTS "
+    "epochs, the share it removed. Rule: among every scored sample in select epochs, the share the rule "
+    "dropped (pdd_keep false, not rescued), so confidence alone can be told from what the filter adds. "
+    "Rates pool sample-epochs over epochs and seeds; ratio = relabelled rate / unchanged rate; 95% CI: "
+    "percentile bootstrap resampling seeds, then records within each seed (a record with all its epochs). "
+    "Goal: ratio >= 1.5 with the CI above 1.")
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def render_markdown(table: pd.DataFrame, *, per_epoch: bool = True) -> str:
+    """Markdown: the overall table, one verdict per method, then (``per_epoch``) the per-epoch table."""
+    if table.empty:
+        return ("## Label noise: what gets dropped\n\nNo run with label_changed ground truth and a selection "
+                "log (CinC 2017 runs of an ERTS method or of dbpd).\n")
+    parts = ["## Label noise: what gets dropped", EXPLANATION, _md_table(display_table(table))]
+    parts += [v for m in dict.fromkeys(table["method"]) if (v := verdict(table, m))]
+    if per_epoch:
+        parts += ["Per epoch (pooled over seeds):", _md_table(display_table(table[table["scope"] != "overall"], None))]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,199 @@
+"""erts.report.reliability: drop rates of relabelled against unchanged candidates, on run folders written by hand."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from erts.report import reliability as rel
+
+OFFSET = 1000  # training records sit at rows OFFSET + i of the record set: the index is a row, not a position
+
+
+def write_run(run_dir: Path, method: str, seed: int, changed: list[bool], epochs: list[dict]) -> Path:
+    """A run folder as erts train writes it, reduced to what the analysis reads.
+
+    epochs: one dict per epoch: phase, and optionally p, focus (arrays, NaN = not computed), pdd_keep,
+    erts_keep, rescued (bool arrays; default all True / True / False).
+    """
+    n = len(changed)
+    (run_dir / "selection").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"selection": {"method": method}, "train": {"seed": seed}}))
+    pd.DataFrame({"index": OFFSET + np.arange(n), "record_id": [f"A{i:05d}" for i in range(n)], "label": "N",
+                  "label_changed": changed}).to_csv(run_dir / "train_records.csv", index=False)
+    pd.DataFrame({"epoch": range(len(epochs)), "phase": [e["phase"] for e in epochs]}).to_csv(run_dir / "log.csv",
+                                                                                               index=False)
+    for k, e in enumerate(epochs):
+        nan = np.full(n, np.nan, np.float32)
+        pdd = np.asarray(e.get("pdd_keep", np.ones(n, bool)))
+        erts = np.asarray(e.get("erts_keep", pdd))
+        np.savez(run_dir / "selection" / f"epoch_{k:03d}.npz", index=OFFSET + np.arange(n),
+                 p=np.asarray(e.get("p", nan), np.float32), focus=np.asarray(e.get("focus", nan), np.float32),
+                 pdd_keep=pdd, erts_keep=erts, rescued=np.asarray(e.get("rescued", np.zeros(n, bool))),
+                 updated=erts)
+    return run_dir
+
+
+def mask(n: int, idx) -> np.ndarray:
+    m = np.zeros(n, bool)
+    m[list(idx)] = True
+    return m
+
+
+N = 40  # records 0-9 relabelled, 10-39 unchanged
+CHANGED = [i < 10 for i in range(N)]
+
+
+def scenario_epochs(method: str, seed: int) -> list[dict]:
+    """warm-up, a DBPD-only select epoch, two ERTS epochs, revision (see the counts in test_rates_by_hand)."""
+    p = np.linspace(0.1, 0.9, N)
+    full = {"phase": "warmup"}
+    ep1 = {"phase": "select", "p": p, "pdd_keep": ~mask(N, [0, *range(25, 40)]), "rescued": mask(N, [10])}
+    pdd = ~mask(N, range(30, 40))  # the rule drops unchanged 30-39 in epochs 2 and 3
+    eps = [full, ep1]
+    if method == "dbpd":
+        eps += [{"phase": "select", "p": p, "pdd_keep": pdd}, {"phase": "select", "p": p, "pdd_keep": pdd}]
+    else:
+        focus = np.where(pdd, 0.5, np.nan)
+        drop2 = range(0, 8 if seed == 0 else 7)  # relabelled dropped by the filter in epoch 2: 8 (seed 0) or 7
+        eps.append({"phase": "select", "p": p, "focus": focus, "pdd_keep": pdd,
+                    "erts_keep": pdd & ~mask(N, [*drop2, 10, 11, 12, 13])})
+        focus3 = focus.copy()
+        focus3[29] = np.nan  # a lone candidate: kept without a focus score, not a filter candidate
+        eps.append({"phase": "select", "p": p, "focus": focus3, "pdd_keep": pdd,
+                    "erts_keep": pdd & ~mask(N, [0, 1, 2, 3, 4, 5, 10, 11])})
+    return eps + [{"phase": "revision"}]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    for method in ("full", "dbpd", "erts-dbpd"):
+        for seed in (0, 1):
+            eps = [{"phase": "warmup"}] * 5 if method == "full" else scenario_epochs(method, seed)
+            write_run(root / "runs" / f"method={method},seed={seed}", method, seed, CHANGED, eps)
+    return root
+
+
+def row(t: pd.DataFrame, method: str, which: str, scope) -> pd.Series:
+    hit = t[(t["method"] == method) & (t["which"] == which) & (t["scope"].astype(str) == str(scope))]
+    assert len(hit) == 1, (method, which, scope)
+    return hit.iloc[0]
+
+
+def test_rates_by_hand(sweep):
+    t = rel.reliability_table(sorted((sweep / "runs").iterdir()), n_boot=500)
+    assert set(t["method"]) == {"dbpd", "erts-dbpd"}  # full: no select epoch, no rows
+    assert t[(t["method"] == "dbpd")]["which"].eq("rule").all()  # no focus scores: rule rows only
+    ff = t[(t["method"] == "erts-dbpd") & (t["which"] == "focus_filter")]
+    assert list(ff["scope"]) == [2, 3, "overall"]  # the ERTS epochs only
+    # focus filter, epoch 2: relabelled 8 + 7 dropped of 10 + 10, unchanged 4 + 4 of 20 + 20
+    r = row(t, "erts-dbpd", "focus_filter", 2)
+    assert r["n_relabelled_candidates"] == 20 and r["n_unchanged_candidates"] == 40
+    assert r["relabelled_drop_rate"] == pytest.approx(15 / 20) and r["unchanged_drop_rate"] == pytest.approx(8 / 40)
+    assert r["ratio"] == pytest.approx((15 / 20) / (8 / 40))
+    # epoch 3: record 29's focus is NaN, so 19 unchanged candidates per seed
+    r = row(t, "erts-dbpd", "focus_filter", 3)
+    assert r["n_unchanged_candidates"] == 38
+    assert r["relabelled_drop_rate"] == pytest.approx(12 / 20) and r["unchanged_drop_rate"] == pytest.approx(4 / 38)
+    # overall: pooled over both ERTS epochs and both seeds
+    r = row(t, "erts-dbpd", "focus_filter", "overall")
+    assert (r["relabelled_dropped"], r["n_relabelled_candidates"]) == (27, 40)
+    assert (r["unchanged_dropped"], r["n_unchanged_candidates"]) == (12, 78)
+    assert r["ratio"] == pytest.approx((27 / 40) / (12 / 78))
+    assert r["n_runs"] == 2 and r["n_relabelled_records"] == 20  # 10 relabelled candidates x 2 seeds
+    assert 1 < r["ci_low"] <= r["ratio"] <= r["ci_high"]  # the CI excludes 1
+    assert rel.goal_met(r)
+    # the rule, select epochs 1-3, pool of 40 scored samples: relabelled 1 + 0 + 0 of 30 dropped per seed,
+    # unchanged 15 + 10 + 10 of 90 (record 10 was rescued in epoch 1: kept, not a drop)
+    for method in ("dbpd", "erts-dbpd"):
+        r = row(t, method, "rule", "overall")
+        assert (r["relabelled_dropped"], r["n_relabelled_candidates"]) == (2, 60)
+        assert (r["unchanged_dropped"], r["n_unchanged_candidates"]) == (70, 180)
+        assert r["ratio"] == pytest.approx((2 / 60) / (70 / 180))
+        assert r["ci_high"] < 1  # confidence alone drops the relabelled records less often
+        assert list(t[(t["method"] == method) & (t["which"] == "rule")]["scope"]) == [1, 2, 3, "overall"]
+        assert row(t, method, "rule", 2)["relabelled_drop_rate"] == 0
+
+
+def test_sweep_folder_groups_by_method_and_is_deterministic(sweep):
+    a = rel.reliability_table(sweep, n_boot=300, seed=3)
+    b = rel.reliability_table(sweep, n_boot=300, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns[:9]) == ["method", "scope", "which", "n_relabelled_candidates", "relabelled_drop_rate",
+                                   "unchanged_drop_rate", "ratio", "ci_low", "ci_high"]
+    c = rel.reliability_table({"mine": [sweep / "runs" / "method=erts-dbpd,seed=0"]}, n_boot=300)
+    assert set(c["method"]) == {"mine"} and set(c["which"]) == {"focus_filter", "rule"}
+    assert (c["n_runs"] == 1).all()
+
+
+def test_ci_includes_one_for_a_weak_difference(tmp_path):
+    """4 relabelled records, 2 of them dropped twice: 50 % against 40 % (ratio 1.25); the CI straddles 1."""
+    n = 24
+    changed = [i < 4 for i in range(n)]
+    cand = np.ones(n, bool)
+    drop = mask(n, [0, 1, *range(4, 12)])
+    ep = {"phase": "select", "p": np.full(n, 0.3), "focus": np.full(n, 0.5), "pdd_keep": cand, "erts_keep": ~drop}
+    run = write_run(tmp_path / "r", "erts-dbpd", 0, changed, [{"phase": "warmup"}, ep, ep, {"phase": "revision"}])
+    t = rel.reliability_table([run], n_boot=2000)
+    r = row(t, "erts-dbpd", "focus_filter", "overall")
+    assert r["relabelled_drop_rate"] == pytest.approx(4 / 8) and r["unchanged_drop_rate"] == pytest.approx(16 / 40)
+    assert r["ratio"] == pytest.approx(1.25)
+    assert r["ci_low"] < 1 < r["ci_high"]
+    assert not rel.goal_met(r)
+    md = rel.render_markdown(t)
+    assert "erts-dbpd: the focus filter dropped 50.0% of the relabelled candidates (4 of 8 sample-epochs" in md
+    assert "40.0% of the unchanged ones (16 of 40), a ratio of 1.25" in md
+    assert "it does not drop relabelled candidates at >= 1.5x" in md and "the CI does not exclude 1" in md
+    assert "the ratio is below 1.5" in md
+    # rule rows: nothing dropped by the rule, so both rates are 0 and the ratio undefined
+    r = row(t, "erts-dbpd", "rule", "overall")
+    assert r["relabelled_drop_rate"] == 0 and np.isnan(r["ratio"])
+
+
+def test_seed_level_of_the_bootstrap(tmp_path):
+    """Records within a seed are identical, so only the resampling of seeds moves the ratio.
+
+    Seed 0 drops every relabelled candidate, seed 1 none; every unchanged record is dropped in 1 of its 4
+    ERTS epochs in both. Resampling 2 seeds: both seed 0 (p = 1/4) gives ratio 1 / 0.25 = 4, both seed 1
+    (p = 1/4) gives 0, one of each gives 2. The 2.5 % and 97.5 % points are therefore 0 and 4 exactly.
+    """
+    n, n_rel = 13, 5
+    changed = [i < n_rel for i in range(n)]
+    runs = []
+    for seed in (0, 1):
+        eps = [{"phase": "warmup"}]
+        for k in range(4):
+            drop = mask(n, [i for i in range(n_rel, n) if (i - n_rel) % 4 == k] + (list(range(n_rel)) if seed == 0 else []))
+            eps.append({"phase": "select", "p": np.full(n, 0.2), "focus": np.full(n, 0.4),
+                        "pdd_keep": np.ones(n, bool), "erts_keep": ~drop})
+        runs.append(write_run(tmp_path / f"s{seed}", "erts-dbpd", seed, changed, eps))
+    r = row(rel.reliability_table(runs, n_boot=2000), "erts-dbpd", "focus_filter", "overall")
+    assert r["relabelled_drop_rate"] == pytest.approx(0.5) and r["unchanged_drop_rate"] == pytest.approx(0.25)
+    assert r["ratio"] == pytest.approx(2.0)
+    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(0.0), pytest.approx(4.0))
+
+
+def test_markdown_states_the_goal_with_numbers(sweep):
+    t = rel.reliability_table(sweep, n_boot=300)
+    md = rel.render_markdown(t)
+    r = row(t, "erts-dbpd", "focus_filter", "overall")
+    assert "erts-dbpd: the focus filter dropped 67.5% of the relabelled candidates (27 of 40 sample-epochs" in md
+    assert f"a ratio of {r['ratio']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, 2 seed(s))" in md
+    assert "it does drop relabelled candidates at >= 1.5x the rate of unchanged ones with the CI excluding 1." in md
+    assert "dbpd: the rule alone (confidence, before any focus filter) dropped 3.3% of the relabelled" in md
+    assert "| erts-dbpd | overall | focus filter | 40 | 67.5% |" in md
+    assert "Per epoch" in md
+
+
+def test_runs_without_label_truth_give_no_rows(tmp_path):
+    n = 6
+    ep = {"phase": "select", "p": np.full(n, 0.3), "focus": np.full(n, 0.5), "erts_keep": mask(n, [0, 1, 2])}
+    run = write_run(tmp_path / "r", "erts-dbpd", 0, [False] * n, [ep])
+    assert not rel.has_label_truth(run)
+    t = rel.reliability_table([run], n_boot=10)
+    assert t.empty and list(t.columns) == rel.COLUMNS
+    assert "No run with label_changed ground truth" in rel.render_markdown(t)
