@@ -197,3 +197,41 @@ def test_runs_without_label_truth_give_no_rows(tmp_path):
     t = rel.reliability_table([run], n_boot=10)
     assert t.empty and list(t.columns) == rel.COLUMNS
     assert "No run with label_changed ground truth" in rel.render_markdown(t)
+
+
+# --- erts report: the section appears when the runs have label_changed ground truth ------------------------
+
+def test_erts_report_has_the_label_noise_section(tmp_path, capsys):
+    from test_report import make_run
+
+    from erts.cli.main import main
+    from erts.train.sweep import Grid, collect_results, expand
+
+    grid = Grid(name="cinc", out_dir=str(tmp_path), base={"epochs": 6},
+                grid={"method": ["full", "dbpd", "erts-dbpd"], "seed": [0, 1, 2]})
+    runs = expand(grid)
+    for r in runs:
+        make_run(r.run_dir, method=r.values["method"], seed=r.values["seed"], f1=0.7)
+        rec = pd.read_csv(r.run_dir / "train_records.csv")  # the CinC 2017 ground truth instead of synthetic's
+        rec["label_changed"] = rec.pop("corruption") != "none"
+        rec.drop(columns="true_class").to_csv(r.run_dir / "train_records.csv", index=False)
+    collect_results(grid, runs)
+    sweep_dir = grid.sweep_dir
+    assert main(["report", str(sweep_dir), "--n-boot", "200", "--examples", "0"]) == 0
+    md = (sweep_dir / "report.md").read_text()
+    html = (sweep_dir / "report.html").read_text()
+    assert f"## {rel.HEADING}" in md and 'id="label_noise"' in html and 'id="label_noise_epochs"' in html
+    assert md.index("## Focus scores") < md.index(f"## {rel.HEADING}") < md.index("## Example records")
+    expected = rel.reliability_table({m: [sweep_dir / "runs" / f"method={m},seed={s}" for s in range(3)]
+                                      for m in ("full", "dbpd", "erts-dbpd")}, n_boot=200)
+    assert set(expected["method"]) == {"dbpd", "erts-dbpd"}
+    for m in ("dbpd", "erts-dbpd"):
+        assert rel.verdict(expected, m) in md
+    # a single run's report has it too; a sweep without label_changed has not
+    assert main(["report", str(sweep_dir / "runs" / "method=erts-dbpd,seed=0"), "--examples", "0"]) == 0
+    assert f"## {rel.HEADING}" in (sweep_dir / "runs" / "method=erts-dbpd,seed=0" / "report.md").read_text()
+    for r in runs:
+        rec = pd.read_csv(r.run_dir / "train_records.csv")
+        rec.drop(columns="label_changed").to_csv(r.run_dir / "train_records.csv", index=False)
+    assert main(["report", str(sweep_dir), "--examples", "0", "--out", str(tmp_path / "plain")]) == 0
+    assert rel.HEADING not in (tmp_path / "plain" / "report.md").read_text()

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="write report.html + report.md for a run or a sweep folder")
     r.add_argument("dir", help="a run folder (runs/<name>) or a sweep folder (sweeps/<name>)")
     r.add_argument("--out", help="output folder (default: DIR)")
-    r.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for a single run's CI")
+    r.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples: a single run's CI, the label-noise ratio CIs")
     r.add_argument("--examples", type=int, default=2, help="example records per kind (kept, filtered); 0: none")
     r.add_argument("--leads", type=int, default=3, help="leads drawn per example record")
     r.set_defaults(func=run_report_cmd)

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from erts.eval.stats import bootstrap_run, erts_comparisons, group_summary, paired_comparisons
-from erts.report import plots
+from erts.report import plots, reliability
 from erts.report.selection import (drop_rates, filter_by_truth, focus_candidates, load_selection_log,
                                    load_train_records, truth_contrast)
 
@@ -400,7 +400,7 @@ def comparison_section(s: Section, comp: pd.DataFrame, shown: list[str], what: s
              "intervals crossing the dashed zero line are not distinguishable from it.")
 
 
-def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3) -> Report:
+def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3, n_boot: int = 2000) -> Report:
     results = pd.read_csv(sweep_dir / "results.csv")
     if results.empty:
         raise ValueError(f"{sweep_dir}/results.csv has no finished runs yet")
@@ -459,7 +459,19 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
     sweep_config_section(secs["Configuration"], config_groups)
     intro = f"Sweep folder: {sweep_dir}. Configuration keys: {', '.join(keys)}; seeds: " \
             f"{', '.join(map(str, sorted(results['seed'].unique())))}."
-    return Report(f"erts sweep report: {sweep_dir.name}", intro, [secs[h] for h in SWEEP_SECTIONS], warnings)
+    sections = with_label_noise([secs[h] for h in SWEEP_SECTIONS], config_groups, n_boot)
+    return Report(f"erts sweep report: {sweep_dir.name}", intro, sections, warnings)
+
+
+def with_label_noise(sections: list[Section], groups: list[tuple[str, list[Path]]], n_boot: int) -> list[Section]:
+    """The sections plus, after "Focus scores", the label-noise section (erts.report.reliability) when a
+    run has label_changed ground truth (CinC 2017); groups: (configuration label, its seeds' run folders)."""
+    if not any(reliability.has_label_truth(r) for _, runs in groups for r in runs):
+        return sections
+    s = Section(reliability.HEADING)
+    reliability.fill_section(s, {label: runs for label, runs in groups}, n_boot=n_boot)
+    at = next((i + 1 for i, x in enumerate(sections) if x.heading == "Focus scores"), len(sections))
+    return sections[:at] + [s] + sections[at:]
 
 
 # --- resolved configuration -------------------------------------------------------------
@@ -579,7 +591,8 @@ def build_run_report(run_dir: Path, *, n_boot: int = 2000, examples: int = 2, ma
                        secs["Kept fraction per epoch"], secs["Which classes are dropped"], secs["Focus scores"])
     add_examples(secs["Example records"], run_dir, examples, max_leads)
     run_config_section(secs["Configuration"], run_dir)
-    return Report(f"erts run report: {run_dir.name}", f"Run folder: {run_dir}.", [secs[h] for h in RUN_SECTIONS])
+    sections = with_label_noise([secs[h] for h in RUN_SECTIONS], [(str(m.get("method")), [run_dir])], n_boot)
+    return Report(f"erts run report: {run_dir.name}", f"Run folder: {run_dir}.", sections)
 
 
 def cost_table(cost: dict, epochs) -> pd.DataFrame:
@@ -736,7 +749,7 @@ def build_report(directory: str | Path, *, out_dir: str | Path | None = None, n_
     """
     d = Path(directory)
     if is_sweep_dir(d):
-        rep = build_sweep_report(d, examples=examples, max_leads=max_leads)
+        rep = build_sweep_report(d, examples=examples, max_leads=max_leads, n_boot=n_boot)
     elif is_run_dir(d):
         rep = build_run_report(d, n_boot=n_boot, examples=examples, max_leads=max_leads)
     else:

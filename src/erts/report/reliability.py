@@ -387,3 +387,24 @@ def render_markdown(table: pd.DataFrame, *, per_epoch: bool = True) -> str:
     if per_epoch:
         parts += ["Per epoch (pooled over seeds):", _md_table(display_table(table[table["scope"] != "overall"], None))]
     return "\n\n".join(parts) + "\n"
+
+
+HEADING = "Label noise: what gets dropped"
+
+
+def fill_section(section, runs, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Fills a report section (anything with ``text(str)`` and ``table(df, id)``, like erts.report.build.Section)
+    with the overall table, one verdict per group and the per-epoch table; returns the tidy table."""
+    t = reliability_table(runs, n_boot=n_boot, seed=seed)
+    if t.empty:
+        section.text("No run here has label_changed ground truth and a selection log with select epochs "
+                     "(CinC 2017 runs of an ERTS method, dbpd or erts-dbpd), so there is nothing to measure.")
+        return t
+    section.text(EXPLANATION + f" Bootstrap: {n_boot} resamples.")
+    section.table(display_table(t), "label_noise")
+    for m in dict.fromkeys(t["method"]):
+        if v := verdict(t, m):
+            section.text(v)
+    section.text("Per epoch (pooled over seeds):")
+    section.table(display_table(t[t["scope"] != "overall"], None), "label_noise_epochs")
+    return t
