@@ -317,3 +317,19 @@ def test_cost_counters_match_what_the_model_really_ran(cache_dir, tmp_path):
     # eval-mode forwards: the scoring pass over the train set in the 2 select epochs, validation every epoch
     assert seen["fwd_eval"] == c.forwards["scoring"] + c.forwards["eval"] == 2 * n_train + 3 * n_val
     assert seen["bwd"] < 3 * n_train  # the select epochs dropped samples
+
+
+def test_a_phase_inside_another_is_booked_to_itself_only():
+    from erts.train.cost import CostMeter
+
+    c = CostMeter()
+    t0 = time.perf_counter()
+    with c.phase("update", 4, forward=True, backward=True):
+        time.sleep(0.05)
+        with c.phase("gradcam", 4, forward=False):
+            time.sleep(0.1)
+    wall = time.perf_counter() - t0
+    assert c.seconds["gradcam"] == pytest.approx(0.1, abs=0.03)
+    assert c.seconds["update"] == pytest.approx(0.05, abs=0.03)
+    assert c.seconds["update"] + c.seconds["gradcam"] == pytest.approx(wall, abs=0.01)
+    assert c.forwards == {**c.forwards, "update": 4, "gradcam": 0} and c.backwards["update"] == 4

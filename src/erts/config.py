@@ -23,7 +23,8 @@ from erts.selection.schedule import Schedule, resolve_schedule, schedule_problem
 
 
 # selection methods (defined here, not in erts.selection, so validating a config never imports torch)
-METHODS = ("full", "dbpd", "smrd", "srd", "erts-dbpd", "erts-smrd", "erts-srd")
+RULES = ("dbpd", "smrd", "srd", "infobatch", "loss-topk", "el2n")
+METHODS = ("full", *RULES, *(f"erts-{r}" for r in RULES))
 
 
 @dataclass
@@ -42,7 +43,7 @@ class DataConfig:
     standardize: bool = True  # per-record, per-lead zero mean / unit variance
     nan_policy: Literal["reject", "interpolate"] = "reject"  # what to do with NaNs in a signal
     bad_records: Literal["skip", "fail"] = "skip"  # skip-and-report or stop at the first bad record
-    labels: Literal["current", "original"] = "current"  # cinc2017 label file
+    labels: Literal["current", "original", "original-train"] = "current"  # cinc2017 label file (original-train: train/val on the original labels, test on the current ones)
     # built-in synthetic dataset
     n_records: int = 5000
     corrupt_frac: float = 0.1  # fraction of records corrupted on purpose (ground truth kept in meta)
@@ -76,7 +77,7 @@ class OptimConfig:
 
 @dataclass
 class SelectionConfig:
-    method: str = "full"  # full | dbpd | smrd | srd | erts-dbpd | erts-smrd | erts-srd
+    method: str = "full"  # full | dbpd | smrd | srd | infobatch | loss-topk | el2n, or erts-<rule>
     granularity: Literal["batch", "epoch"] = "batch"
     # schedule (0-based epochs); None: the published proportions of `epochs` (5 %, 8 %, 50 %, rounded up,
     # each phase at least one epoch): warm-up 5 / Grad-CAM 8 / revision 50 of 100 epochs
@@ -109,6 +110,16 @@ class SelectionConfig:
     # even in a pool where the rule kept nothing (erts <= 0.1); off: never
     class_rescue: Literal["published", "always", "off"] = "published"
     smrd_schedule: Optional[str] = None  # smrd/erts-smrd: replay this run's per-batch counts of the rule's kept samples
+    # where p, loss, EL2N and focus come from: pass = a scoring forward over the pool (the paper's rules,
+    # loss-topk, el2n); update = each updated sample's own training forward, kept in a per-sample score
+    # bank (no extra pass); auto = update for infobatch, pass for the others
+    score_source: Literal["auto", "pass", "update"] = "auto"
+    rescore_every: int = 0  # > 0: a scoring pass over the pool every k select epochs (refreshes the bank)
+    infobatch_r: float = 0.5  # InfoBatch: prune below-mean-loss samples with probability r, rescale kept ones by 1/(1-r)
+    infobatch_delta: float = 0.875  # InfoBatch: prune in the first delta of the epochs (revision from there)
+    topk_beta: float = 1.0  # loss-topk: keep probability = (percentile of the loss among recent losses) ^ beta
+    topk_history: int = 2048  # loss-topk: how many recent losses the percentile is taken over
+    el2n_keep: float = 0.5  # el2n: keep this fraction of each pool, the highest EL2N scores
     score_mode: Literal["eval", "train"] = "eval"  # train reproduces the published BN/dropout pitfall
     # samples per scoring / Grad-CAM / evaluation forward; 0 = auto: 512 on GPU, and on CPU about 64k
     # time steps per 1-D batch (16 records of 32 x 1,000 for 2-D): small batches stay in cache (measured)
@@ -296,6 +307,11 @@ def validate(cfg: Config) -> None:
          "warmup_epochs, gradcam_start and revision_epoch must be >= 0"),
         (s.smrd_schedule is None or s.method in ("smrd", "erts-smrd"),
          f"smrd_schedule is for method=smrd or erts-smrd, not {s.method}"),
+        (0.0 <= s.infobatch_r < 1.0, f"infobatch_r={s.infobatch_r} must be in [0, 1)"),
+        (0.0 < s.infobatch_delta <= 1.0, f"infobatch_delta={s.infobatch_delta} must be in (0, 1]"),
+        (s.topk_beta > 0 and s.topk_history >= 1, "topk_beta must be > 0 and topk_history >= 1"),
+        (0.0 < s.el2n_keep <= 1.0, f"el2n_keep={s.el2n_keep} must be in (0, 1]"),
+        (s.rescore_every >= 0, f"rescore_every={s.rescore_every} must be >= 0 (0: the source's default)"),
         (t.epochs >= 1, f"epochs={t.epochs} must be >= 1"),
         (o.batch_size >= 1, f"batch_size={o.batch_size} must be >= 1"),
         (s.score_batch_size >= 0, f"score_batch_size={s.score_batch_size} must be >= 0 (0 = auto)"),
@@ -323,7 +339,8 @@ def validate(cfg: Config) -> None:
 def schedule_of(cfg: Config) -> Schedule:
     """The run's resolved phase boundaries (unset ones from the published proportions)."""
     s = cfg.selection
-    return resolve_schedule(s.method, cfg.train.epochs, s.warmup_epochs, s.gradcam_start, s.revision_epoch)
+    return resolve_schedule(s.method, cfg.train.epochs, s.warmup_epochs, s.gradcam_start, s.revision_epoch,
+                            s.infobatch_delta)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:

@@ -56,7 +56,7 @@ def format_summary(metrics: dict, run_dir: Path) -> str:
         "per-class  " + "  ".join(f"{k} {v:.3f}" for k, v in t["per_class_f1"].items()),
         f"cost       effective epochs {c['effective_epochs']:.2f} of {metrics['epochs']}",
         f"seconds    scoring {sec['scoring']:.1f}  gradcam {sec['gradcam']:.1f}  update {sec['update']:.1f}  "
-        f"eval {sec['eval']:.1f}  total {sec['total']:.1f}",
+        f"eval {sec['eval']:.1f}  other {sec['other']:.1f}  total {sec['total']:.1f}",
         f"samples    fwd scoring {c['sample_forwards']['scoring']:.0f}  fwd/bwd gradcam "
         f"{c['sample_forwards']['gradcam']:.0f}/{c['sample_backwards']['gradcam']:.0f}  fwd/bwd update "
         f"{c['sample_forwards']['update']:.0f}/{c['sample_backwards']['update']:.0f}",

@@ -84,6 +84,37 @@ def focus_rank_keep(candidates: torch.Tensor, p: torch.Tensor, focus: torch.Tens
     return keep
 
 
+def infobatch_keep(loss: torch.Tensor, mean: float, r: float,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """InfoBatch (Qin et al., ICLR 2024): a sample whose last known loss is below ``mean`` (the
+    mean over the training set) is pruned with probability r; the kept ones among those have
+    their loss scaled by 1 / (1 - r), so the expected gradient is the full-data gradient.
+    Returns (keep, weight, hard): ``hard`` = the above-mean samples, kept unconditionally."""
+    well_learned = loss < mean
+    draw = torch.rand(len(loss), generator=generator).to(loss.device)
+    keep = ~well_learned | (draw >= r)
+    weight = torch.where(well_learned & keep, torch.tensor(1.0 / (1.0 - r), device=loss.device),
+                         torch.tensor(1.0, device=loss.device))
+    return keep, weight, ~well_learned
+
+
+def loss_percentile_keep(loss: torch.Tensor, history: torch.Tensor, beta: float,
+                         generator: torch.Generator) -> torch.Tensor:
+    """Selective-Backprop (Jiang et al. 2019): keep each sample with probability P(L <= loss)^beta,
+    the empirical CDF of its loss among ``history`` (recent losses, this pool's included)."""
+    cdf = torch.searchsorted(torch.sort(history).values, loss.float(), right=True).float() / max(len(history), 1)
+    draw = torch.rand(len(loss), generator=generator).to(loss.device)
+    return draw < cdf.pow(beta)
+
+
+def top_fraction_keep(score: torch.Tensor, frac: float) -> torch.Tensor:
+    """The ``ceil(frac * n)`` highest scores (EL2N pruning keeps the hardest; ties by position)."""
+    n_keep = min(len(score), math.ceil(frac * len(score) - 1e-9))
+    keep = torch.zeros(len(score), dtype=torch.bool, device=score.device)
+    keep[torch.sort(score.float(), descending=True, stable=True).indices[:n_keep]] = True
+    return keep
+
+
 def focus_threshold_keep(candidates: torch.Tensor, focus: torch.Tensor, threshold: float) -> torch.Tensor:
     """ERTS filter, absolute mode: keep candidates whose focus score reaches the threshold."""
     return candidates & (focus >= threshold)

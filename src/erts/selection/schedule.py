@@ -6,6 +6,11 @@ epochs. Unset values follow those *proportions* of the run's epoch count (5 %,
 epoch count allows it, so a 12-epoch run is warm-up 0, select 1-5 with ERTS
 from 2, revision 6-11, and a 30-epoch run warm-up 0-1, ERTS from 3, revision
 from 15. A value the user sets is used as given.
+
+InfoBatch keeps its own schedule (Qin et al. 2024): one warm-up epoch fills the
+score bank (InfoBatch initialises every score alike, so its first epoch prunes
+nothing either), then it prunes until the last ``1 - delta`` of the epochs
+(12.5 % by default), which train on everything.
 """
 from __future__ import annotations
 
@@ -73,11 +78,13 @@ def _span(epochs: list[int]) -> str:
 
 
 def resolve_schedule(method: str, epochs: int, warmup: int | None, gradcam_start: int | None,
-                     revision: int | None) -> Schedule:
+                     revision: int | None, infobatch_delta: float = 0.875) -> Schedule:
     """Fills unset boundaries from the published proportions (see the module docstring)."""
-    w = warmup if warmup is not None else max(1, _frac(WARMUP_FRAC, epochs))
+    infobatch = method.removeprefix("erts-") == "infobatch"
+    w = warmup if warmup is not None else (1 if infobatch else max(1, _frac(WARMUP_FRAC, epochs)))
     g = gradcam_start if gradcam_start is not None else max(w + 1, _frac(GRADCAM_FRAC, epochs))
-    r = revision if revision is not None else max(g + 1, _frac(REVISION_FRAC, epochs))
+    default_r = _frac(infobatch_delta, epochs) if infobatch else _frac(REVISION_FRAC, epochs)
+    r = revision if revision is not None else max(g + 1, default_r)
     return Schedule(epochs, w, g, r, method)
 
 

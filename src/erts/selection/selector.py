@@ -19,7 +19,7 @@ import torch
 
 from erts.config import METHODS, SelectionConfig
 from erts.selection.rules import (class_rescue, dbpd_keep, focus_rank_keep, focus_threshold_keep,
-                                  random_keep, srd_count)
+                                  infobatch_keep, loss_percentile_keep, random_keep, srd_count, top_fraction_keep)
 from erts.selection.schedule import resolve_schedule
 
 
@@ -33,6 +33,9 @@ class PoolScores:
     p_label: torch.Tensor | None = None  # (n, K) multi-label: probability of each class's correct label
     focus: torch.Tensor | None = None  # (n,) focus scores of the PDD candidates, NaN elsewhere
     focus_all: torch.Tensor | None = None  # (n,) fast-path focus of every scored sample
+    loss: torch.Tensor | None = None   # (n,) per-sample training loss (infobatch, loss-topk)
+    el2n: torch.Tensor | None = None   # (n,) ||probabilities - labels||_2 (el2n)
+    loss_mean: float | None = None     # infobatch: mean last-known loss over the whole training set
 
     def usefulness(self, focus: torch.Tensor | None = None) -> torch.Tensor:
         """How much a sample is worth rescuing: 1 - p (times focus for the filter); per class
@@ -50,6 +53,7 @@ class Selection:
     candidates: torch.Tensor  # the rule's keep-mask with its rescues (pdd_keep in the log)
     keep: torch.Tensor        # after the focus filter (erts_keep): what gets the update
     rescued: torch.Tensor     # kept only because class rescue put them back
+    weight: torch.Tensor | None = None  # per-sample loss weights of the kept samples' update (infobatch)
 
 
 class Selector:
@@ -61,7 +65,16 @@ class Selector:
         self.rule = cfg.method.removeprefix("erts-")
         self.uses_erts = cfg.method.startswith("erts-")
         self.schedule = resolve_schedule(cfg.method, epochs, cfg.warmup_epochs, cfg.gradcam_start,
-                                         cfg.revision_epoch)
+                                         cfg.revision_epoch, cfg.infobatch_delta)
+        auto = "update" if self.rule == "infobatch" else "pass"
+        self.score_source = auto if cfg.score_source == "auto" else cfg.score_source
+        self.loss_history = torch.empty(0)  # loss-topk: the most recent losses (saved with the run state)
+
+    def state_dict(self) -> dict:
+        return {"loss_history": self.loss_history.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss_history = state["loss_history"].clone()
 
     @property
     def warmup_epochs(self) -> int:
@@ -83,8 +96,27 @@ class Selector:
         return self.schedule.erts_active(epoch)
 
     def needs_scores(self, epoch: int) -> bool:
-        """SRD alone needs no scoring pass; every other rule (and ERTS) does."""
+        """SRD alone needs no scores; every other rule (and ERTS) does, from a pass or the bank."""
         return self.phase(epoch) == "select" and (self.rule != "srd" or self.erts_active(epoch))
+
+    def needs_pass(self, epoch: int) -> bool:
+        """Whether this epoch's scores come from a scoring forward (else from the score bank).
+
+        ``pass``: every select epoch, except el2n (a static score: the first select epoch);
+        ``update``: none. ``rescore_every=k`` adds a pass every k select epochs in both."""
+        if not self.needs_scores(epoch):
+            return False
+        since = epoch - self.schedule.warmup
+        k = self.cfg.rescore_every
+        if k and since % k == 0:
+            return True
+        if self.score_source == "update":
+            return False
+        return since == 0 if self.rule == "el2n" else True
+
+    def reweights(self, epoch: int) -> bool:
+        """Whether this epoch's kept samples carry loss weights (InfoBatch's 1 / (1 - r))."""
+        return self.rule == "infobatch" and self.phase(epoch) == "select"
 
     def needs_focus(self, candidates: torch.Tensor) -> bool:
         """Rank mode keeps a lone candidate whatever its focus (published: no Grad-CAM for it)."""
@@ -128,9 +160,11 @@ class Selector:
             keep = random_keep(n, srd_count(n, self.cfg.gamma, epoch), generator, device)
         elif self.rule == "dbpd":
             keep = dbpd_keep(scores.p, scores.correct, self.cfg.tau)
-        else:
+        elif self.rule == "smrd":
             size = self.dbpd_count(member, scores) if count is None else min(int(count), n)
             keep = random_keep(n, size, generator, device)
+        else:
+            return self.loss_rule(scores, generator)[0], none
         if not self._rule_rescues(self.rule):
             return keep, none
         usefulness = scores.usefulness() if scores is not None else torch.rand(n, generator=generator).to(device)
@@ -138,6 +172,19 @@ class Selector:
         return rescued, rescued & ~keep
 
     # ------------------------------------------------------------ the focus filter
+    def loss_rule(self, scores: PoolScores, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The literature's rules: (keep, loss weights or None, the kept samples the rule deems hard)."""
+        c = self.cfg
+        if self.rule == "infobatch":
+            return infobatch_keep(scores.loss, scores.loss_mean, c.infobatch_r, generator)
+        if self.rule == "loss-topk":
+            loss = scores.loss.detach().float().cpu()
+            self.loss_history = torch.cat([self.loss_history, loss])[-c.topk_history:]
+            keep = loss_percentile_keep(loss, self.loss_history, c.topk_beta, generator).to(scores.loss.device)
+            return keep, None, keep
+        keep = top_fraction_keep(scores.el2n, c.el2n_keep)
+        return keep, None, keep
+
     def focus_filter(self, candidates: torch.Tensor, scores: PoolScores) -> tuple[torch.Tensor, torch.Tensor]:
         """ERTS: keep the focused candidates (rank by (1-p)*focus, or absolute threshold), then
         rescue a class among the candidates. Returns the keep-mask and the filter's rescues."""
@@ -156,11 +203,19 @@ class Selector:
 
     def select(self, epoch: int, member: torch.Tensor, scores: PoolScores | None, generator: torch.Generator,
                focus_fn=None, count: int | None = None) -> Selection:
-        """Rule, then (in ERTS epochs) ``focus_fn(candidates)`` fills ``scores.focus`` and the filter runs."""
-        candidates, rescued = self.pdd_candidates(epoch, member, scores, generator, count)
+        """Rule, then (in ERTS epochs) ``focus_fn(candidates)`` fills ``scores.focus`` and the filter runs
+        on the candidates the rule deems hard (all of them, but for InfoBatch the above-mean ones)."""
+        weight = None
+        if self.phase(epoch) == "select" and self.rule in ("infobatch", "loss-topk", "el2n"):
+            candidates, weight, hard = self.loss_rule(scores, generator)
+            rescued = torch.zeros_like(candidates)
+        else:
+            candidates, rescued = self.pdd_candidates(epoch, member, scores, generator, count)
+            hard = candidates
         keep = candidates
-        if self.erts_active(epoch) and self.needs_focus(candidates):
-            focus_fn(candidates)
-            keep, filter_rescued = self.focus_filter(candidates, scores)
+        if self.erts_active(epoch) and self.needs_focus(hard):
+            focus_fn(hard)
+            kept_hard, filter_rescued = self.focus_filter(hard, scores)
+            keep = (candidates & ~hard) | kept_hard
             rescued = (rescued & keep) | filter_rescued
-        return Selection(candidates, keep, rescued)
+        return Selection(candidates, keep, rescued, weight)

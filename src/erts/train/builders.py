@@ -76,18 +76,44 @@ def effective_number_weights(labels: np.ndarray, num_classes: int, beta: float =
     return torch.tensor(w / w.sum() * num_classes, dtype=torch.float32)
 
 
-def build_loss(name: str, train_labels: np.ndarray, num_classes: int, device: torch.device):
-    """One loss per run, used by every method (the published code's confound is not repeated).
+class Loss:
+    """A run's loss: ``per_sample(logits, y)`` (what InfoBatch and loss-topk rank, the score bank
+    keeps) and the reduced training loss ``(logits, y, weight)``.
 
-    balanced_ce is PyTorch's weighted mean (sum of w_y * ce / sum of w_y); cb_ce is the published
-    loss: per-sample w_y * ce, then a plain mean over the samples."""
-    if name == "bce":
-        return lambda logits, y: F.binary_cross_entropy_with_logits(logits.float(), y)
+    ce, cb_ce, bce: the mean over samples of weight * per-sample loss (cb_ce: w_y * CE, the
+    published plain mean). balanced_ce: PyTorch's weighted mean, sum(weight * w_y * CE) / sum(w_y).
+    ``denom``: divide the weighted sum by this many samples instead (InfoBatch per batch: the pool
+    size, so the expected gradient is the full batch's)."""
+
+    def __init__(self, name: str, class_weight: torch.Tensor | None = None):
+        self.name, self.class_weight = name, class_weight
+
+    def per_sample(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.name == "bce":
+            return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1)
+        return F.cross_entropy(logits, y, weight=self.class_weight, reduction="none")
+
+    def reduce(self, per_sample: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
+               denom: int | None = None) -> torch.Tensor:
+        total = (per_sample * weight).sum() if weight is not None else per_sample.sum()
+        if denom is not None:
+            return total / denom
+        if self.name == "balanced_ce":
+            return total / self.class_weight[y].sum()
+        return total / max(len(per_sample), 1)
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return self.reduce(self.per_sample(logits, y), y, weight)
+
+
+def build_loss(name: str, train_labels: np.ndarray, num_classes: int, device: torch.device) -> Loss:
+    """One loss per run, used by every method (the published code's confound is not repeated)."""
     if name == "cb_ce":
-        cb = effective_number_weights(train_labels, num_classes).to(device)
-        return lambda logits, y: F.cross_entropy(logits.float(), y, weight=cb, reduction="none").mean()
-    weight = class_weights(train_labels, num_classes).to(device) if name == "balanced_ce" else None
-    return lambda logits, y: F.cross_entropy(logits.float(), y, weight=weight)
+        return Loss(name, effective_number_weights(train_labels, num_classes).to(device))
+    if name == "balanced_ce":
+        return Loss(name, class_weights(train_labels, num_classes).to(device))
+    return Loss(name)
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:

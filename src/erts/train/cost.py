@@ -34,6 +34,7 @@ class CostMeter:
     flops: dict[str, float] = field(default_factory=_zeros)
     flops_per_sample: dict[str, float] = field(default_factory=dict)  # measured once per phase
     updated: float = 0.0  # samples back-propagated (numerator of effective epochs)
+    _nested: list = field(default_factory=list)  # seconds spent in phases opened inside the open ones
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -44,19 +45,28 @@ class CostMeter:
         """Times a block of work on ``n_samples`` samples and counts it.
 
         The first time a phase runs, the block runs under FlopCounterMode and the
-        FLOPs per sample are recorded; later blocks are scaled from that.
+        FLOPs per sample are recorded; later blocks are scaled from that. A phase opened
+        inside another (the update's own Grad-CAM) is booked to itself only: its seconds
+        are taken out of the enclosing phase.
         """
         measure = name not in self.flops_per_sample and n_samples > 0
         counter = FlopCounterMode(display=False) if measure else None
         self._sync()
         start = time.perf_counter()
-        if counter is not None:
-            with counter:
+        self._nested.append(0.0)
+        try:
+            if counter is not None:
+                with counter:
+                    yield
+            else:
                 yield
-        else:
-            yield
-        self._sync()
-        self.seconds[name] += time.perf_counter() - start
+        finally:
+            self._sync()
+            elapsed = time.perf_counter() - start
+            inner = self._nested.pop()
+            if self._nested:
+                self._nested[-1] += elapsed
+        self.seconds[name] += elapsed - inner
         if counter is not None:
             self.flops_per_sample[name] = counter.get_total_flops() / n_samples
         self.forwards[name] += n_samples if forward else 0

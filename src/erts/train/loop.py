@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from erts.config import Config, config_from_dict, dump_config
 from erts.data import load_dataset
 from erts.data.records import RecordSet
+from erts.errors import DataError
+from erts.progress import progress as progress_bar  # alias: self.progress / train(progress=) shadow the name
 from erts.eval.metrics import compute_metrics, tune_thresholds
 from erts.selection import PoolScores, Selector
+from erts.selection.bank import ScoreBank
 from erts.train import runio
 from erts.train.builders import (build_loss, build_model, build_optimizer, build_scheduler, resolve_device,
                                  resolve_loss_name, resolve_score_batch_size)
@@ -86,6 +88,15 @@ class Tensors:
         return cls(x, y, member, rs.multilabel, window, crop == "random", torch.Generator())
 
 
+def el2n(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """EL2N (Paul et al. 2021): the L2 norm of probabilities minus the one-hot (multi-hot) labels."""
+    logits = logits.float()
+    if multilabel:
+        return (torch.sigmoid(logits) - y).norm(dim=1)
+    probs = torch.softmax(logits, 1)
+    return (probs - torch.nn.functional.one_hot(y, probs.shape[1]).float()).norm(dim=1)
+
+
 def confidence(logits: torch.Tensor, y: torch.Tensor, multilabel: bool,
                reduce: str = "min") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """p = probability of the true label, ``correct`` = the prediction is right, and (multi-label
@@ -119,17 +130,23 @@ class Trainer:
                                                  cfg.model.lead_rows if self.model.is_2d else 0)
         self.idx = {s: torch.from_numpy(rs.indices(s)).to(self.device) for s in ("train", "val", "test")}
         if len(self.idx["train"]) == 0 or len(self.idx["val"]) == 0:
-            raise ValueError(f"{rs.name}: the training and validation splits must not be empty")
+            raise DataError(f"{rs.name}: the training and validation splits must not be empty")
         self.loss_name = resolve_loss_name(cfg, rs.multilabel)
         self.loss_fn = build_loss(self.loss_name, rs.labels[rs.indices("train")], rs.num_classes, self.device)
         self.opt = build_optimizer(cfg, self.model)
         self.sched = build_scheduler(cfg, self.opt)
         self.selector = Selector(cfg.selection, cfg.train.epochs)
         self.replay = load_kept_counts(cfg.selection.smrd_schedule, self) if cfg.selection.smrd_schedule else None
+        self.bank = ScoreBank(len(rs.labels), self.device)
         self.cost = CostMeter(self.device)
         self.start_epoch, self.best_f1, self.best_epoch = 0, -1.0, -1
         self.log_rows: list[dict] = []
-        self.model.get_layer(cfg.selection.gradcam_layer)  # an unknown layer fails here, not mid-run
+        try:
+            self.model.get_layer(cfg.selection.gradcam_layer)  # an unknown layer fails here, not mid-run
+        except ValueError as e:
+            from erts.config import ConfigError
+
+            raise ConfigError(f"gradcam_layer={cfg.selection.gradcam_layer!r}: {e}") from None
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -147,8 +164,9 @@ class Trainer:
             return self.model(x).float()
 
     # ---------------------------------------------------------------- scoring
-    def score(self, ids: torch.Tensor, want_focus: bool, x: torch.Tensor | None = None) -> PoolScores:
-        """Scoring pass over ``ids`` (batched by the score batch size): p and correct per sample.
+    def score(self, ids: torch.Tensor, want_focus: bool, x: torch.Tensor | None = None, epoch: int = -1) -> PoolScores:
+        """Scoring pass over ``ids`` (batched by the score batch size): p, correct, loss and EL2N per
+        sample, also written to the score bank.
 
         ``x``: the pool's inputs when the caller already cut them (per-batch selection scores,
         explains and updates the very same windows); default: each record's centre window.
@@ -162,7 +180,7 @@ class Trainer:
         published = self.cfg.selection.score_mode == "train"
         self.model.train(published)  # published pitfall: train mode updates BatchNorm statistics
         fused = want_focus and self.cam_fast
-        ps, cs, pls, focus = [], [], [], []
+        ps, cs, pls, losses, el2ns, focus = [], [], [], [], [], []
         grad_ctx = torch.no_grad if published else torch.inference_mode
         reduce = self.cfg.selection.confidence
         for start in range(0, len(ids), self.score_bs):
@@ -174,14 +192,21 @@ class Trainer:
                     f = self.model.forward_features(xc)
                     logits = self.model.forward_head(f)
                 p, c, pl = confidence(logits, y, self.data.multilabel, reduce)
+                losses.append(self.loss_fn.per_sample(logits, y))
+                el2ns.append(el2n(logits, y, self.data.multilabel))
             ps.append(p)
             cs.append(c)
             pls.append(pl)
             if fused:
                 focus.append(self.fast_focus(f, y))
-        return PoolScores(torch.cat(ps), torch.cat(cs), self.data.member[ids],
-                          p_label=torch.cat(pls) if self.data.multilabel else None,
-                          focus_all=torch.cat(focus) if fused else None)
+        scores = PoolScores(torch.cat(ps), torch.cat(cs), self.data.member[ids],
+                            p_label=torch.cat(pls) if self.data.multilabel else None,
+                            focus_all=torch.cat(focus) if fused else None, loss=torch.cat(losses),
+                            el2n=torch.cat(el2ns))
+        self.bank.write(ids, epoch, p=scores.p, correct=scores.correct, loss=scores.loss, el2n=scores.el2n,
+                        focus=scores.focus_all)
+        scores.loss_mean = float(self.bank.loss[self.idx["train"]].mean())
+        return scores
 
     def fast_focus(self, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Focus of the true class from last-stage features (no extra forward or backward)."""
@@ -229,26 +254,56 @@ class Trainer:
         """Keep-mask over ``ids`` plus the per-sample log fields (``x``, ``count``: see score, Selector)."""
         sel = self.selector
         nan = torch.full((len(ids),), float("nan"), device=self.device)
-        scores = self.score(ids, sel.erts_active(epoch), x) if sel.needs_scores(epoch) else None
+        scores = None
+        if sel.needs_pass(epoch):
+            scores = self.score(ids, sel.erts_active(epoch), x, epoch)
+        elif sel.needs_scores(epoch):  # last known values, from the bank
+            scores = self.bank.scores(ids, self.data.member[ids], self.idx["train"])
+            if self.data.multilabel:
+                scores.p_label = None  # the bank keeps p only; multi-label rescue then ranks by it
+            if not (sel.erts_active(epoch) and self.cam_fast):
+                scores.focus_all = None
         result = sel.select(epoch, self.data.member[ids], scores, gen,
                             focus_fn=lambda cand: self.focus(ids, scores, cand, x), count=count)
+        weight = result.weight if result.weight is not None else torch.ones(len(ids), device=self.device)
         log = {"p": scores.p if scores is not None else nan,
                "focus": scores.focus if scores is not None and scores.focus is not None else nan,
-               "pdd_keep": result.candidates, "erts_keep": result.keep, "rescued": result.rescued}
+               "pdd_keep": result.candidates, "erts_keep": result.keep, "rescued": result.rescued,
+               "weight": torch.where(result.keep, weight, torch.zeros_like(weight))}
         return result.keep, log
 
     # ---------------------------------------------------------------- update
-    def update(self, ids: torch.Tensor, x: torch.Tensor | None = None) -> float:
-        """One optimiser step on ``ids`` (inputs ``x`` if given, else fresh training windows)."""
+    def update(self, ids: torch.Tensor, x: torch.Tensor | None = None, weight: torch.Tensor | None = None,
+               denom: int | None = None, epoch: int = -1) -> float:
+        """One optimiser step on ``ids`` (inputs ``x`` if given, else fresh training windows), the
+        per-sample losses scaled by ``weight`` (InfoBatch). With ``score_source=update`` the
+        forward's own p, loss, EL2N (and fast-path focus for ERTS) go to the score bank."""
         self.model.train()
+        y = self.data.y[ids]
         with self.cost.phase("update", len(ids), forward=True, backward=True):
-            logits = self.forward_logits(self.data.x(ids, train=True) if x is None else x)
-            loss = self.loss_fn(logits, self.data.y[ids])
+            with self.autocast():
+                feats = self.model.forward_features(self.data.x(ids, train=True) if x is None else x)
+                logits = self.model.forward_head(feats).float()
+            per_sample = self.loss_fn.per_sample(logits, y)
+            loss = self.loss_fn.reduce(per_sample, y, weight, denom)
+            if self.selector.score_source == "update":  # before the step: the weights that made the forward
+                self.bank_from_update(ids, feats.detach(), logits.detach(), per_sample.detach(), epoch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
         self.cost.updated += len(ids)
         return float(loss.detach())
+
+    def bank_from_update(self, ids: torch.Tensor, feats: torch.Tensor, logits: torch.Tensor,
+                         per_sample: torch.Tensor, epoch: int) -> None:
+        """Scores of the updated samples from their own training forward (train-mode BatchNorm:
+        batch statistics, so they differ slightly from an eval-mode pass; dropout sits in the
+        head, whose Grad-CAM is taken in eval form)."""
+        y = self.data.y[ids]
+        p, c, _ = confidence(logits, y, self.data.multilabel, self.cfg.selection.confidence)
+        focus = self.fast_focus(feats, y) if self.selector.uses_erts and self.cam_fast else None
+        self.bank.write(ids, epoch, p=p, correct=c, loss=per_sample, el2n=el2n(logits, y, self.data.multilabel),
+                        focus=focus)
 
     # ---------------------------------------------------------------- epoch
     def run_epoch(self, epoch: int) -> dict:
@@ -259,32 +314,35 @@ class Trainer:
         train_ids = self.idx["train"]
         order = train_ids[torch.randperm(len(train_ids), generator=gen).to(self.device)]
         bs = cfg.optim.batch_size
-        fields = {k: [] for k in ("index", "p", "focus", "pdd_keep", "erts_keep", "rescued", "updated")}
+        fields = {k: [] for k in ("index", "p", "focus", "pdd_keep", "erts_keep", "rescued", "weight", "updated")}
         losses: list[tuple[float, int]] = []
         counts = self.replay.get(epoch) if self.replay is not None else None
 
         def record(ids, log, kept):
             fields["index"].append(ids)
-            for k in ("p", "focus", "pdd_keep", "erts_keep", "rescued"):
+            for k in ("p", "focus", "pdd_keep", "erts_keep", "rescued", "weight"):
                 fields[k].append(log[k])
             fields["updated"].append(kept)
 
         if cfg.selection.granularity == "epoch":
             keep, log = self.select(epoch, order, gen, count=None if counts is None else int(counts.sum()))
             record(order, log, keep)
-            batches = [(b, None) for b in order[keep].split(bs)]
+            weighted = self.selector.reweights(epoch)
+            batches = [(b, None, w if weighted else None) for b, w in zip(order[keep].split(bs), log["weight"][keep].split(bs))]
         else:
-            batches = [(b, "select") for b in order.split(bs)]
-        bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress, unit="batch")
-        for b, (ids, mode) in enumerate(bar):
-            x = None
+            batches = [(b, "select", None) for b in order.split(bs)]
+        bar = progress_bar(batches, f"epoch {epoch}", unit="batch", disable=not self.progress, every=0, interval=30)
+        for b, (ids, mode, weight) in enumerate(bar):
+            x, denom = None, None
             if mode == "select":
                 x = self.data.x(ids, train=True)  # scored, explained and updated: the very same windows
                 keep, log = self.select(epoch, ids, gen, x, count=None if counts is None else int(counts[b]))
                 record(ids, log, keep)
+                if self.selector.reweights(epoch):  # InfoBatch per batch: sum / pool size, an unbiased batch gradient
+                    weight, denom = log["weight"][keep], len(ids)
                 ids, x = ids[keep], x[keep]
             if len(ids):
-                losses.append((self.update(ids, x), len(ids)))
+                losses.append((self.update(ids, x, weight, denom, epoch), len(ids)))
         self.sched.step()
         selection = {k: torch.cat(v).cpu().numpy() for k, v in fields.items()}
         runio.write_npz(self.run_dir / "selection" / f"epoch_{epoch:03d}.npz", **selection)
@@ -325,13 +383,17 @@ class Trainer:
     def state(self, epoch: int) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "epoch": epoch, "best_f1": self.best_f1,
-                "best_epoch": self.best_epoch, "cost": self.cost.snapshot()}
+                "best_epoch": self.best_epoch, "cost": self.cost.snapshot(), "bank": self.bank.state_dict(),
+                "selector": self.selector.state_dict()}
 
     def load_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.cost.restore(ckpt["cost"])
+        if "bank" in ckpt:  # runs of erts <= 0.1 have none
+            self.bank.load_state_dict(ckpt["bank"])
+            self.selector.load_state_dict(ckpt["selector"])
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.best_f1, self.best_epoch = float(ckpt["best_f1"]), int(ckpt["best_epoch"])
         self.log_rows = [r for r in runio.read_csv(self.run_dir / "log.csv") if int(r["epoch"]) < self.start_epoch]
@@ -342,7 +404,7 @@ class Trainer:
         ckpt_dir = self.run_dir / "checkpoints"
         epochs = range(self.start_epoch, self.cfg.train.epochs)
         print(f"schedule   {self.selector.schedule.describe()}", flush=True)
-        bar = tqdm(epochs, desc="epochs", disable=not self.progress, unit="epoch")
+        bar = progress_bar(epochs, "epochs", unit="epoch", disable=not self.progress, every=1, leave=True)
         mark = time.perf_counter()
         for epoch in bar:
             before = self.cost.snapshot()
