@@ -236,3 +236,20 @@ def test_random_keep_is_seeded():
     a = random_keep(50, 10, gen(3))
     b = random_keep(50, 10, gen(3))
     assert torch.equal(a, b) and int(a.sum()) == 10
+
+
+def test_class_prior_weights_restore_each_class_share_of_the_update():
+    from erts.selection.rules import class_prior_weights
+
+    # pool: 2 of class 0 (share 1/4), 6 of class 1 (3/4); kept: 2 of each (1/2 each)
+    keep = torch.tensor([1, 1, 1, 0, 0, 0, 0, 1], dtype=torch.bool)
+    member = onehot([0, 0, 1, 1, 1, 1, 1, 1], 2)
+    w = class_prior_weights(keep, member)
+    # class 0: (1/4) / (1/2) = 0.5; class 1: (3/4) / (1/2) = 1.5
+    assert w[keep].tolist() == [0.5, 0.5, 1.5, 1.5]
+    assert float(w[keep].sum()) == 4.0                 # shares: 2 * 0.5 / 4 = 1/4, 2 * 1.5 / 4 = 3/4
+    sel = Selector(SelectionConfig(method="dbpd", warmup_epochs=0, kept_weighting="prior", class_rescue="off"), 10)
+    s = scores([0.1, 0.2, 0.1, 0.9, 0.9, 0.9, 0.9, 0.2], [0, 0, 1, 1, 1, 1, 1, 1], k=2)
+    out = sel.select(1, s.member, s, gen())
+    assert out.keep.tolist() == keep.tolist() and out.weight[out.keep].tolist() == [0.5, 0.5, 1.5, 1.5]
+    assert sel.reweights(1)

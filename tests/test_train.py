@@ -232,6 +232,9 @@ def test_seconds_add_up_to_the_wall_clock_of_the_epochs(cache_dir, tmp_path):
     # all but the last epoch's closing writes (well under 0.3 s on a tiny run) are inside
     assert log.sec_epoch.sum() == pytest.approx(wall, abs=0.3)
     assert log.sec_epoch.sum() <= wall
+    # CPU time (all threads of the process) is booked the same way, beside the wall clock
+    assert (log.cpu_epoch > 0).all()
+    assert sum(t.cost.cpu_seconds.values()) == pytest.approx(log.cpu_epoch.sum())
 
 
 def test_per_batch_selection_scores_and_updates_the_same_windows(cache_dir, tmp_path):

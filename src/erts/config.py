@@ -114,6 +114,11 @@ class SelectionConfig:
     # loss-topk, el2n); update = each updated sample's own training forward, kept in a per-sample score
     # bank (no extra pass); auto = update for infobatch, pass for the others
     score_source: Literal["auto", "pass", "update"] = "auto"
+    # none: every kept sample weighs 1 (published). prior: the kept samples of each class are weighted so
+    # that each class weighs in the update loss as it does in the pool (k_c kept of n_c: weight
+    # (n_c / n) / (k_c / k)); the hard set of a selection epoch is mostly minority classes, and
+    # training on it unweighted shifts the classifier's prior towards them (docs/selection.md)
+    kept_weighting: Literal["none", "prior"] = "none"
     rescore_every: int = 0  # > 0: a scoring pass over the pool every k select epochs (refreshes the bank)
     infobatch_r: float = 0.5  # InfoBatch: prune below-mean-loss samples with probability r, rescale kept ones by 1/(1-r)
     infobatch_delta: float = 0.875  # InfoBatch: prune in the first delta of the epochs (revision from there)

@@ -115,6 +115,21 @@ def top_fraction_keep(score: torch.Tensor, frac: float) -> torch.Tensor:
     return keep
 
 
+def class_prior_weights(keep: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss weights that give each class the share of the update it has in the pool:
+    a kept sample of class c weighs (n_c / n) / (k_c / k), n_c of n in the pool, k_c of k kept.
+    Multi-label samples take the mean weight of their classes. The kept weights average 1."""
+    m = member.float()
+    n_c, k_c = m.sum(0), (m * keep[:, None].float()).sum(0)
+    n, k = float(len(keep)), float(keep.sum())
+    if k == 0:
+        return torch.ones(len(keep), device=keep.device)
+    w_c = torch.where(k_c > 0, (n_c / n) / (k_c / k).clamp_min(1e-12), torch.zeros_like(n_c))
+    per_sample = (m * w_c).sum(1) / m.sum(1).clamp_min(1.0)
+    w = torch.where(keep, per_sample, torch.ones_like(per_sample))
+    return w * (k / float(w[keep].sum())) if keep.any() else w
+
+
 def focus_threshold_keep(candidates: torch.Tensor, focus: torch.Tensor, threshold: float) -> torch.Tensor:
     """ERTS filter, absolute mode: keep candidates whose focus score reaches the threshold."""
     return candidates & (focus >= threshold)

@@ -19,7 +19,8 @@ import torch
 
 from erts.config import METHODS, SelectionConfig
 from erts.selection.rules import (class_rescue, dbpd_keep, focus_rank_keep, focus_threshold_keep,
-                                  infobatch_keep, loss_percentile_keep, random_keep, srd_count, top_fraction_keep)
+                                  class_prior_weights, infobatch_keep, loss_percentile_keep, random_keep, srd_count,
+                                  top_fraction_keep)
 from erts.selection.schedule import resolve_schedule
 
 
@@ -115,8 +116,8 @@ class Selector:
         return since == 0 if self.rule == "el2n" else True
 
     def reweights(self, epoch: int) -> bool:
-        """Whether this epoch's kept samples carry loss weights (InfoBatch's 1 / (1 - r))."""
-        return self.rule == "infobatch" and self.phase(epoch) == "select"
+        """Whether this epoch's kept samples carry loss weights (InfoBatch's 1 / (1 - r), kept_weighting)."""
+        return self.phase(epoch) == "select" and (self.rule == "infobatch" or self.cfg.kept_weighting != "none")
 
     def needs_focus(self, candidates: torch.Tensor) -> bool:
         """Rank mode keeps a lone candidate whatever its focus (published: no Grad-CAM for it)."""
@@ -218,4 +219,7 @@ class Selector:
             kept_hard, filter_rescued = self.focus_filter(hard, scores)
             keep = (candidates & ~hard) | kept_hard
             rescued = (rescued & keep) | filter_rescued
+        if self.cfg.kept_weighting == "prior" and self.phase(epoch) == "select":
+            prior = class_prior_weights(keep, member)
+            weight = prior if weight is None else weight * prior
         return Selection(candidates, keep, rescued, weight)

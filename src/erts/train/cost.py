@@ -29,12 +29,13 @@ def _zeros() -> dict[str, float]:
 class CostMeter:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seconds: dict[str, float] = field(default_factory=_zeros)
+    cpu_seconds: dict[str, float] = field(default_factory=_zeros)  # process CPU time, all threads (machine noise-proof)
     forwards: dict[str, float] = field(default_factory=_zeros)   # sample-forwards
     backwards: dict[str, float] = field(default_factory=_zeros)  # sample-backwards
     flops: dict[str, float] = field(default_factory=_zeros)
     flops_per_sample: dict[str, float] = field(default_factory=dict)  # measured once per phase
     updated: float = 0.0  # samples back-propagated (numerator of effective epochs)
-    _nested: list = field(default_factory=list)  # seconds spent in phases opened inside the open ones
+    _nested: list = field(default_factory=list)  # (wall, cpu) seconds spent in phases opened inside the open ones
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -52,8 +53,8 @@ class CostMeter:
         measure = name not in self.flops_per_sample and n_samples > 0
         counter = FlopCounterMode(display=False) if measure else None
         self._sync()
-        start = time.perf_counter()
-        self._nested.append(0.0)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        self._nested.append([0.0, 0.0])
         try:
             if counter is not None:
                 with counter:
@@ -62,11 +63,13 @@ class CostMeter:
                 yield
         finally:
             self._sync()
-            elapsed = time.perf_counter() - start
-            inner = self._nested.pop()
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            inner, inner_cpu = self._nested.pop()
             if self._nested:
-                self._nested[-1] += elapsed
+                self._nested[-1][0] += elapsed
+                self._nested[-1][1] += cpu
         self.seconds[name] += elapsed - inner
+        self.cpu_seconds[name] += cpu - inner_cpu
         if counter is not None:
             self.flops_per_sample[name] = counter.get_total_flops() / n_samples
         self.forwards[name] += n_samples if forward else 0
@@ -76,19 +79,23 @@ class CostMeter:
     def add_seconds(self, name: str, seconds: float) -> None:
         self.seconds[name] += seconds
 
-    def add_other(self, elapsed: float, before: dict) -> None:
-        """Books as ``other`` the part of ``elapsed`` seconds (since snapshot ``before``) no phase timed."""
+    def add_other(self, elapsed: float, before: dict, cpu_elapsed: float = 0.0) -> None:
+        """Books as ``other`` the part of ``elapsed`` wall (and ``cpu_elapsed`` CPU) seconds since
+        snapshot ``before`` that no phase timed."""
         timed = sum(self.seconds.values()) - sum(before["seconds"].values())
         self.seconds["other"] += max(elapsed - timed, 0.0)
+        timed_cpu = sum(self.cpu_seconds.values()) - sum(before["cpu_seconds"].values())
+        self.cpu_seconds["other"] += max(cpu_elapsed - timed_cpu, 0.0)
 
     def snapshot(self) -> dict:
         """Plain numbers (for checkpoints and per-epoch differences)."""
-        return {"seconds": dict(self.seconds), "forwards": dict(self.forwards), "backwards": dict(self.backwards),
+        return {"seconds": dict(self.seconds), "cpu_seconds": dict(self.cpu_seconds),
+                "forwards": dict(self.forwards), "backwards": dict(self.backwards),
                 "flops": dict(self.flops), "flops_per_sample": dict(self.flops_per_sample), "updated": self.updated}
 
     def restore(self, snap: dict) -> None:
-        for key in ("seconds", "forwards", "backwards", "flops", "flops_per_sample"):
-            getattr(self, key).update({k: float(v) for k, v in snap[key].items()})  # older runs: no "other"
+        for key in ("seconds", "cpu_seconds", "forwards", "backwards", "flops", "flops_per_sample"):
+            getattr(self, key).update({k: float(v) for k, v in snap.get(key, {}).items()})  # older runs: no "other", no CPU
         self.updated = float(snap["updated"])
 
     def summary(self, n_train: int) -> dict:
@@ -99,6 +106,9 @@ class CostMeter:
             "seconds": {**{p: self.seconds[p] for p in PHASES},
                         "train": sum(self.seconds[p] for p in training),
                         "total": sum(self.seconds.values())},
+            "cpu_seconds": {**{p: self.cpu_seconds[p] for p in PHASES},
+                            "train": sum(self.cpu_seconds[p] for p in training),
+                            "total": sum(self.cpu_seconds.values())},
             "sample_forwards": {p: self.forwards[p] for p in training},
             "sample_backwards": {p: self.backwards[p] for p in ("gradcam", "update")},
             "flops": {**{p: self.flops[p] for p in training}, "total": sum(self.flops[p] for p in training)},
@@ -116,4 +126,6 @@ def epoch_row(before: dict, after: dict) -> dict[str, float]:
     for p in PHASES:
         row[f"sec_{p}"] = after["seconds"][p] - before["seconds"][p]
     row["sec_epoch"] = sum(row[f"sec_{p}"] for p in PHASES)
+    before_cpu, after_cpu = before.get("cpu_seconds", {}), after["cpu_seconds"]
+    row["cpu_epoch"] = sum(after_cpu[p] - before_cpu.get(p, 0.0) for p in PHASES)
     return row

@@ -338,8 +338,10 @@ class Trainer:
                 x = self.data.x(ids, train=True)  # scored, explained and updated: the very same windows
                 keep, log = self.select(epoch, ids, gen, x, count=None if counts is None else int(counts[b]))
                 record(ids, log, keep)
-                if self.selector.reweights(epoch):  # InfoBatch per batch: sum / pool size, an unbiased batch gradient
-                    weight, denom = log["weight"][keep], len(ids)
+                if self.selector.reweights(epoch):
+                    weight = log["weight"][keep]
+                    # InfoBatch per batch: the weighted sum over the pool size, an unbiased batch gradient
+                    denom = len(ids) if self.selector.rule == "infobatch" else None
                 ids, x = ids[keep], x[keep]
             if len(ids):
                 losses.append((self.update(ids, x, weight, denom, epoch), len(ids)))
@@ -405,14 +407,14 @@ class Trainer:
         epochs = range(self.start_epoch, self.cfg.train.epochs)
         print(f"schedule   {self.selector.schedule.describe()}", flush=True)
         bar = progress_bar(epochs, "epochs", unit="epoch", disable=not self.progress, every=1, leave=True)
-        mark = time.perf_counter()
+        mark, cpu_mark = time.perf_counter(), time.process_time()
         for epoch in bar:
             before = self.cost.snapshot()
             lr = self.opt.param_groups[0]["lr"]
             stats = self.run_epoch(epoch)
             val, _ = self.evaluate("val")
-            self.cost.add_other(time.perf_counter() - mark, before)
-            mark = time.perf_counter()
+            self.cost.add_other(time.perf_counter() - mark, before, time.process_time() - cpu_mark)
+            mark, cpu_mark = time.perf_counter(), time.process_time()
             after = self.cost.snapshot()
             row = {"epoch": epoch, "phase": self.selector.phase(epoch), "lr": lr, "train_loss": stats.pop("train_loss"),
                    "val_loss": val["loss"], "val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"],

@@ -199,7 +199,7 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
     row["best_epoch"] = m.get("best_epoch")
     row["epochs"] = m.get("epochs")
     row["effective_epochs"] = cost.get("effective_epochs")
-    for group, prefix in (("seconds", "seconds"), ("flops", "flops"),
+    for group, prefix in (("seconds", "seconds"), ("cpu_seconds", "cpu"), ("flops", "flops"),
                           ("sample_forwards", "forwards"), ("sample_backwards", "backwards")):
         for phase, v in (cost.get(group) or {}).items():
             row[f"{prefix}_{phase}"] = v
