@@ -9,6 +9,12 @@ Variants (same data, same model weights at the start of each, same process):
   erts-dbpd/ep  the same, per-epoch granularity (score everything, then train on the subset)
   published     the published cost structure: scoring in training mode, then a separate
                 Grad-CAM forward and *full* backward at the middle layer, then the update
+  dbpd/upd, erts-dbpd/upd, erts-dbpd/ep-upd
+                the same with score_source=update: p and focus of each sample come from its
+                own last training forward (the score bank), no scoring pass
+  infobatch, erts-infobatch
+                InfoBatch at r = 0.5 (scores from the training forward; the kept fraction is
+                InfoBatch's own, about 0.5-0.7), and with the focus filter on its above-mean samples
 
 Printed per variant: median seconds over --repeats, ratio to `full`, fraction of samples
 updated, and ratio to the ideal = `full`'s update seconds x fraction updated (the cost of
@@ -112,15 +118,21 @@ def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: 
     """One epoch of a variant; returns (seconds, fraction updated, cost seconds per phase)."""
     if name == "bare":
         return bare_epoch(t), 1.0, {}
-    method, gran = {"full": ("full", "batch"), "dbpd": ("dbpd", "batch"), "erts-dbpd": ("erts-dbpd", "batch"),
-                    "erts-dbpd/ep": ("erts-dbpd", "epoch"), "published": ("erts-dbpd", "batch")}[name]
-    sel_cfg = dataclasses.replace(base, method=method, granularity=gran, phi=phi, warmup_epochs=0,
+    method, gran, source = {
+        "full": ("full", "batch", "pass"), "dbpd": ("dbpd", "batch", "pass"),
+        "erts-dbpd": ("erts-dbpd", "batch", "pass"), "erts-dbpd/ep": ("erts-dbpd", "epoch", "pass"),
+        "published": ("erts-dbpd", "batch", "pass"), "dbpd/upd": ("dbpd", "batch", "update"),
+        "erts-dbpd/upd": ("erts-dbpd", "batch", "update"), "erts-dbpd/ep-upd": ("erts-dbpd", "epoch", "update"),
+        "infobatch": ("infobatch", "batch", "update"), "erts-infobatch": ("erts-infobatch", "batch", "update"),
+    }[name]
+    sel_cfg = dataclasses.replace(base, method=method, granularity=gran, phi=phi, warmup_epochs=0, score_source=source,
                                   gradcam_start=0, revision_epoch=10**6, class_rescue="off",
                                   score_mode="train" if name == "published" else "eval",
                                   # published: its own Grad-CAM (published_focus), not the fast path
                                   gradcam_layer="published" if name == "published" else base.gradcam_layer)
     t.cfg.selection = sel_cfg
-    t.selector = Selector(sel_cfg, t.cfg.train.epochs) if method == "full" else FixedKeepSelector(sel_cfg, 10, keep)
+    fixed = method not in ("full", "infobatch", "erts-infobatch")
+    t.selector = FixedKeepSelector(sel_cfg, 10, keep) if fixed else Selector(sel_cfg, t.cfg.train.epochs)
     flops = dict(t.cost.flops_per_sample)
     t.cost = CostMeter(t.device)
     t.cost.flops_per_sample = flops  # measured in the warm-up run, so timings exclude the FLOP counter
@@ -141,7 +153,8 @@ def main() -> None:
     ap.add_argument("--phi", type=float, default=0.7)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-train", type=int, default=2000, help="subsample the training split (0: all)")
-    ap.add_argument("--variants", default="bare,full,dbpd,erts-dbpd,erts-dbpd/ep,published")
+    ap.add_argument("--variants", default="bare,full,dbpd,erts-dbpd,erts-dbpd/ep,published,dbpd/upd,erts-dbpd/upd,"
+                                          "erts-dbpd/ep-upd,infobatch,erts-infobatch")
     args = ap.parse_args()
     given = {o.split("=", 1)[0] for o in args.overrides}
     dataset = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("dataset=")), "cinc2017")
@@ -183,9 +196,10 @@ def main() -> None:
     if "bare" in results and "full" in results:
         bare = statistics.median(r[0] for r in results["bare"])
         print(f"\nfull-data epoch vs bare PyTorch loop: {full / bare:.3f}x")
-    if "dbpd" in results and "erts-dbpd" in results:
-        print("Grad-CAM share of the erts-dbpd epoch: "
-              f"{100 * statistics.median(r[2]['gradcam'] / r[0] for r in results['erts-dbpd']):.2f}%")
+    for v in ("erts-dbpd", "erts-dbpd/upd", "erts-infobatch"):
+        if v in results:
+            print(f"Grad-CAM share of the {v} epoch: "
+                  f"{100 * statistics.median(r[2]['gradcam'] / r[0] for r in results[v]):.2f}%")
 
 
 if __name__ == "__main__":

@@ -253,3 +253,17 @@ def test_class_prior_weights_restore_each_class_share_of_the_update():
     out = sel.select(1, s.member, s, gen())
     assert out.keep.tolist() == keep.tolist() and out.weight[out.keep].tolist() == [0.5, 0.5, 1.5, 1.5]
     assert sel.reweights(1)
+
+
+def test_easy_keep_keeps_dropped_samples_at_rate_q_with_weight_1_over_q():
+    sel = Selector(SelectionConfig(method="erts-dbpd", warmup_epochs=0, gradcam_start=5, easy_keep=0.25), 10)
+    n = 4000
+    p = torch.cat([torch.full((1000,), 0.1), torch.full((3000,), 0.9)])  # 1,000 hard, 3,000 easy
+    s = PoolScores(p, p > 0.5, onehot([0] * n, 1))
+    out = sel.select(1, s.member, s, gen())
+    hard, easy = out.keep[:1000], out.keep[1000:]
+    assert hard.all() and abs(float(easy.float().mean()) - 0.25) < 0.03
+    assert (out.weight[:1000] == 1).all() and (out.weight[1000:][easy] == 4.0).all()
+    # the weighted count estimates the pool: 1,000 + 4 * (about 750) = about 4,000
+    assert abs(float(out.weight[out.keep].sum()) - n) < 200
+    assert sel.importance_weighted and sel.reweights(1)

@@ -58,6 +58,7 @@ class ModelConfig:
     head_hidden: int = 128  # hidden units of the mlp head (the published head)
     lead_rows: int = 32  # 2-D backbones: leads padded to this many image rows
     lead_pad: Literal["below", "center"] = "below"  # 2-D: zero rows below the leads, or half above (published)
+    memory_format: Literal["auto", "contiguous", "channels_last"] = "auto"  # 2-D: auto = channels_last on CPU/CUDA (docs/models.md); 1-D: always contiguous
 
 
 @dataclass
@@ -119,6 +120,9 @@ class SelectionConfig:
     # (n_c / n) / (k_c / k)); the hard set of a selection epoch is mostly minority classes, and
     # training on it unweighted shifts the classifier's prior towards them (docs/selection.md)
     kept_weighting: Literal["none", "prior"] = "none"
+    # PDD rules: each sample the rule drops is still kept with this probability, its loss weighted by
+    # 1 / easy_keep (InfoBatch's unbiased rescaling with the rule's own hard/easy split); 0 = published
+    easy_keep: float = 0.0
     rescore_every: int = 0  # > 0: a scoring pass over the pool every k select epochs (refreshes the bank)
     infobatch_r: float = 0.5  # InfoBatch: prune below-mean-loss samples with probability r, rescale kept ones by 1/(1-r)
     infobatch_delta: float = 0.875  # InfoBatch: prune in the first delta of the epochs (revision from there)
@@ -313,6 +317,7 @@ def validate(cfg: Config) -> None:
         (s.smrd_schedule is None or s.method in ("smrd", "erts-smrd"),
          f"smrd_schedule is for method=smrd or erts-smrd, not {s.method}"),
         (0.0 <= s.infobatch_r < 1.0, f"infobatch_r={s.infobatch_r} must be in [0, 1)"),
+        (0.0 <= s.easy_keep < 1.0, f"easy_keep={s.easy_keep} must be in [0, 1)"),
         (0.0 < s.infobatch_delta <= 1.0, f"infobatch_delta={s.infobatch_delta} must be in (0, 1]"),
         (s.topk_beta > 0 and s.topk_history >= 1, "topk_beta must be > 0 and topk_history >= 1"),
         (0.0 < s.el2n_keep <= 1.0, f"el2n_keep={s.el2n_keep} must be in (0, 1]"),

@@ -115,9 +115,15 @@ class Selector:
             return False
         return since == 0 if self.rule == "el2n" else True
 
+    @property
+    def importance_weighted(self) -> bool:
+        """Loss weights that make the kept samples an unbiased estimate of the pool's loss (InfoBatch,
+        easy_keep): a per-batch update then divides the weighted sum by the pool size."""
+        return self.rule == "infobatch" or (self.cfg.easy_keep > 0 and self.rule in ("dbpd", "smrd", "srd"))
+
     def reweights(self, epoch: int) -> bool:
-        """Whether this epoch's kept samples carry loss weights (InfoBatch's 1 / (1 - r), kept_weighting)."""
-        return self.phase(epoch) == "select" and (self.rule == "infobatch" or self.cfg.kept_weighting != "none")
+        """Whether this epoch's kept samples carry loss weights (importance weights, kept_weighting)."""
+        return self.phase(epoch) == "select" and (self.importance_weighted or self.cfg.kept_weighting != "none")
 
     def needs_focus(self, candidates: torch.Tensor) -> bool:
         """Rank mode keeps a lone candidate whatever its focus (published: no Grad-CAM for it)."""
@@ -186,6 +192,14 @@ class Selector:
         keep = top_fraction_keep(scores.el2n, c.el2n_keep)
         return keep, None, keep
 
+    def _keep_some_easy(self, hard: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """easy_keep: every sample the rule dropped is kept with probability q, weighted 1/q."""
+        q = self.cfg.easy_keep
+        draw = torch.rand(len(hard), generator=generator).to(hard.device)
+        easy = ~hard & (draw < q)
+        weight = torch.where(easy, torch.tensor(1.0 / q, device=hard.device), torch.tensor(1.0, device=hard.device))
+        return hard | easy, weight
+
     def focus_filter(self, candidates: torch.Tensor, scores: PoolScores) -> tuple[torch.Tensor, torch.Tensor]:
         """ERTS: keep the focused candidates (rank by (1-p)*focus, or absolute threshold), then
         rescue a class among the candidates. Returns the keep-mask and the filter's rescues."""
@@ -213,6 +227,8 @@ class Selector:
         else:
             candidates, rescued = self.pdd_candidates(epoch, member, scores, generator, count)
             hard = candidates
+            if self.cfg.easy_keep > 0 and self.phase(epoch) == "select":
+                candidates, weight = self._keep_some_easy(candidates, generator)
         keep = candidates
         if self.erts_active(epoch) and self.needs_focus(hard):
             focus_fn(hard)

@@ -341,7 +341,7 @@ class Trainer:
                 if self.selector.reweights(epoch):
                     weight = log["weight"][keep]
                     # InfoBatch per batch: the weighted sum over the pool size, an unbiased batch gradient
-                    denom = len(ids) if self.selector.rule == "infobatch" else None
+                    denom = len(ids) if self.selector.importance_weighted else None
                 ids, x = ids[keep], x[keep]
             if len(ids):
                 losses.append((self.update(ids, x, weight, denom, epoch), len(ids)))
