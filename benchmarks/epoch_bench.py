@@ -18,7 +18,8 @@ Variants (same data, same model weights at the start of each, same process):
 
 Printed per variant: median seconds over --repeats, ratio to `full`, fraction of samples
 updated, and ratio to the ideal = `full`'s update seconds x fraction updated (the cost of
-back-propagating only the kept samples, with no scoring at all).
+back-propagating only the kept samples, with no scoring at all), and the process CPU seconds
+with their ratio to `full` (less sensitive than the wall clock to other work on the machine).
 
     python benchmarks/epoch_bench.py                       # CinC 2017 from ../shared/data
     python benchmarks/epoch_bench.py dataset=mitbih root=../shared/data/mit-bih-arrhythmia-database-1.0.0.zip
@@ -53,12 +54,12 @@ DEFAULTS = {
 }
 
 
-def bare_epoch(t: Trainer) -> float:
+def bare_epoch(t: Trainer) -> tuple[float, float]:
     """The floor: shuffle, index, forward, loss, backward, step. Nothing else."""
     model, opt, y = t.model, t.opt, t.data.y
     model.train()
     ids = t.idx["train"][torch.randperm(len(t.idx["train"]))]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for b in ids.split(t.cfg.optim.batch_size):
         with t.autocast():
             logits = model(t.data.x(b, train=True)).float()
@@ -66,7 +67,7 @@ def bare_epoch(t: Trainer) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Tensor, x=None) -> None:
@@ -117,7 +118,8 @@ class FixedKeepSelector(Selector):
 def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: float) -> tuple[float, float, dict]:
     """One epoch of a variant; returns (seconds, fraction updated, cost seconds per phase)."""
     if name == "bare":
-        return bare_epoch(t), 1.0, {}
+        wall, cpu = bare_epoch(t)
+        return wall, 1.0, {}, cpu
     method, gran, source = {
         "full": ("full", "batch", "pass"), "dbpd": ("dbpd", "batch", "pass"),
         "erts-dbpd": ("erts-dbpd", "batch", "pass"), "erts-dbpd/ep": ("erts-dbpd", "epoch", "pass"),
@@ -140,10 +142,10 @@ def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: 
         t.focus = lambda ids, scores, cand, x=None: published_focus(t, ids, scores, cand, x)
     else:
         t.focus = Trainer.focus.__get__(t)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     stats = t.run_epoch(epoch=1)
     seconds = time.perf_counter() - start
-    return seconds, stats["n_updated"] / stats["n_train"], dict(t.cost.seconds)
+    return seconds, stats["n_updated"] / stats["n_train"], dict(t.cost.seconds), time.process_time() - cpu
 
 
 def main() -> None:
@@ -183,16 +185,19 @@ def main() -> None:
             if rep:
                 results[v].append(out)
     full = statistics.median(r[0] for r in results["full"]) if "full" in results else float("nan")
+    full_cpu = statistics.median(r[3] for r in results["full"]) if "full" in results else float("nan")
     full_update = statistics.median(r[2]["update"] for r in results["full"]) if "full" in results else float("nan")
     print(f"\n{'variant':14s} {'seconds':>8s} {'x full':>7s} {'updated':>8s} {'x ideal':>8s} "
-          f"{'scoring':>8s} {'gradcam':>8s} {'update':>8s} {'gradcam %':>9s}")
+          f"{'scoring':>8s} {'gradcam':>8s} {'update':>8s} {'gradcam %':>9s} {'cpu s':>8s} {'x full':>7s}")
     for v, rows in results.items():
         sec = statistics.median(r[0] for r in rows)
         kept = statistics.median(r[1] for r in rows)
         ph = {k: statistics.median(r[2].get(k, 0.0) for r in rows) for k in ("scoring", "gradcam", "update")}
         ideal = full_update * kept
+        cpu = statistics.median(r[3] for r in rows)
         print(f"{v:14s} {sec:8.2f} {sec / full:7.3f} {kept:8.3f} {sec / ideal:8.3f} "
-              f"{ph['scoring']:8.2f} {ph['gradcam']:8.3f} {ph['update']:8.2f} {100 * ph['gradcam'] / sec:8.2f}%")
+              f"{ph['scoring']:8.2f} {ph['gradcam']:8.3f} {ph['update']:8.2f} {100 * ph['gradcam'] / sec:8.2f}% "
+              f"{cpu:8.2f} {cpu / full_cpu:7.3f}")
     if "bare" in results and "full" in results:
         bare = statistics.median(r[0] for r in results["bare"])
         print(f"\nfull-data epoch vs bare PyTorch loop: {full / bare:.3f}x")
