@@ -227,6 +227,7 @@ def test_erts_report_has_the_label_noise_section(tmp_path, capsys):
     assert set(expected["method"]) == {"dbpd", "erts-dbpd"}
     for m in ("dbpd", "erts-dbpd"):
         assert rel.verdict(expected, m) in md
+    assert "Training labels of these runs: labels=current. With labels=current the relabelled records" in md
     # a single run's report has it too; a sweep without label_changed has not
     assert main(["report", str(sweep_dir / "runs" / "method=erts-dbpd,seed=0"), "--examples", "0"]) == 0
     assert f"## {rel.HEADING}" in (sweep_dir / "runs" / "method=erts-dbpd,seed=0" / "report.md").read_text()

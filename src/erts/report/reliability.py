@@ -392,6 +392,26 @@ def render_markdown(table: pd.DataFrame, *, per_epoch: bool = True) -> str:
 HEADING = "Label noise: what gets dropped"
 
 
+def labels_note(runs) -> str:
+    """Which ``data.labels`` the runs trained on, and what that means for the analysis ('' when unknown)."""
+    settings = set()
+    for dirs in _groups(runs).values():
+        for d in dirs:
+            p = Path(d) / "config.yaml"
+            raw = yaml.safe_load(p.read_text()) if p.exists() else None
+            data = raw.get("data") if isinstance(raw, dict) else None
+            if isinstance(data, dict) and "labels" in data:
+                settings.add(str(data["labels"]))
+    if not settings:
+        return ""
+    text = f"Training labels of these runs: labels={', '.join(sorted(settings))}."
+    if "current" in settings:
+        text += (" With labels=current the relabelled records are trained on their corrected labels, so they are "
+                 "not label noise there; train with labels=original-train to measure what the filter does with the "
+                 "noise.")
+    return text
+
+
 def fill_section(section, runs, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Fills a report section (anything with ``text(str)`` and ``table(df, id)``, like erts.report.build.Section)
     with the overall table, one verdict per group and the per-epoch table; returns the tidy table."""
@@ -401,6 +421,8 @@ def fill_section(section, runs, *, n_boot: int = 2000, seed: int = 0) -> pd.Data
                      "(CinC 2017 runs of an ERTS method, dbpd or erts-dbpd), so there is nothing to measure.")
         return t
     section.text(EXPLANATION + f" Bootstrap: {n_boot} resamples.")
+    if note := labels_note(runs):
+        section.text(note)
     section.table(display_table(t), "label_noise")
     for m in dict.fromkeys(t["method"]):
         if v := verdict(t, m):
