@@ -93,15 +93,15 @@ def test_each_literature_rule_runs_end_to_end(cache_dir, tmp_path, method, granu
     rule = method.removeprefix("erts-")
     c = m["cost"]
     if rule == "infobatch":  # scores from the training forward: no scoring pass at all
-        assert c["sample_forwards"]["scoring"] == 0
+        assert c["forwards"]["scoring"] == 0
         e = select[-1]
         w = sel[e]["weight"][sel[e]["updated"]]
         assert set(np.round(w, 6).tolist()) <= {1.0, 2.0} and (w == 2.0).any()
     elif rule == "el2n":  # a static score: one pass, at the first select epoch
-        assert log.fwd_scoring[select[0]] == log.n_train[0]
-        assert log.fwd_scoring.sum() == log.n_train[0]
+        assert log.forwards_scoring[select[0]] == log.n_train[0]
+        assert log.forwards_scoring.sum() == log.n_train[0]
     else:
-        assert (log.fwd_scoring[select] > 0).all()
+        assert (log.forwards_scoring[select] > 0).all()
     if method.startswith("erts"):
         assert any((sel[e]["pdd_keep"] & ~sel[e]["erts_keep"]).any() for e in select)
 
@@ -204,3 +204,14 @@ def test_score_source_update_equals_an_eval_pass_without_batchnorm(cache_dir, tm
     torch.testing.assert_close(t.bank.loss[ids], ref.loss)
     torch.testing.assert_close(t.bank.focus[ids], ref.focus_all)
     assert (t.bank.seen_epoch[ids] == 3).all()
+
+
+def test_candidates_without_a_banked_focus_get_one_computed(cache_dir, tmp_path):
+    """erts-infobatch with no warm-up: at its first epoch the bank has no focus yet, so the filter's
+    candidates are explained on the spot (at the last stage: a forward, no backward) instead of
+    being ranked by NaN."""
+    run(cache_dir, tmp_path, method="erts-infobatch", warmup_epochs=0, gradcam_start=0, epochs=3, name="r")
+    s = np.load(tmp_path / "r" / "selection" / "epoch_000.npz")
+    dropped = s["pdd_keep"] & ~s["erts_keep"]
+    assert dropped.any() and np.isfinite(s["focus"]).sum() > dropped.sum()
+    assert np.isfinite(s["focus"][dropped]).all()       # every drop was ranked on a real focus score

@@ -32,6 +32,7 @@ from erts.train import runio
 from erts.train.builders import (build_loss, build_model, build_optimizer, build_scheduler, resolve_device,
                                  resolve_loss_name, resolve_score_batch_size)
 from erts.train.cost import CostMeter, epoch_row
+from erts.train.costnames import legacy_log_columns
 
 # ground-truth columns copied to train_records.csv when a dataset has them (never model input)
 GROUND_TRUTH_COLUMNS = ("corruption", "true_class", "label_changed", "label_original", "label_current")
@@ -220,8 +221,10 @@ class Trainer:
               x: torch.Tensor | None = None) -> None:
         """Grad-CAM focus of the candidates (NaN for the others, as in the selection log).
 
-        Fast path: already computed by the scoring pass. Any other layer: autograd Grad-CAM
-        (a forward and a backward to the layer) on the candidates only.
+        Fast path: already computed by the scoring pass (or, with ``score_source=update``, kept
+        in the score bank from the sample's last update). Any other layer, and a candidate the
+        bank has no focus for yet: Grad-CAM on those candidates only (autograd: a forward and a
+        backward to the layer; at the last stage a forward alone).
         """
         from erts.explain.gradcam import gradcam
 
@@ -229,12 +232,14 @@ class Trainer:
         focus = torch.full((len(ids),), float("nan"), device=self.device)
         if scores.focus_all is not None:
             focus[sel] = scores.focus_all[sel]
-        elif len(sel):
-            with self.cost.phase("gradcam", len(sel), forward=True, backward=True):
+            sel = sel[focus[sel].isnan()]
+        if len(sel):
+            fast = scores.focus_all is not None  # only the bank's gaps: the last stage, no backward
+            with self.cost.phase("gradcam", len(sel), forward=True, backward=not fast):
                 for chunk in sel.split(self.score_bs):
                     xc = self.data.x(ids[chunk]) if x is None else x[chunk]
                     res = gradcam(self.model, xc, self.data.y[ids[chunk]],
-                                  layer=self.cfg.selection.gradcam_layer, fast=False)
+                                  layer=self.cfg.selection.gradcam_layer, fast=fast)
                     focus[chunk] = self.focus_of(res.maps)
         scores.focus = focus
 
@@ -398,15 +403,23 @@ class Trainer:
             self.selector.load_state_dict(ckpt["selector"])
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.best_f1, self.best_epoch = float(ckpt["best_f1"]), int(ckpt["best_epoch"])
-        self.log_rows = [r for r in runio.read_csv(self.run_dir / "log.csv") if int(r["epoch"]) < self.start_epoch]
+        rows = runio.read_csv(self.run_dir / "log.csv")
+        legacy = legacy_log_columns(rows[0]) if rows else {}  # a run started before the cost-column scheme
+        self.log_rows = [{legacy.get(k, k): v for k, v in r.items()} for r in rows if int(r["epoch"]) < self.start_epoch]
 
     def fit(self) -> None:
         """Runs the remaining epochs. Each epoch's seconds add up to its wall clock: time no phase
         measured (rules, log and checkpoint writes, the previous epoch's last.pt) is ``other``."""
         ckpt_dir = self.run_dir / "checkpoints"
-        epochs = range(self.start_epoch, self.cfg.train.epochs)
+        total = self.cfg.train.epochs
+        epochs = range(self.start_epoch, total)
         print(f"schedule   {self.selector.schedule.describe()}", flush=True)
-        bar = progress_bar(epochs, "epochs", unit="epoch", disable=not self.progress, every=1, leave=True)
+        desc = "epochs"
+        if self.start_epoch:  # resumed: the bar counts the epochs left, and says which they are
+            desc = f"epochs {self.start_epoch}-{total - 1} of 0-{total - 1}" if len(epochs) else "epochs"
+            print(f"resumed    epochs 0-{self.start_epoch - 1} of 0-{total - 1} done; "
+                  + (f"{len(epochs)} to go" if len(epochs) else "only the final evaluation is left"), flush=True)
+        bar = progress_bar(epochs, desc, unit="epoch", disable=not self.progress, every=1, leave=True)
         mark, cpu_mark = time.perf_counter(), time.process_time()
         for epoch in bar:
             before = self.cost.snapshot()
@@ -446,7 +459,8 @@ class Trainer:
                    "loss": self.loss_name, "class_names": list(self.rs.class_names), "multilabel": self.rs.multilabel,
                    "epochs": cfg.train.epochs, "best_epoch": self.best_epoch, "val": val, "test": test,
                    "cost": self.cost.summary(len(self.idx["train"])),
-                   "device": str(self.device), "skipped_records": len(self.rs.skipped)}
+                   "device": str(self.device), "skipped_records": len(self.rs.skipped),
+                   "provenance": runio.read_provenance(self.run_dir)}
         runio.write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 
@@ -517,6 +531,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) ->
     rs = load_dataset(cfg.data)
     run_dir.mkdir(parents=True, exist_ok=True)
     runio.write_text(run_dir / "config.yaml", dump_config(cfg))
+    runio.record_start(run_dir, resumed=resume)  # run.json: erts version, git commit, command line
     trainer = Trainer(cfg, rs, run_dir, progress=progress)
     if resume and last.exists():
         trainer.load_state(runio.load_checkpoint(last, trainer.device))
@@ -530,8 +545,18 @@ def load_config_from_run(run_dir: str | Path) -> Config:
     return config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
 
 
+def is_finished(run_dir: str | Path) -> bool:
+    """The run completed: its final metrics.json (written after the test evaluation) exists."""
+    return (Path(run_dir) / "metrics.json").exists()
+
+
 def resume(run_dir: str | Path, *, progress: bool | None = None) -> dict:
-    """Continues a killed run from its last completed epoch."""
+    """Continues a killed run from its last completed epoch; a finished run's metrics are returned
+    as they are (nothing is retrained or re-evaluated)."""
+    if is_finished(run_dir):
+        import json
+
+        return json.loads((Path(run_dir) / "metrics.json").read_text())
     cfg = load_config_from_run(run_dir)
     cfg.train.out_dir, cfg.train.name = str(Path(run_dir).parent), Path(run_dir).name
     return train(cfg, resume=True, progress=progress)
