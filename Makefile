@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 
 .PHONY: demo test test-fast
-demo:  ## install, then train the default model on the built-in synthetic dataset
-	@venv=$$(bash scripts/env.sh) && $$venv/bin/erts train --config configs/demo.yaml name=demo-$$(date +%Y%m%d-%H%M%S) $(ARGS)
+demo:  ## install, then train full and erts-dbpd on the built-in synthetic dataset, compare them, write the report
+	@venv=$$(bash scripts/env.sh) && $$venv/bin/erts demo --config configs/demo.yaml --name demo-$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
 test:  ## install, then run the whole test suite
 	@venv=$$(bash scripts/env.sh) && $$venv/bin/python -m pytest -q $(ARGS)

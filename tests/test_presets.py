@@ -61,8 +61,8 @@ def _check_published_run(cfg, metrics: dict, run_dir: Path, backbone: str, stem:
     # Grad-CAM at the published layer: a middle stage, so a partial backward per candidate
     # (the last-stage fast path has none)
     cost = saved["cost"]
-    assert cost["flops"]["gradcam"] > 0 and cost["sample_backwards"]["gradcam"] > 0
-    assert cost["sample_backwards"]["gradcam"] == cost["sample_forwards"]["gradcam"]
+    assert cost["flops"]["gradcam"] > 0 and cost["backwards"]["gradcam"] > 0
+    assert cost["backwards"]["gradcam"] == cost["forwards"]["gradcam"]
     # selection logs: focus is scored exactly for the DBPD candidates of the ERTS epoch, never elsewhere
     sel = np.load(run_dir / "selection" / "epoch_001.npz")
     assert sel["pdd_keep"].any()

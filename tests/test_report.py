@@ -55,7 +55,7 @@ def make_run(run_dir: Path, *, method: str, seed: int, f1: float, epochs: int = 
                      "val_macro_f1": f1 * (e + 1) / epochs, "val_accuracy": 0.5, "val_macro_auroc": 0.7,
                      "n_train": n_train, "n_scored": n_train, "n_pdd_kept": int(pdd.sum()),
                      "n_erts_kept": int(erts.sum()), "n_updated": int(erts.sum()), "kept_frac": erts.mean(),
-                     "effective_epochs": ee, "sec_epoch": seconds / epochs})
+                     "effective_epochs": ee, "seconds_epoch": seconds / epochs})
     pd.DataFrame(rows).to_csv(run_dir / "log.csv", index=False)
     y = np.arange(n_test) % 3
     probs = rng.random((n_test, 3)).astype(np.float32)
@@ -70,8 +70,8 @@ def make_run(run_dir: Path, *, method: str, seed: int, f1: float, epochs: int = 
                "cost": {"effective_epochs": ee,
                         "seconds": {"scoring": 1.0, "gradcam": 0.5, "update": seconds - 2.5, "eval": 1.0,
                                     "total": seconds},
-                        "sample_forwards": {"scoring": 100, "gradcam": 10, "update": 200},
-                        "sample_backwards": {"gradcam": 0, "update": 200},
+                        "forwards": {"scoring": 100, "gradcam": 10, "update": 200},
+                        "backwards": {"gradcam": 0, "update": 200},
                         "flops": {"scoring": 1e9, "gradcam": 1e6, "update": flops - 1.001e9, "total": flops}}}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
 

@@ -45,7 +45,7 @@ seed = json.loads(cfg.read_text())["train"]["seed"]
     "best_epoch": 1, "epochs": 2, "resumed": args[0] == "--resume",
     "val": {"macro_f1": 0.5}, "test": {"macro_f1": 0.6 + seed / 100, "accuracy": 0.7, "per_class_f1": {"A": 0.6}},
     "cost": {"effective_epochs": 1.5, "seconds": {"update": 1.0, "total": 2.0}, "flops": {"total": 1e9},
-             "sample_forwards": {"update": 10}, "sample_backwards": {"update": 10}}}))
+             "forwards": {"update": 10}, "backwards": {"update": 10}}}))
 os.replace(d / "metrics.tmp", d / "metrics.json")
 '''
 

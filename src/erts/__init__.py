@@ -1,3 +1,14 @@
 """erts: train ECG classifiers faster and more reliably (PDD + Grad-CAM focus filter)."""
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, for an editable install too)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("erts")
+    except (ImportError, PackageNotFoundError):  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()

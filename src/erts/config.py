@@ -45,16 +45,16 @@ class DataConfig:
     bad_records: Literal["skip", "fail"] = "skip"  # skip-and-report or stop at the first bad record
     labels: Literal["current", "original", "original-train"] = "current"  # cinc2017 label file (original-train: train/val on the original labels, test on the current ones)
     # built-in synthetic dataset
-    n_records: int = 5000
+    n_records: int = 5000  # how many records to generate
     corrupt_frac: float = 0.1  # fraction of records corrupted on purpose (ground truth kept in meta)
-    multilabel: bool = False
+    multilabel: bool = False  # several labels per record (multi-hot targets, bce loss)
 
 
 @dataclass
 class ModelConfig:
     model: str = "resnet18_1d"  # see erts.models.list_models()
-    dropout: float = 0.0
-    head: Literal["linear", "mlp"] = "linear"
+    dropout: float = 0.0  # dropout rate before the classifier head's last linear layer
+    head: Literal["linear", "mlp"] = "linear"  # classifier head on the pooled features (mlp: published)
     head_hidden: int = 128  # hidden units of the mlp head (the published head)
     lead_rows: int = 32  # 2-D backbones: leads padded to this many image rows
     lead_pad: Literal["below", "center"] = "below"  # 2-D: zero rows below the leads, or half above (published)
@@ -63,11 +63,11 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    lr: float = 1e-3  # AdamW learning rate (peak, before the schedule)
+    weight_decay: float = 0.01  # AdamW weight decay
+    schedule: Literal["cosine", "step", "constant"] = "cosine"  # learning-rate schedule, stepped once per epoch
     step_gamma: float = 0.98  # per-epoch decay of the step schedule
-    batch_size: int = 64
+    batch_size: int = 64  # training batch (and the per-batch selection pool)
     # auto: ce for single-label, bce for multi-label. balanced_ce: weights n / (K n_c), weighted mean;
     # cb_ce: class-balanced by effective number (Cui et al. 2019, beta 0.9999, weights sum to K), plain mean
     loss: Literal["auto", "ce", "balanced_ce", "cb_ce", "bce"] = "auto"
@@ -79,15 +79,15 @@ class OptimConfig:
 @dataclass
 class SelectionConfig:
     method: str = "full"  # full | dbpd | smrd | srd | infobatch | loss-topk | el2n, or erts-<rule>
-    granularity: Literal["batch", "epoch"] = "batch"
+    granularity: Literal["batch", "epoch"] = "batch"  # the selection pool: each mini-batch, or the whole epoch
     # schedule (0-based epochs); None: the published proportions of `epochs` (5 %, 8 %, 50 %, rounded up,
     # each phase at least one epoch): warm-up 5 / Grad-CAM 8 / revision 50 of 100 epochs
     warmup_epochs: Optional[int] = None  # epochs < this train on everything
     gradcam_start: Optional[int] = None  # the focus filter runs in select epochs >= this
     revision_epoch: Optional[int] = None  # epochs >= this train on everything again
-    tau: float = 0.3
-    gamma: float = 0.99
-    phi: float = 0.7
+    tau: float = 0.3  # DBPD keeps the samples whose true-label confidence p < tau (0: the misclassified ones)
+    gamma: float = 0.99  # SRD keeps ceil(gamma^epoch * n) random samples of a pool of n
+    phi: float = 0.7  # ERTS: the focus filter keeps this fraction of the rule's kept samples
     # how many of n candidates the focus filter keeps: floor = int(phi * n), at least one (published);
     # ceil = ceil(phi * n)
     phi_round: Literal["floor", "ceil"] = "floor"
@@ -103,7 +103,7 @@ class SelectionConfig:
     # usually read; layer: scored at the layer's own resolution (published; few positions at the last
     # stage: the top-q mean then degenerates to 1 for any non-constant map)
     focus_resolution: Literal["input", "layer"] = "input"
-    focus_filter: Literal["rank", "threshold"] = "rank"
+    focus_filter: Literal["rank", "threshold"] = "rank"  # rank: keep the phi share with the highest (1 - p) * focus; threshold: focus >= focus_threshold
     focus_threshold: float = 0.5  # used when focus_filter=threshold
     gradcam_layer: str = "last"  # "last", "published" or a module name of the backbone (e.g. layer3)
     # published: plain DBPD rescues a class its rule wiped out of a pool (only when it kept someone), the
@@ -138,14 +138,14 @@ class SelectionConfig:
 @dataclass
 class TrainConfig:
     name: Optional[str] = None  # run folder name under out_dir; default: <dataset>-<model>-<method>-s<seed>
-    out_dir: str = "runs"
-    seed: int = 0
-    epochs: int = 12
+    out_dir: str = "runs"  # folder that holds the run folders
+    seed: int = 0  # model init, shuffling, random rules, dropout
+    epochs: int = 12  # training epochs (the schedule's phases are proportions of it)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = False  # bf16 autocast (CPU and CUDA)
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
-    quiet: bool = False
-    preset: Optional[str] = None
+    quiet: bool = False  # no progress bars
+    preset: Optional[str] = None  # a named experiment preset (`erts presets`), applied before the other settings
 
 
 @dataclass
@@ -387,3 +387,81 @@ def config_from_dict(values: dict[str, Any]) -> Config:
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+# --- what each key means (`erts train --keys`) ------------------------------------------
+
+def field_docs(source: str | None = None) -> dict[str, str]:
+    """Each leaf key's documentation: the comment block right above its field in this file (no blank
+    line between) and the comment at the end of its line, in that order. The comments next to the
+    fields are the single source of truth; read with ast and tokenize, never imported twice."""
+    import ast
+    import io
+    import tokenize
+
+    source = source if source is not None else Path(__file__).read_text(encoding="utf-8")
+    comments: dict[int, str] = {}  # line -> comment text
+    code_lines: set[int] = set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+            code_lines.update(range(tok.start[0], tok.end[0] + 1))
+    sections = {type(getattr(Config(), name)).__name__ for name in SECTIONS}
+    docs: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.ClassDef) and node.name in sections):
+            continue
+        for stmt in node.body:
+            if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
+                continue
+            above, line = [], stmt.lineno - 1
+            while line in comments and line not in code_lines:  # a comment-only line
+                above.insert(0, comments[line])
+                line -= 1
+            text = " ".join(above)
+            if stmt.end_lineno in comments:  # the field's own comment, after the block's (a group's header)
+                own = comments[stmt.end_lineno]
+                text = f"{text}{'' if not text or text[-1] in '.:;)' else ':'} {own}".strip()
+            docs[stmt.target.id] = text
+    return docs
+
+
+def allowed_values(key: str) -> str:
+    """The values a leaf key accepts, in words (types, Literal choices, the method and dataset names);
+    torch-free: model names are read from erts.models' source, not imported."""
+    section = LEAVES[key]
+    tp = _field_types(section)[key]
+    if key == "method":
+        return "one of " + ", ".join(METHODS)
+    if key == "dataset":
+        from erts.data import DATASETS
+
+        return "one of " + ", ".join(DATASETS)
+    if key == "model":
+        names = _model_names()
+        if names:
+            return "one of " + ", ".join(names)
+    if key == "preset":
+        from erts.train.presets import PRESETS
+
+        return f"null or a preset name ({len(PRESETS)}: `erts presets` lists them)"
+    return _describe(tp).replace("NoneType", "null")
+
+
+def _model_names() -> list[str]:
+    """The keys of erts.models' model table, read from its source (importing it would import torch)."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("erts.models")
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (ImportError, AttributeError, TypeError, OSError, SyntaxError):
+        return []
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        if isinstance(target, ast.Name) and target.id == "_MODELS" and isinstance(node.value, ast.Dict):
+            return [k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    return []

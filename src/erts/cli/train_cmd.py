@@ -26,27 +26,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config file (nested sections or flat keys)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last completed epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
+    p.add_argument("--keys", action="store_true",
+                   help="list every config key: its default (or the value the given settings resolve to), "
+                        "what it means and the values it accepts; then exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (defaults < preset < --config < key=value) as YAML and exit")
     p.set_defaults(func=run_train)
     pr = sub.add_parser("presets", help="list the named experiment presets (erts train preset=NAME)")
     pr.add_argument("name", nargs="?", help="show one preset's settings")
     pr.set_defaults(func=run_presets)
 
 
-def print_keys() -> None:
+def _scalar(v) -> str:
+    """A setting's value as a YAML file spells it (null, true, [0.5, 40], 0.001)."""
+    return json.dumps(v) if v is None or isinstance(v, (bool, list, dict)) else str(v)
+
+
+def keys_text(cfg=None, width: int = 100) -> str:
+    """`erts train --keys`: per section, each key with its default (or, when ``cfg`` sets another
+    value, that value and the default), the values it accepts, and what it means (the comments
+    next to the fields in erts/config.py). Imports no torch."""
     import dataclasses
+    import textwrap
 
-    from erts.config import Config
+    from erts.config import Config, allowed_values, field_docs
 
+    docs, default, lines = field_docs(), Config(), []
     for section in dataclasses.fields(Config):
-        print(f"[{section.name}]")
-        for f in dataclasses.fields(section.default_factory()):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            print(f"  {f.name} = {default!r}")
+        lines.append(f"[{section.name}]")
+        for f in dataclasses.fields(getattr(default, section.name)):
+            d = getattr(getattr(default, section.name), f.name)
+            v = d if cfg is None else getattr(getattr(cfg, section.name), f.name)
+            lines.append(f"  {f.name} = {_scalar(v)}" + (f"   (default {_scalar(d)})" if v != d else ""))
+            for text in (f"accepts: {allowed_values(f.name)}", docs.get(f.name, "")):
+                if text:
+                    lines += textwrap.wrap(text, width, initial_indent=" " * 6, subsequent_indent=" " * 8,
+                                           break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+def resolved_config_text(cfg) -> str:
+    """`erts train --print-config`: the resolved config as YAML (loadable with --config), the schedule
+    the unset phase boundaries resolve to as a comment on top."""
+    from erts.config import dump_config, schedule_of
+
+    return f"# schedule: {schedule_of(cfg).describe()}\n" + dump_config(cfg)
 
 
 def format_summary(metrics: dict, run_dir: Path) -> str:
-    t, c = metrics["test"], metrics["cost"]
+    from erts.train.costnames import normalize_cost
+
+    t, c = metrics["test"], normalize_cost(metrics["cost"])
     sec = c["seconds"]
     lines = [
         f"run        {run_dir}",
@@ -57,9 +87,9 @@ def format_summary(metrics: dict, run_dir: Path) -> str:
         f"cost       effective epochs {c['effective_epochs']:.2f} of {metrics['epochs']}",
         f"seconds    scoring {sec['scoring']:.1f}  gradcam {sec['gradcam']:.1f}  update {sec['update']:.1f}  "
         f"eval {sec['eval']:.1f}  other {sec['other']:.1f}  total {sec['total']:.1f}",
-        f"samples    fwd scoring {c['sample_forwards']['scoring']:.0f}  fwd/bwd gradcam "
-        f"{c['sample_forwards']['gradcam']:.0f}/{c['sample_backwards']['gradcam']:.0f}  fwd/bwd update "
-        f"{c['sample_forwards']['update']:.0f}/{c['sample_backwards']['update']:.0f}",
+        f"samples    fwd scoring {c['forwards']['scoring']:.0f}  fwd/bwd gradcam "
+        f"{c['forwards']['gradcam']:.0f}/{c['backwards']['gradcam']:.0f}  fwd/bwd update "
+        f"{c['forwards']['update']:.0f}/{c['backwards']['update']:.0f}",
         f"FLOPs      scoring {c['flops']['scoring']:.3g}  gradcam {c['flops']['gradcam']:.3g}  "
         f"update {c['flops']['update']:.3g}  total {c['flops']['total']:.3g}",
     ]
@@ -84,11 +114,23 @@ def focus_filter_summary(run_dir: Path) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from erts.config import load_config
+
+    if args.keys or args.print_config:  # answers in a fraction of a second: no torch on this path
+        if args.resume:
+            print("erts: --keys and --print-config describe settings; drop --resume", file=sys.stderr)
+            return 2
+        if args.config and not Path(args.config).is_file():
+            print(f"erts: error: --config {args.config}: no such file", file=sys.stderr)
+            return 2
+        given = bool(args.config or args.overrides)
+        cfg = load_config(args.config, args.overrides) if given or args.print_config else None
+        print(resolved_config_text(cfg) if args.print_config else keys_text(cfg), end="\n")
+        return 0
+    if args.resume and not (args.overrides or args.config) and (Path(args.resume) / "metrics.json").is_file():
+        print(finished_message(Path(args.resume)))  # before importing torch: nothing to train
+        return 0
     from erts.train.loop import resume, run_dir_for, train
 
-    if args.keys:
-        print_keys()
-        return 0
     if args.quiet:
         os.environ["ERTS_QUIET"] = "1"
     if args.resume:
@@ -121,6 +163,18 @@ def run_train(args: argparse.Namespace) -> int:
     if summary:
         print(summary)
     return 0
+
+
+def finished_message(run_dir: Path) -> str:
+    """One line for `erts train --resume` on a run that already finished: nothing is retrained."""
+    try:
+        m = json.loads((run_dir / "metrics.json").read_text())
+        f1 = f", test macro-F1 {m['test']['macro_f1']:.4f}"
+        epochs = f" {m['epochs']} epochs"
+    except (OSError, ValueError, KeyError, TypeError):
+        f1, epochs = "", ""
+    return (f"erts: {run_dir} is finished ({epochs.strip() or 'all epochs'} done{f1}); nothing to resume "
+            f"(results: {run_dir / 'metrics.json'})")
 
 
 def check_model(cfg) -> None:

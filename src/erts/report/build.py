@@ -26,12 +26,14 @@ from erts.eval.stats import bootstrap_run, erts_comparisons, group_summary, pair
 from erts.report import plots, reliability
 from erts.report.selection import (drop_rates, filter_by_truth, focus_candidates, load_selection_log,
                                    load_train_records, truth_contrast)
+from erts.train.costnames import legacy_log_columns, normalize_cost
+from erts.train.runio import provenance, read_provenance
 
 SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "ERTS against the rule it filters",
                   "Accuracy against cost", "Kept fraction per epoch", "Which classes are dropped", "Focus scores",
-                  "Example records", "Configuration"]
+                  "Example records", "Configuration", "Provenance"]
 RUN_SECTIONS = ["Results", "Accuracy against cost", "Kept fraction per epoch", "Which classes are dropped",
-                "Focus scores", "Example records", "Configuration"]
+                "Focus scores", "Example records", "Configuration", "Provenance"]
 BASELINE = "full"
 FOCUS_SAMPLE = 20000  # focus-score rows per run drawn into the distribution plots
 MIN_SEEDS = 3  # fewer seeds per configuration: warned about (no usable CI, no test that can reject)
@@ -108,15 +110,22 @@ def is_sweep_dir(d: Path) -> bool:
 
 
 def read_log(run_dir: Path) -> pd.DataFrame | None:
+    """log.csv, with the cost columns of runs written before the naming scheme renamed to it."""
     p = run_dir / "log.csv"
-    return pd.read_csv(p) if p.exists() else None
+    if not p.exists():
+        return None
+    df = pd.read_csv(p)
+    return df.rename(columns=legacy_log_columns(df.columns))
 
 
 def read_metrics(run_dir: Path) -> dict:
     p = run_dir / "metrics.json"
     if not p.exists():
         raise FileNotFoundError(f"{p}: missing; the run has not finished (resume it with erts train --resume {run_dir})")
-    return json.loads(p.read_text())
+    m = json.loads(p.read_text())
+    if isinstance(m.get("cost"), dict):
+        m["cost"] = normalize_cost(m["cost"])
+    return m
 
 
 def config_columns(results: pd.DataFrame) -> list[str]:
@@ -457,6 +466,7 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
                       [sweep_dir / "runs" / r for r in g["run"]])
                      for key, g in results.groupby(keys, sort=False, dropna=False)]
     sweep_config_section(secs["Configuration"], config_groups)
+    provenance_section(secs["Provenance"], [sweep_dir / "runs" / r for r in results["run"]])
     intro = f"Sweep folder: {sweep_dir}. Configuration keys: {', '.join(keys)}; seeds: " \
             f"{', '.join(map(str, sorted(results['seed'].unique())))}."
     sections = with_label_noise([secs[h] for h in SWEEP_SECTIONS], config_groups, n_boot)
@@ -535,6 +545,41 @@ def run_config_section(s: Section, run_dir: Path) -> None:
     s.table(pd.DataFrame({"setting": list(c), "value": [_cell(v) for v in c.values()]}), "config")
 
 
+def _command(argv) -> str:
+    import shlex
+
+    return shlex.join(map(str, argv)) if isinstance(argv, list) else "-"
+
+
+def provenance_rows(run_dir: Path) -> list[dict]:
+    """The run's provenance (run.json): who started it, then each resume; one row each."""
+    p = read_provenance(run_dir)
+    if p is None:
+        return [{"run": run_dir.name, "what": "-", "erts version": "-", "git commit": "-",
+                 "command": "not recorded (a run written before erts recorded its provenance)"}]
+    entries = ([("started", p)] if "erts_version" in p else []) + [("resumed", r) for r in p.get("resumes", [])]
+    return [{"run": run_dir.name, "what": f"{what} {e.get('time', '')}".strip(),
+             "erts version": e.get("erts_version", "-"),
+             "git commit": e.get("git_commit") or "not a git checkout", "command": _command(e.get("command"))}
+            for what, e in entries]
+
+
+def provenance_section(s: Section, runs: list[Path]) -> None:
+    """What produced the runs (erts version, git commit, command line; run.json in each run folder)
+    and this report."""
+    s.text("The erts version and git commit each run was trained with, and its command line (run.json in the "
+           "run folder; a resumed run lists each resume). A commit ending in +dirty had uncommitted changes "
+           "to tracked files; 'not a git checkout' is an installed erts.")
+    rows = [r for run in runs for r in provenance_rows(run)]
+    s.table(pd.DataFrame(rows), "provenance")
+    versions = {(r["erts version"], r["git commit"]) for r in rows if r["erts version"] != "-"}
+    if len(versions) > 1:
+        s.text(f"The runs were trained by {len(versions)} different erts versions or commits.")
+    me = provenance()
+    s.text(f"This report: erts {me['erts_version']}, git commit {me['git_commit'] or 'none (not a git checkout)'}, "
+           f"command: {_command(me['command'])}, built {me['time']}.")
+
+
 def pick_example_run(sweep_dir: Path, results: pd.DataFrame) -> Path | None:
     """An ERTS run if there is one (it has kept and filtered samples), else a PDD run, else any; lowest seed."""
     order = results.assign(_rank=[0 if str(m).startswith("erts") else (2 if m == BASELINE else 1)
@@ -591,14 +636,17 @@ def build_run_report(run_dir: Path, *, n_boot: int = 2000, examples: int = 2, ma
                        secs["Kept fraction per epoch"], secs["Which classes are dropped"], secs["Focus scores"])
     add_examples(secs["Example records"], run_dir, examples, max_leads)
     run_config_section(secs["Configuration"], run_dir)
+    provenance_section(secs["Provenance"], [run_dir])
     sections = with_label_noise([secs[h] for h in RUN_SECTIONS], [(str(m.get("method")), [run_dir])], n_boot)
     return Report(f"erts run report: {run_dir.name}", f"Run folder: {run_dir}.", sections)
 
 
 def cost_table(cost: dict, epochs) -> pd.DataFrame:
-    sec, fwd, bwd, fl = (cost.get(k, {}) for k in ("seconds", "sample_forwards", "sample_backwards", "flops"))
+    cost = normalize_cost(cost)
+    sec, cpu, fwd, bwd, fl = (cost.get(k, {}) for k in ("seconds", "cpu_seconds", "forwards", "backwards", "flops"))
     rows = [{"cost": "effective epochs", "value": f"{fmt(cost.get('effective_epochs'), 2)} of {epochs}"}]
     rows += [{"cost": f"wall-clock s, {k}", "value": fmt(v, 1)} for k, v in sec.items()]
+    rows += [{"cost": f"CPU s (all threads), {k}", "value": fmt(v, 1)} for k, v in cpu.items()]
     rows += [{"cost": f"sample forwards, {k}", "value": f"{v:.0f}"} for k, v in fwd.items()]
     rows += [{"cost": f"sample backwards, {k}", "value": f"{v:.0f}"} for k, v in bwd.items()]
     rows += [{"cost": f"FLOPs, {k}", "value": fmt_sci(v)} for k, v in fl.items()]

@@ -104,7 +104,7 @@ def curves_figure(log: pd.DataFrame, title: str) -> Figure:
     """A single run: validation macro-F1 over cumulative wall-clock time and over effective epochs."""
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
-    seconds = log["sec_epoch"].cumsum().to_numpy(float)
+    seconds = log["seconds_epoch" if "seconds_epoch" in log.columns else "sec_epoch"].cumsum().to_numpy(float)  # sec_epoch: older runs
     best = int(log["val_macro_f1"].to_numpy(float).argmax())
     for ax, x, xlabel in [(axes[0], seconds, "cumulative wall-clock time (s)"),
                           (axes[1], log["effective_epochs"].to_numpy(float), "effective epochs")]:

@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-PHASES = ("scoring", "gradcam", "update", "eval", "other")
+from erts.train.costnames import BACKWARD_PHASES, COST_GROUPS, FLOP_PHASES, FORWARD_PHASES, PHASES  # noqa: F401
 
 
 def _zeros() -> dict[str, float]:
@@ -99,7 +99,8 @@ class CostMeter:
         self.updated = float(snap["updated"])
 
     def summary(self, n_train: int) -> dict:
-        """The cost block of metrics.json."""
+        """The cost block of metrics.json. Its groups are the column scheme (COST_GROUPS): flattened
+        with "_" they are the names log.csv (per epoch) and results.csv (per run) use."""
         training = ("scoring", "gradcam", "update")
         return {
             "effective_epochs": self.updated / max(n_train, 1),
@@ -109,23 +110,27 @@ class CostMeter:
             "cpu_seconds": {**{p: self.cpu_seconds[p] for p in PHASES},
                             "train": sum(self.cpu_seconds[p] for p in training),
                             "total": sum(self.cpu_seconds.values())},
-            "sample_forwards": {p: self.forwards[p] for p in training},
-            "sample_backwards": {p: self.backwards[p] for p in ("gradcam", "update")},
+            "forwards": {p: self.forwards[p] for p in FORWARD_PHASES},
+            "backwards": {p: self.backwards[p] for p in BACKWARD_PHASES},
             "flops": {**{p: self.flops[p] for p in training}, "total": sum(self.flops[p] for p in training)},
         }
 
 
 def epoch_row(before: dict, after: dict) -> dict[str, float]:
-    """Per-epoch differences of two snapshots, as log.csv columns."""
+    """Per-epoch differences of two snapshots, as log.csv columns (``<group>_<phase>``, COST_GROUPS),
+    with ``seconds_epoch`` and ``cpu_seconds_epoch``: the sums over the phases."""
     row: dict[str, float] = {}
-    for p in ("scoring", "gradcam", "update"):
-        row[f"fwd_{p}"] = after["forwards"][p] - before["forwards"][p]
+    for p in FORWARD_PHASES:
+        row[f"forwards_{p}"] = after["forwards"][p] - before["forwards"][p]
+    for p in BACKWARD_PHASES:
+        row[f"backwards_{p}"] = after["backwards"][p] - before["backwards"][p]
+    for p in FLOP_PHASES:
         row[f"flops_{p}"] = after["flops"][p] - before["flops"][p]
-    for p in ("gradcam", "update"):
-        row[f"bwd_{p}"] = after["backwards"][p] - before["backwards"][p]
     for p in PHASES:
-        row[f"sec_{p}"] = after["seconds"][p] - before["seconds"][p]
-    row["sec_epoch"] = sum(row[f"sec_{p}"] for p in PHASES)
+        row[f"seconds_{p}"] = after["seconds"][p] - before["seconds"][p]
     before_cpu, after_cpu = before.get("cpu_seconds", {}), after["cpu_seconds"]
-    row["cpu_epoch"] = sum(after_cpu[p] - before_cpu.get(p, 0.0) for p in PHASES)
+    for p in PHASES:
+        row[f"cpu_seconds_{p}"] = after_cpu[p] - before_cpu.get(p, 0.0)
+    row["seconds_epoch"] = sum(row[f"seconds_{p}"] for p in PHASES)
+    row["cpu_seconds_epoch"] = sum(row[f"cpu_seconds_{p}"] for p in PHASES)
     return row

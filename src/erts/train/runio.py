@@ -9,7 +9,10 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,3 +101,74 @@ def read_csv(path: Path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+RUN_JSON = "run.json"
+
+
+def _git(src: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):  # no git, or it hung
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit(src: str | Path | None = None) -> str | None:
+    """The commit of the git checkout erts runs from (``src``: the package folder), with ``+dirty``
+    when tracked files have uncommitted changes; None when erts is not run from a checkout (an
+    installed copy, even one inside some repository's folder, is not: its files are not tracked)."""
+    if src is None:
+        import erts
+
+        src = Path(erts.__file__).resolve().parent
+    src = Path(src)
+    if not _git(src, "ls-files", "--", "__init__.py"):  # the package's own files are tracked here
+        return None
+    commit = _git(src, "rev-parse", "HEAD")
+    if not commit:
+        return None
+    dirty = _git(src, "status", "--porcelain", "--untracked-files=no")
+    return commit + ("+dirty" if dirty else "")
+
+
+def provenance(argv: list[str] | None = None) -> dict[str, Any]:
+    """What made a run or a report: erts version, git commit (None outside a checkout), the command
+    line (sys.argv), Python version, and when (local time, ISO 8601)."""
+    from erts import __version__
+
+    return {"erts_version": __version__, "git_commit": git_commit(),
+            "command": list(sys.argv if argv is None else argv),
+            "python": sys.version.split()[0], "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def record_start(run_dir: Path, resumed: bool = False) -> dict[str, Any]:
+    """Writes (atomically) run.json: the provenance of the process that started the run, and one entry
+    per ``--resume`` after it (``resumes``). Returns its content."""
+    path = run_dir / RUN_JSON
+    me = provenance()
+    try:
+        old = json.loads(path.read_text()) if resumed and path.exists() else None
+    except (OSError, ValueError):
+        old = None
+    if old is None:
+        info = {**me, "resumes": []} if not resumed else {"resumes": [me]}
+    else:
+        info = {**old, "resumes": [*old.get("resumes", []), me]}
+    write_json(path, info)
+    return info
+
+
+def read_provenance(run_dir: Path) -> dict[str, Any] | None:
+    """run.json of a run folder, else the provenance block of its metrics.json; None for runs older than both."""
+    for name, key in ((RUN_JSON, None), ("metrics.json", "provenance")):
+        try:
+            d = json.loads((Path(run_dir) / name).read_text())
+        except (OSError, ValueError):
+            continue
+        d = d.get(key) if key else d
+        if isinstance(d, dict):
+            return d
+    return None

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from erts.config import ConfigError, load_config
 from erts.train import runio
+from erts.train.costnames import flatten_cost
 
 GRID_KEYS = {"name", "out_dir", "workers", "base", "grid"}
 # columns that identify a run's configuration even when the grid does not vary them
@@ -199,10 +200,7 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
     row["best_epoch"] = m.get("best_epoch")
     row["epochs"] = m.get("epochs")
     row["effective_epochs"] = cost.get("effective_epochs")
-    for group, prefix in (("seconds", "seconds"), ("cpu_seconds", "cpu"), ("flops", "flops"),
-                          ("sample_forwards", "forwards"), ("sample_backwards", "backwards")):
-        for phase, v in (cost.get(group) or {}).items():
-            row[f"{prefix}_{phase}"] = v
+    row.update(flatten_cost(cost))  # <group>_<phase>: the names log.csv and metrics.json use (erts.train.cost)
     return row
 
 
