@@ -100,19 +100,39 @@ def main() -> None:
     ap.add_argument("--name", help="sweep folder name (default e2e-<dataset>); a variant of the grid needs its own")
     ap.add_argument("--workers", type=int, default=1, help="runs side by side (wall clock then shares the cores)")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
+                    help="also run --variant-methods with this setting (its own sweep folder), seed by seed "
+                         "alongside the main grid; shown as <method>+<KEY=VALUE> against the main grid's full")
+    ap.add_argument("--variant-methods", default="dbpd,erts-dbpd")
     args = ap.parse_args()
     base = {**DATASETS[args.dataset], **COMMON,
             **{k: parse_value(v) for k, v in (o.split("=", 1) for o in args.overrides)}}
     methods = args.methods.split(",")
-    grid = Grid(name=args.name or f"e2e-{args.dataset}", out_dir=args.out, workers=args.workers, base=base,
-                grid={"seed": list(range(args.seeds)), "method": methods})
-    res = run_sweep(grid, workers=args.workers)
-    if res.failed:
-        raise SystemExit(f"failed runs: {', '.join(res.failed)}")
-    df = pd.read_csv(res.results_csv)
+    name = args.name or f"e2e-{args.dataset}"
+    variants = [(v, {k: parse_value(x) for k, x in [v.split("=", 1)]}) for v in args.variant]
+    results: dict[str, Path] = {}
+    for last_seed in range(args.seeds):  # seed by seed: every configuration's first seed comes first
+        seeds = list(range(last_seed + 1))
+        grids = [(name, "", base, methods)] + [(f"{name}-{_slug(v)}", f"+{v}", {**base, **kv},
+                                                 args.variant_methods.split(",")) for v, kv in variants]
+        for grid_name, suffix, grid_base, grid_methods in grids:
+            grid = Grid(name=grid_name, out_dir=args.out, workers=args.workers, base=grid_base,
+                        grid={"seed": seeds, "method": grid_methods})
+            res = run_sweep(grid, workers=args.workers)
+            if res.failed:
+                raise SystemExit(f"failed runs: {', '.join(res.failed)}")
+            results[suffix] = res.results_csv
+    frames = [pd.read_csv(path).assign(method=lambda d, sfx=sfx: d["method"] + sfx) for sfx, path in results.items()]
+    df = pd.concat(frames, ignore_index=True)
+    shown = methods + [m + sfx for sfx in results if sfx for m in args.variant_methods.split(",")]
     title = f"{args.dataset}: {base['model']}, {base['epochs']} epochs, {args.seeds} seeds, same loss/data/budget"
-    print("\n" + "\n".join(summary_lines(df, methods, title)))
-    print(f"\nresults table: {res.results_csv}")
+    print("\n" + "\n".join(summary_lines(df, shown, title)))
+    for path in results.values():
+        print(f"results table: {path}")
+
+
+def _slug(text: str) -> str:
+    return text.replace("=", "").replace(".", "")
 
 
 if __name__ == "__main__":
