@@ -193,6 +193,7 @@ def test_score_source_update_equals_an_eval_pass_without_batchnorm(cache_dir, tm
     rs = load_dataset(cfg.data)
     t = Trainer(cfg, rs, tmp_path / "r", progress=False)
     t.model = NoNormNet(rs.num_leads, rs.num_classes)
+    t.dd.set_model(t.model)
     t.opt = torch.optim.SGD(t.model.parameters(), lr=0.1)
     ids = t.idx["train"][:48]
     x = t.data.x(ids)

@@ -229,12 +229,14 @@ def test_seconds_add_up_to_the_wall_clock_of_the_epochs(cache_dir, tmp_path):
     wall = time.perf_counter() - start
     log = pd.read_csv(tmp_path / "r" / "log.csv")
     assert (log.seconds_other > 0).all()
-    # all but the last epoch's closing writes (well under 0.3 s on a tiny run) are inside
-    assert log.seconds_epoch.sum() == pytest.approx(wall, abs=0.3)
-    assert log.seconds_epoch.sum() <= wall
+    # the run's totals are the wall clock of fit() (only the schedule line printed before the first
+    # epoch is outside); the epoch rows hold all but the last epoch's closing writes
+    total = sum(t.cost.seconds.values())
+    assert total == pytest.approx(wall, abs=0.05)
+    assert log.seconds_epoch.sum() <= total and log.seconds_epoch.sum() > 0.5 * total
     # CPU time (all threads of the process) is booked the same way, beside the wall clock
     assert (log.cpu_seconds_epoch > 0).all()
-    assert sum(t.cost.cpu_seconds.values()) == pytest.approx(log.cpu_seconds_epoch.sum())
+    assert sum(t.cost.cpu_seconds.values()) >= log.cpu_seconds_epoch.sum() > 0
 
 
 def test_per_batch_selection_scores_and_updates_the_same_windows(cache_dir, tmp_path):

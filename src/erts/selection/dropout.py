@@ -113,8 +113,7 @@ class DataDropout:
         self.cost = cost if cost is not None else CostMeter(self.device)
         self.per_sample_loss = per_sample_loss or default_per_sample_loss(multilabel)
         self.score_bs = score_batch_size
-        self.layer = self._resolve_layer(selection.gradcam_layer)
-        self.cam_fast = self._fast_head() is not None and self._is_last_stage(self.layer)
+        self.set_model(model)
         self._log: dict[str, list] = {k: [] for k in LOG_FIELDS}
         self._gen: tuple[int, torch.Generator] | None = None
         self._epochs: list[dict] = []
@@ -122,6 +121,12 @@ class DataDropout:
         self.weights = torch.ones(num_samples, device=self.device)  # per-epoch selection: each kept sample's weight
 
     # ------------------------------------------------------------ the model
+    def set_model(self, model: nn.Module) -> None:
+        """Selects for ``model`` from now on (its Grad-CAM layer and fast path resolved again)."""
+        self.model = model
+        self.layer = self._resolve_layer(self.cfg.gradcam_layer)
+        self.cam_fast = self._fast_head() is not None and self._is_last_stage(self.layer)
+
     def _split(self) -> bool:
         return hasattr(self.model, "forward_features") and hasattr(self.model, "forward_head")
 

@@ -12,7 +12,6 @@ all derive from (seed, epoch), so a resumed run repeats an uninterrupted one.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from erts.errors import DataError
 from erts.progress import progress as progress_bar  # alias: self.progress / train(progress=) shadow the name
 from erts.eval.metrics import compute_metrics, tune_thresholds
 from erts.selection import PoolScores, Selector
-from erts.selection.bank import ScoreBank
+from erts.selection.dropout import DataDropout, confidence, el2n  # noqa: F401 (confidence, el2n: re-exported)
 from erts.train import runio
 from erts.train.builders import (build_loss, build_model, build_optimizer, build_scheduler, resolve_device,
                                  resolve_loss_name, resolve_score_batch_size)
@@ -89,32 +88,6 @@ class Tensors:
         return cls(x, y, member, rs.multilabel, window, crop == "random", torch.Generator())
 
 
-def el2n(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    """EL2N (Paul et al. 2021): the L2 norm of probabilities minus the one-hot (multi-hot) labels."""
-    logits = logits.float()
-    if multilabel:
-        return (torch.sigmoid(logits) - y).norm(dim=1)
-    probs = torch.softmax(logits, 1)
-    return (probs - torch.nn.functional.one_hot(y, probs.shape[1]).float()).norm(dim=1)
-
-
-def confidence(logits: torch.Tensor, y: torch.Tensor, multilabel: bool,
-               reduce: str = "min") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """p = probability of the true label, ``correct`` = the prediction is right, and (multi-label
-    only) the (n, K) probability of each class's correct label: sigmoid s for a positive, 1 - s
-    for a negative. A multi-label p is the least-learned label's (``reduce="min"``: hard while
-    any label is not learned) or the mean over classes (``"mean"``, which easy negatives
-    dominate); correct = every class right at threshold 0.5."""
-    logits = logits.float()
-    if multilabel:
-        s = torch.sigmoid(logits)
-        p_label = torch.where(y > 0.5, s, 1 - s)
-        p = p_label.min(1).values if reduce == "min" else p_label.mean(1)
-        return p, (p_label > 0.5).all(1), p_label
-    probs = torch.softmax(logits, 1)
-    return probs.gather(1, y[:, None]).squeeze(1), probs.argmax(1) == y, None
-
-
 class Trainer:
     """Holds the run's state; ``fit`` runs the epochs, ``finish`` evaluates the best model once on test."""
 
@@ -136,145 +109,64 @@ class Trainer:
         self.loss_fn = build_loss(self.loss_name, rs.labels[rs.indices("train")], rs.num_classes, self.device)
         self.opt = build_optimizer(cfg, self.model)
         self.sched = build_scheduler(cfg, self.opt)
-        self.selector = Selector(cfg.selection, cfg.train.epochs)
-        self.replay = load_kept_counts(cfg.selection.smrd_schedule, self) if cfg.selection.smrd_schedule else None
-        self.bank = ScoreBank(len(rs.labels), self.device)
         self.cost = CostMeter(self.device)
+        # selection: the same DataDropout a user puts in their own loop (an unknown Grad-CAM layer fails here)
+        self.dd = DataDropout(self.model, num_samples=len(rs.labels), epochs=cfg.train.epochs,
+                              multilabel=rs.multilabel, device=self.device, per_sample_loss=self.loss_fn.per_sample,
+                              score_batch_size=self.score_bs, seed=cfg.train.seed, bf16=cfg.train.bf16,
+                              cost=self.cost, selection=cfg.selection)
+        self.dd._length = self.data.length
+        self.replay = load_kept_counts(cfg.selection.smrd_schedule, self) if cfg.selection.smrd_schedule else None
         self.start_epoch, self.best_f1, self.best_epoch = 0, -1.0, -1
         self.log_rows: list[dict] = []
-        try:
-            self.model.get_layer(cfg.selection.gradcam_layer)  # an unknown layer fails here, not mid-run
-        except ValueError as e:
-            from erts.config import ConfigError
-
-            raise ConfigError(f"gradcam_layer={cfg.selection.gradcam_layer!r}: {e}") from None
 
     # ---------------------------------------------------------------- helpers
     @property
+    def selector(self) -> Selector:
+        return self.dd.selector
+
+    @property
+    def bank(self):
+        return self.dd.bank
+
+    @property
     def cam_fast(self) -> bool:
         """Grad-CAM at the last stage: computed from the scoring pass's own features."""
-        return self.model.get_layer(self.cfg.selection.gradcam_layer) is self.model.get_layer("last")
+        return self.dd.cam_fast
 
     def autocast(self):
-        if not self.cfg.train.bf16:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return self.dd.autocast()
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             return self.model(x).float()
 
-    # ---------------------------------------------------------------- scoring
+    def _inputs(self, ids: torch.Tensor, x: torch.Tensor | None):
+        """Positions of a pool -> its inputs: the caller's ``x`` (per batch: the very windows the
+        update trains on), else each record's centre window."""
+        return (lambda pos: x[pos]) if x is not None else (lambda pos: self.data.x(ids[pos]))
+
+    # ---------------------------------------------------------------- scoring and selection (DataDropout)
     def score(self, ids: torch.Tensor, want_focus: bool, x: torch.Tensor | None = None, epoch: int = -1) -> PoolScores:
-        """Scoring pass over ``ids`` (batched by the score batch size): p, correct, loss and EL2N per
-        sample, also written to the score bank.
-
-        ``x``: the pool's inputs when the caller already cut them (per-batch selection scores,
-        explains and updates the very same windows); default: each record's centre window.
-
-        With ERTS active and the Grad-CAM layer at the last stage (the fast path), each chunk's
-        Grad-CAM comes straight from the features this pass already computed and is reduced to
-        a focus score at once, so only (n,) numbers outlive the chunk: a whole-epoch pool never
-        holds its feature maps. That scores every sample, not only the candidates; the fast
-        path costs well under 1 % of the scoring forward, and it is counted as Grad-CAM.
-        """
-        published = self.cfg.selection.score_mode == "train"
-        self.model.train(published)  # published pitfall: train mode updates BatchNorm statistics
-        fused = want_focus and self.cam_fast
-        ps, cs, pls, losses, el2ns, focus = [], [], [], [], [], []
-        grad_ctx = torch.no_grad if published else torch.inference_mode
-        reduce = self.cfg.selection.confidence
-        for start in range(0, len(ids), self.score_bs):
-            chunk = ids[start:start + self.score_bs]
-            xc = self.data.x(chunk) if x is None else x[start:start + self.score_bs]
-            y = self.data.y[chunk]
-            with self.cost.phase("scoring", len(chunk)), grad_ctx():
-                with self.autocast():
-                    f = self.model.forward_features(xc)
-                    logits = self.model.forward_head(f)
-                p, c, pl = confidence(logits, y, self.data.multilabel, reduce)
-                losses.append(self.loss_fn.per_sample(logits, y))
-                el2ns.append(el2n(logits, y, self.data.multilabel))
-            ps.append(p)
-            cs.append(c)
-            pls.append(pl)
-            if fused:
-                focus.append(self.fast_focus(f, y))
-        scores = PoolScores(torch.cat(ps), torch.cat(cs), self.data.member[ids],
-                            p_label=torch.cat(pls) if self.data.multilabel else None,
-                            focus_all=torch.cat(focus) if fused else None, loss=torch.cat(losses),
-                            el2n=torch.cat(el2ns))
-        self.bank.write(ids, epoch, p=scores.p, correct=scores.correct, loss=scores.loss, el2n=scores.el2n,
-                        focus=scores.focus_all)
-        scores.loss_mean = float(self.bank.loss[self.idx["train"]].mean())
-        return scores
-
-    def fast_focus(self, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Focus of the true class from last-stage features (no extra forward or backward)."""
-        from erts.explain.gradcam import cam_from_features
-
-        with self.cost.phase("gradcam", len(y), forward=False), torch.inference_mode():
-            maps, _ = cam_from_features(self.model, feats.float(), y)
-            return self.focus_of(maps)
+        """Scoring pass over ``ids``: p, correct, loss, EL2N (and the fast-path focus) per sample."""
+        return self.dd.score(ids, self.data.y[ids], self.data.member[ids], self._inputs(ids, x), want_focus, epoch,
+                             self.idx["train"])
 
     def focus(self, ids: torch.Tensor, scores: PoolScores, candidates: torch.Tensor,
               x: torch.Tensor | None = None) -> None:
-        """Grad-CAM focus of the candidates (NaN for the others, as in the selection log).
-
-        Fast path: already computed by the scoring pass (or, with ``score_source=update``, kept
-        in the score bank from the sample's last update). Any other layer, and a candidate the
-        bank has no focus for yet: Grad-CAM on those candidates only (autograd: a forward and a
-        backward to the layer; at the last stage a forward alone).
-        """
-        from erts.explain.gradcam import gradcam
-
-        sel = torch.nonzero(candidates).squeeze(1)
-        focus = torch.full((len(ids),), float("nan"), device=self.device)
-        if scores.focus_all is not None:
-            focus[sel] = scores.focus_all[sel]
-            sel = sel[focus[sel].isnan()]
-        if len(sel):
-            fast = scores.focus_all is not None  # only the bank's gaps: the last stage, no backward
-            with self.cost.phase("gradcam", len(sel), forward=True, backward=not fast):
-                for chunk in sel.split(self.score_bs):
-                    xc = self.data.x(ids[chunk]) if x is None else x[chunk]
-                    res = gradcam(self.model, xc, self.data.y[ids[chunk]],
-                                  layer=self.cfg.selection.gradcam_layer, fast=fast)
-                    focus[chunk] = self.focus_of(res.maps)
-        scores.focus = focus
+        """Grad-CAM focus of the candidates into ``scores.focus`` (NaN for the others)."""
+        self.dd.focus(ids, self.data.y[ids], scores, candidates, self._inputs(ids, x), self.rs.num_classes)
 
     def focus_of(self, maps: torch.Tensor) -> torch.Tensor:
-        """Focus score of (B, T') Grad-CAM maps, read at the input's resolution by default."""
-        from erts.explain.gradcam import focus_measure, upsample_to
+        return self.dd.focus_of(maps, self.data.length)
 
-        s = self.cfg.selection
-        maps = maps.float()
-        if s.focus_resolution == "input":
-            maps = upsample_to(maps, self.data.length)
-        return focus_measure(maps, s.focus_measure, s.focus_q)
-
-    # ---------------------------------------------------------------- selection
     def select(self, epoch: int, ids: torch.Tensor, gen: torch.Generator, x: torch.Tensor | None = None,
                count: int | None = None) -> tuple[torch.Tensor, dict]:
-        """Keep-mask over ``ids`` plus the per-sample log fields (``x``, ``count``: see score, Selector)."""
-        sel = self.selector
-        nan = torch.full((len(ids),), float("nan"), device=self.device)
-        scores = None
-        if sel.needs_pass(epoch):
-            scores = self.score(ids, sel.erts_active(epoch), x, epoch)
-        elif sel.needs_scores(epoch):  # last known values, from the bank
-            scores = self.bank.scores(ids, self.data.member[ids], self.idx["train"])
-            if self.data.multilabel:
-                scores.p_label = None  # the bank keeps p only; multi-label rescue then ranks by it
-            if not (sel.erts_active(epoch) and self.cam_fast):
-                scores.focus_all = None
-        result = sel.select(epoch, self.data.member[ids], scores, gen,
-                            focus_fn=lambda cand: self.focus(ids, scores, cand, x), count=count)
-        weight = result.weight if result.weight is not None else torch.ones(len(ids), device=self.device)
-        log = {"p": scores.p if scores is not None else nan,
-               "focus": scores.focus if scores is not None and scores.focus is not None else nan,
-               "pdd_keep": result.candidates, "erts_keep": result.keep, "rescued": result.rescued,
-               "weight": torch.where(result.keep, weight, torch.zeros_like(weight))}
+        """Keep-mask over ``ids`` plus the per-sample log fields (``x``: the pool's inputs if already
+        cut; ``count``: SMRD's replayed size)."""
+        result, log = self.dd.select_pool(epoch, ids, self.data.y[ids], self.data.member[ids], self._inputs(ids, x),
+                                          gen, self.rs.num_classes, count=count, train_ids=self.idx["train"],
+                                          length=self.data.length)
         return result.keep, log
 
     # ---------------------------------------------------------------- update
@@ -291,24 +183,13 @@ class Trainer:
                 logits = self.model.forward_head(feats).float()
             per_sample = self.loss_fn.per_sample(logits, y)
             loss = self.loss_fn.reduce(per_sample, y, weight, denom)
-            if self.selector.score_source == "update":  # before the step: the weights that made the forward
-                self.bank_from_update(ids, feats.detach(), logits.detach(), per_sample.detach(), epoch)
+            # score_source=update: before the step, the weights that made the forward
+            self.dd.record_update(ids, feats.detach(), logits.detach(), per_sample.detach(), y, epoch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
         self.cost.updated += len(ids)
         return float(loss.detach())
-
-    def bank_from_update(self, ids: torch.Tensor, feats: torch.Tensor, logits: torch.Tensor,
-                         per_sample: torch.Tensor, epoch: int) -> None:
-        """Scores of the updated samples from their own training forward (train-mode BatchNorm:
-        batch statistics, so they differ slightly from an eval-mode pass; dropout sits in the
-        head, whose Grad-CAM is taken in eval form)."""
-        y = self.data.y[ids]
-        p, c, _ = confidence(logits, y, self.data.multilabel, self.cfg.selection.confidence)
-        focus = self.fast_focus(feats, y) if self.selector.uses_erts and self.cam_fast else None
-        self.bank.write(ids, epoch, p=p, correct=c, loss=per_sample, el2n=el2n(logits, y, self.data.multilabel),
-                        focus=focus)
 
     # ---------------------------------------------------------------- epoch
     def run_epoch(self, epoch: int) -> dict:
@@ -390,8 +271,7 @@ class Trainer:
     def state(self, epoch: int) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "epoch": epoch, "best_f1": self.best_f1,
-                "best_epoch": self.best_epoch, "cost": self.cost.snapshot(), "bank": self.bank.state_dict(),
-                "selector": self.selector.state_dict()}
+                "best_epoch": self.best_epoch, "cost": self.cost.snapshot(), **self.dd.state_dict()}
 
     def load_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -399,8 +279,7 @@ class Trainer:
         self.sched.load_state_dict(ckpt["scheduler"])
         self.cost.restore(ckpt["cost"])
         if "bank" in ckpt:  # runs of erts <= 0.1 have none
-            self.bank.load_state_dict(ckpt["bank"])
-            self.selector.load_state_dict(ckpt["selector"])
+            self.dd.load_state_dict(ckpt)
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.best_f1, self.best_epoch = float(ckpt["best_f1"]), int(ckpt["best_epoch"])
         rows = runio.read_csv(self.run_dir / "log.csv")
@@ -409,7 +288,8 @@ class Trainer:
 
     def fit(self) -> None:
         """Runs the remaining epochs. Each epoch's seconds add up to its wall clock: time no phase
-        measured (rules, log and checkpoint writes, the previous epoch's last.pt) is ``other``."""
+        measured (rules, log and checkpoint writes, the previous epoch's last.pt) is ``other``, and
+        the run's totals add up to the wall clock of fit()."""
         ckpt_dir = self.run_dir / "checkpoints"
         total = self.cfg.train.epochs
         epochs = range(self.start_epoch, total)
@@ -442,6 +322,8 @@ class Trainer:
             runio.write_csv(self.run_dir / "log.csv", self.log_rows)
             runio.save_checkpoint(ckpt_dir / "last.pt", self.state(epoch))
             bar.set_postfix(val_f1=f"{val['macro_f1']:.3f}", kept=f"{row['kept_frac']:.2f}")
+        if len(epochs):  # the last epoch's closing writes: in the run's totals (metrics.json), not in its row
+            self.cost.add_other(time.perf_counter() - mark, self.cost.snapshot(), time.process_time() - cpu_mark)
 
     def finish(self) -> dict:
         """Loads the best epoch, tunes multi-label thresholds on val, evaluates test once."""
