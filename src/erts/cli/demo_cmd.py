@@ -23,9 +23,12 @@ from pathlib import Path
 
 # The settings of `make demo`'s runs (configs/demo.yaml holds the same, for `erts train --config`):
 # sized to finish both runs and the report in about five minutes on 2 CPU cores (docs/training.md).
+# One torch thread: on a busy 2-core machine an epoch of the demo took 16 s with one thread and 40-109 s
+# with two (measured back to back); one thread also reached about the FLOP rate that two threads reach in
+# benchmarks/README.md's idle measurement (74 against 80 GFLOP/s), so little is lost on an idle one.
 DEMO: dict[str, object] = {
     "dataset": "synthetic", "n_records": 4000, "corrupt_frac": 0.1, "crop_s": 2.5, "crop": "random",
-    "model": "resnet18_1d", "epochs": 8, "batch_size": 64, "lr": 0.002,
+    "model": "resnet18_1d", "epochs": 8, "batch_size": 64, "lr": 0.002, "num_threads": 1,
 }
 METHODS = ["full", "erts-dbpd"]
 BASELINE = "full"
@@ -33,7 +36,7 @@ BASELINE = "full"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train full and erts-dbpd on the built-in data, compare them, write the report",
-                       description="Trains full and erts-dbpd on the built-in synthetic dataset (10%% of the records "
+                       description="Trains full and erts-dbpd on the built-in synthetic dataset (10% of the records "
                                    "corrupted on purpose) with the same settings and seed, prints a side-by-side "
                                    "table (test macro-F1, effective epochs, time and FLOPs against full, what the "
                                    "focus filter removed) and writes the HTML report. key=value settings change "
@@ -123,7 +126,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"\n[{i}/{len(runs)}] {method}: already finished", flush=True)
             continue
         print(f"\n[{i}/{len(runs)}] {method}" + (" (resumed)" if state == "resume" else ""), flush=True)
-        code = _train_one(run, state == "resume", args.quiet, demo_dir)
+        code = _train_one(run, grid.base, state == "resume", args.quiet, demo_dir)
         if code:
             return code
     collect_results(grid, runs)
@@ -138,13 +141,15 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_one(run, resume: bool, quiet: bool, demo_dir: Path) -> int:
+def _train_one(run, base: dict, resume: bool, quiet: bool, demo_dir: Path) -> int:
     """Trains (or resumes) one demo run in this process; on Ctrl-C / SIGTERM says how to finish the demo."""
     from erts.cli.train_cmd import _interruptible
     from erts.config import load_config
     from erts.train import loop
 
-    overrides = {k: v for k, v in run.overrides.items() if k not in ("quiet", "num_threads")}
+    # in this process: progress unless --quiet, and torch's own thread count unless the settings give one
+    added = {"quiet"} | ({"num_threads"} - set(base))  # expand() adds them for worker processes
+    overrides = {k: v for k, v in run.overrides.items() if k not in added}
     cfg = load_config(overrides={**overrides, "quiet": quiet})
     work = (lambda: loop.resume(run.run_dir, progress=not quiet)) if resume else (lambda: loop.train(cfg))
     out = _interruptible(run.run_dir, work)
