@@ -43,6 +43,7 @@ from erts.config import SelectionConfig, load_config
 from erts.data import load_dataset
 from erts.explain.gradcam import focus_score
 from erts.selection import Selector
+from erts.selection.dropout import DataDropout
 from erts.train.cost import CostMeter
 from erts.train.loop import Trainer
 
@@ -70,7 +71,7 @@ def bare_epoch(t: Trainer) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Tensor, x=None) -> None:
+def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Tensor, inputs) -> None:
     """Grad-CAM as the published code pays for it: a training-mode forward of the candidates
     and a full backward (parameter gradients included) to get the middle layer's gradient."""
     layer = t.model.get_layer("published")
@@ -86,7 +87,7 @@ def published_focus(t: Trainer, ids: torch.Tensor, scores, candidates: torch.Ten
 
             h = layer.register_forward_hook(hook)
             t.model.train()
-            logits = t.model(t.data.x(ids[chunk]) if x is None else x[chunk])
+            logits = t.model(inputs(chunk))
             h.remove()
             t.model.zero_grad(set_to_none=True)
             logits.gather(1, t.data.y[ids[chunk]][:, None]).sum().backward()
@@ -132,16 +133,17 @@ def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: 
                                   score_mode="train" if name == "published" else "eval",
                                   # published: its own Grad-CAM (published_focus), not the fast path
                                   gradcam_layer="published" if name == "published" else base.gradcam_layer)
-    t.cfg.selection = sel_cfg
+    t.cfg.selection = t.dd.cfg = sel_cfg
+    t.dd.set_model(t.model)  # the variant's Grad-CAM layer
     fixed = method not in ("full", "infobatch", "erts-infobatch")
-    t.selector = FixedKeepSelector(sel_cfg, 10, keep) if fixed else Selector(sel_cfg, t.cfg.train.epochs)
+    t.dd.selector = FixedKeepSelector(sel_cfg, 10, keep) if fixed else Selector(sel_cfg, t.cfg.train.epochs)
     flops = dict(t.cost.flops_per_sample)
-    t.cost = CostMeter(t.device)
+    t.cost = t.dd.cost = CostMeter(t.device)
     t.cost.flops_per_sample = flops  # measured in the warm-up run, so timings exclude the FLOP counter
     if name == "published":
-        t.focus = lambda ids, scores, cand, x=None: published_focus(t, ids, scores, cand, x)
+        t.dd.focus = lambda ids, y, scores, cand, inputs, k: published_focus(t, ids, scores, cand, inputs)
     else:
-        t.focus = Trainer.focus.__get__(t)
+        t.dd.focus = DataDropout.focus.__get__(t.dd)
     start, cpu = time.perf_counter(), time.process_time()
     stats = t.run_epoch(epoch=1)
     seconds = time.perf_counter() - start
