@@ -100,3 +100,45 @@ def test_epoch_sampler_yields_the_kept_indices():
     log = dd.epoch_end(2)["log"]
     assert sorted(kept) == sorted(np.nonzero(log["p"] < 0.5)[0].tolist())
     assert len(kept) < 96
+
+
+def test_a_hand_written_loop_keeps_what_erts_train_keeps(cache_dir, tmp_path):
+    """The same seed and data through `erts train` and through DataDropout in a plain loop (same model
+    init, shuffle, loss and optimiser) keep the same samples in every epoch."""
+    from conftest import tiny_overrides
+    from erts.config import load_config
+    from erts.data import load_dataset
+    from erts.train.builders import build_loss, build_model, build_optimizer, build_scheduler
+    from erts.train.loop import Tensors, seed_for, train
+
+    cfg = load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="erts-dbpd", epochs=4, name="t"))
+    train(cfg)
+    rs = load_dataset(cfg.data)
+    seed, bs = cfg.train.seed, cfg.optim.batch_size
+    torch.manual_seed(seed)
+    model = build_model(cfg, rs)
+    data = Tensors.from_recordset(rs, torch.device("cpu"))
+    loss_fn = build_loss("ce", rs.labels[rs.indices("train")], rs.num_classes, torch.device("cpu"))
+    opt, train_ids = build_optimizer(cfg, model), torch.from_numpy(rs.indices("train"))
+    sched = build_scheduler(cfg, opt)
+    dd = DataDropout(model, "erts-dbpd", num_samples=len(rs.labels), epochs=4, warmup_epochs=1, gradcam_start=1,
+                     revision_epoch=3, score_batch_size=64, per_sample_loss=loss_fn.per_sample, seed=seed)
+    for epoch in range(4):
+        gen = torch.Generator().manual_seed(seed_for(seed, epoch, 1))
+        torch.manual_seed(seed_for(seed, epoch, 2))
+        order = train_ids[torch.randperm(len(train_ids), generator=gen)]
+        for b in order.split(bs):
+            x, y, idx, weight = dd.select(data.x(b), data.y[b], b, epoch, num_classes=rs.num_classes)
+            if len(idx):
+                model.train()
+                loss = (dd.per_sample_loss(model(x), y) * weight).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        sched.step()
+        mine = dd.epoch_end(epoch)["log"]
+        ref = np.load(tmp_path / "t" / "selection" / f"epoch_{epoch:03d}.npz")
+        np.testing.assert_array_equal(mine["index"], ref["index"])
+        np.testing.assert_array_equal(mine["updated"], ref["updated"])
+        np.testing.assert_array_equal(mine["pdd_keep"], ref["pdd_keep"])
+    assert any(not np.load(tmp_path / "t" / "selection" / f"epoch_{e:03d}.npz")["updated"].all() for e in (1, 2))
