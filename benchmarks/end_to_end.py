@@ -55,6 +55,7 @@ def parse_value(v: str):
 
 def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]:
     """The printed summary of a results.csv: one line per method, then each ERTS method against its rule."""
+    df = df.rename(columns={"cpu_train": "cpu_seconds_train", "cpu_total": "cpu_seconds_total"})  # erts <= 0.2 names
     df = df.assign(seconds_train=df[["seconds_scoring", "seconds_gradcam", "seconds_update"]].sum(axis=1))
     metrics = ["test_macro_f1", "effective_epochs"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
     summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
@@ -62,9 +63,9 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]
     pairs = paired_comparisons(df, ["dataset", "model", "method"], metric="test_macro_f1").set_index("method")
     out = [title, f"{'method':10s} {'macro-F1 [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
            + f"{'EE':>6s} {'train s':>8s} {'x full':>7s} {'total s':>8s} {'x full':>7s}  diff vs full [95% CI], p(Holm)"]
-    cpu = {"cpu_train", "cpu_total"} <= set(df)
+    cpu = {"cpu_seconds_train", "cpu_seconds_total"} <= set(df)
     if cpu:
-        cmed = df.groupby("method")[["cpu_train", "cpu_total"]].median().loc[methods]
+        cmed = df.groupby("method")[["cpu_seconds_train", "cpu_seconds_total"]].median().loc[methods]
         out[1] += "  CPU train s, x full, CPU total s, x full"
     for m in methods:
         s = summary.loc[m]
@@ -78,8 +79,8 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]
             line += f"  {p.mean_diff:+.4f} [{p.ci_low:+.4f}, {p.ci_high:+.4f}], p={p.p_holm:.3f}"
         if cpu:
             c, cf = cmed.loc[m], cmed.loc["full"]
-            line += (f"  cpu {c.cpu_train:.1f} x{c.cpu_train / cf.cpu_train:.3f} "
-                     f"{c.cpu_total:.1f} x{c.cpu_total / cf.cpu_total:.3f}")
+            line += (f"  cpu {c.cpu_seconds_train:.1f} x{c.cpu_seconds_train / cf.cpu_seconds_train:.3f} "
+                     f"{c.cpu_seconds_total:.1f} x{c.cpu_seconds_total / cf.cpu_seconds_total:.3f}")
         out.append(line)
     erts = erts_comparisons(df[df["method"].isin(methods)], ["dataset", "model", "method"], metric="test_macro_f1")
     out.append("ERTS against the rule it filters (paired by seed; Holm over these rows only, not with the rows above):")
