@@ -5,15 +5,28 @@ records of the built-in dataset (12 leads, 100 Hz x 10 s, the PTB-XL shape), wit
 erts' loop (`method=full`), for `--samples` training samples; seconds per epoch are
 scaled from the measured samples per second to the full training split (3,500
 records of the default 5,000). Peak memory is the process's maximum resident set
-size (CPU) or `torch.cuda.max_memory_allocated` (GPU).
+size (CPU) or `torch.cuda.max_memory_allocated` (GPU). The 2-D backbones run in the
+memory format `--memory-format` gives (default `auto`, the run default).
 
-    python benchmarks/backbones.py                   # all six, 256 samples each
+Memory formats (`--bench format`): each 2-D backbone in both memory formats
+(`contiguous`, `channels_last`), side by side in this process, same weights and
+inputs, rounds alternating which format goes first: scoring (eval mode,
+`inference_mode` forward of `--score-batch` 12-lead records -> 32-row images)
+and update (train-mode forward + cross-entropy backward + fused AdamW step on
+`--batch` records). Prints medians over `--repeats` rounds, the ratio
+contiguous / channels_last of the medians (above 1: channels_last faster), and
+the median and range of the same ratio taken round by round.
+
+    python benchmarks/backbones.py                   # both: all six, 256 samples each; then the formats
     python benchmarks/backbones.py --models resnet18_1d,resnet18 --samples 512
+    python benchmarks/backbones.py --bench format --repeats 7
+    python benchmarks/backbones.py --bench format --threads 1 --clock cpu   # a busy shared machine
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import resource
 import subprocess
 import sys
@@ -22,7 +35,10 @@ import time
 PAIRS = [("resnet18_1d", "resnet18"), ("mobilenetv2_1d", "mobilenet_v2"), ("efficientnetv2s_1d", "efficientnet_v2_s")]
 
 
-def measure(model: str, samples: int, batch: int, threads: int) -> dict:
+FORMATS = ("contiguous", "channels_last")
+
+
+def measure(model: str, samples: int, batch: int, threads: int, memory_format: str = "auto") -> dict:
     """Runs in the child: one partial epoch of erts' loop; returns seconds/sample and peak memory."""
     import tempfile
     from pathlib import Path
@@ -34,7 +50,8 @@ def measure(model: str, samples: int, batch: int, threads: int) -> dict:
     from erts.train.loop import Trainer
 
     torch.set_num_threads(threads)
-    cfg = load_config(overrides=[f"model={model}", f"batch_size={batch}", "quiet=true", "head=mlp"])
+    cfg = load_config(overrides=[f"model={model}", f"batch_size={batch}", "quiet=true", "head=mlp",
+                                 f"memory_format={memory_format}"])
     rs = load_dataset(cfg.data)
     t = Trainer(cfg, rs, Path(tempfile.mkdtemp()), progress=False)
     n_train = len(t.idx["train"])
@@ -50,7 +67,81 @@ def measure(model: str, samples: int, batch: int, threads: int) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"model": model, "sec_per_sample": sec / samples, "epoch_s": sec / samples * n_train,
             "n_train": n_train, "peak_mb": peak, "params": sum(p.numel() for p in t.model.parameters()),
-            "device": str(t.device)}
+            "device": str(t.device), "memory_format": t.model.memory_format}
+
+
+def format_bench(models: list[str], repeats: int, score_batch: int, batch: int, length: int, threads: int,
+                 clock: str = "wall", leads: int = 12, classes: int = 5) -> dict:
+    """Scoring and update seconds of each 2-D backbone in both memory formats, side by side (CPU).
+
+    clock="cpu" times with this process's CPU time instead of the wall clock: with one thread it
+    does not count the time other processes hold the cores (spin-waiting threads would count).
+    """
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from erts.models import create_model
+
+    torch.set_num_threads(threads)
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.randn(score_batch, leads, length, generator=gen)
+    xu = torch.randn(batch, leads, length, generator=gen)
+    yu = torch.randint(0, classes, (batch,), generator=gen)
+    out: dict = {}
+    for name in models:
+        torch.manual_seed(0)
+        base = create_model(name, leads, classes, head="mlp")
+        nets = {f: copy.deepcopy(base).set_memory_format(f) for f in FORMATS}
+        opts = {f: torch.optim.AdamW(nets[f].parameters(), lr=1e-4, fused=True) for f in FORMATS}
+
+        def score(f: str) -> float:
+            m = nets[f].eval()
+            with torch.inference_mode():
+                t = now()
+                m(xs)
+                return now() - t
+
+        def update(f: str) -> float:
+            m, opt = nets[f].train(), opts[f]
+            t = now()
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(m(xu), yu).backward()
+            opt.step()
+            return now() - t
+
+        with torch.inference_mode():  # same weights, same outputs (checked before any update)
+            a, b = (nets[f].eval()(xs[:2]) for f in FORMATS)
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), f"{name}: formats disagree"
+        times: dict = {(p, f): [] for p in ("score", "update") for f in FORMATS}
+        for f in FORMATS:  # warm-up: oneDNN primitives, allocator, optimizer state
+            score(f), update(f)
+        for r in range(repeats):
+            order = FORMATS if r % 2 == 0 else FORMATS[::-1]
+            for f in order:
+                times["score", f].append(score(f))
+            for f in order:
+                times["update", f].append(update(f))
+        res = {p: {f: statistics.median(times[p, f]) for f in FORMATS} for p in ("score", "update")}
+        for p in res:
+            # fastest round of each: the least disturbed by other processes on a shared machine
+            res[p]["min"] = {f: min(times[p, f]) for f in FORMATS}
+            res[p]["ratio"] = res[p]["contiguous"] / res[p]["channels_last"]
+            # the same ratio per round (both formats measured back to back): its spread shows the noise
+            per_round = [c / l for c, l in zip(times[p, "contiguous"], times[p, "channels_last"])]
+            res[p]["ratio_min"], res[p]["ratio_max"] = min(per_round), max(per_round)
+            res[p]["ratio_rounds"] = statistics.median(per_round)
+        out[name] = res
+        for p, what in (("score", f"scoring (eval, batch {score_batch})"), ("update", f"update (train, batch {batch})")):
+            r = res[p]
+            print(f"{name:18s} {what:26s} contiguous {1e3 * r['contiguous']:8.1f} ms  channels_last "
+                  f"{1e3 * r['channels_last']:8.1f} ms  x{r['ratio']:.2f} (per round: median {r['ratio_rounds']:.2f}, "
+                  f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}; fastest rounds x"
+                  f"{r['min']['contiguous'] / r['min']['channels_last']:.2f})", flush=True)
+        del nets, opts
+    return out
 
 
 def main() -> None:
@@ -59,20 +150,44 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memory-format", default="auto", choices=("auto", *FORMATS),
+                    help="epoch bench: the 2-D backbones' memory format (default auto, as a run)")
+    ap.add_argument("--bench", default="epoch,format", help="epoch, format, or both (default)")
+    ap.add_argument("--repeats", type=int, default=7, help="format bench: rounds (medians reported)")
+    ap.add_argument("--score-batch", type=int, default=16, help="format bench: records per scoring forward")
+    ap.add_argument("--length", type=int, default=1000, help="format bench: samples per record")
+    ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                    help="format bench: wall clock, or process CPU time (with --threads 1 on a busy machine)")
+    ap.add_argument("--json", help="format bench: also write its medians here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.samples, args.batch, args.threads)))
+        print(json.dumps(measure(args.child, args.samples, args.batch, args.threads, args.memory_format)))
         return
+    benches = args.bench.split(",")
+    if "epoch" in benches:
+        epoch_bench(args)
+    if "format" in benches:
+        two_d = [m for m in args.models.split(",") if m in {b for _, b in PAIRS}]
+        print(f"\nmemory formats, 2-D backbones, {args.threads} threads, 12 x {args.length} records, {args.clock} "
+              f"clock, medians of {args.repeats} rounds; x = contiguous / channels_last (above 1: channels_last faster):")
+        res = format_bench(two_d, args.repeats, args.score_batch, args.batch, args.length, args.threads, args.clock)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=1)
+
+
+def epoch_bench(args: argparse.Namespace) -> None:
     rows = {}
     for model in args.models.split(","):
         out = subprocess.run([sys.executable, __file__, "--child", model, "--samples", str(args.samples),
-                              "--batch", str(args.batch), "--threads", str(args.threads)],
+                              "--batch", str(args.batch), "--threads", str(args.threads),
+                              "--memory-format", args.memory_format],
                              capture_output=True, text=True, check=True)
         rows[model] = json.loads(out.stdout.strip().splitlines()[-1])
         r = rows[model]
         print(f"{model:20s} {r['params'] / 1e6:6.2f} M params  {r['epoch_s']:8.1f} s/epoch ({r['n_train']} records)  "
-              f"peak {r['peak_mb']:7.0f} MB  [{r['device']}]", flush=True)
+              f"peak {r['peak_mb']:7.0f} MB  [{r['device']}, {r['memory_format']}]", flush=True)
     print("\n2-D / 1-D ratios (same data, same loop, batch %d):" % args.batch)
     for one_d, two_d in PAIRS:
         if one_d in rows and two_d in rows:

@@ -1,6 +1,8 @@
 """Model zoo: shapes, input forms, faithfulness to torchvision, training step, layer names, errors."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -173,3 +175,127 @@ def test_backbone_kwargs():
     assert all(m.p == 0.0 for m in model.modules() if type(m).__name__ == "StochasticDepth")
     with pytest.raises(TypeError):
         create_model("resnet18_1d", 12, 5, stochastic_depth_prob=0.1)
+
+
+# --- memory formats (issue 13): 2-D backbones run channels_last where faster; 1-D ones are unaffected ---
+
+def _format_twins(name: str, **kw) -> dict[str, nn.Module]:
+    """The same weights in both memory formats."""
+    torch.manual_seed(0)
+    base = create_model(name, 12, 3, **kw)
+    return {"contiguous": base, "channels_last": copy.deepcopy(base).set_memory_format("channels_last")}
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4) -> None:
+    """Equal to ``rtol`` of the largest magnitude (gradients: of the whole model's)."""
+    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * max(a.abs().max().item(), 1e-6))
+
+
+@pytest.mark.parametrize("name", MODELS_2D)
+def test_2d_memory_formats_agree(name):
+    """Same outputs, features and gradients in both formats; channels_last really runs channels_last."""
+    nets = _format_twins(name, head="mlp")
+    fresh = copy.deepcopy(nets)  # for the train-mode pass below, which updates BatchNorm running statistics
+    cl = nets["channels_last"]
+    assert (nets["contiguous"].memory_format, cl.memory_format) == ("contiguous", "channels_last")
+    convs = [m.weight for m in cl.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    x, y = torch.randn(2, 12, 64), torch.tensor([0, 2])
+    with torch.no_grad():
+        out = {f: (m.eval().forward_features(x), m(x)) for f, m in nets.items()}
+    feats = out["channels_last"][0]
+    assert feats.is_contiguous(memory_format=torch.channels_last) and not feats.is_contiguous()
+    _close(out["contiguous"][0], feats)
+    _close(out["contiguous"][1], out["channels_last"][1])
+    # backward, eval mode (BatchNorm on running statistics): float32 gradients agree
+    grads = {}
+    for f, m in nets.items():
+        nn.functional.cross_entropy(m.eval()(x), y).backward()
+        grads[f] = torch.cat([p.grad.flatten() for p in m.parameters()])
+        m.zero_grad(set_to_none=True)
+    _close(grads["contiguous"], grads["channels_last"], rtol=1e-3)
+    # the update, train mode (batch statistics, same stochastic-depth draws). In float32, CPU BatchNorm
+    # computes channels_last batch statistics less exactly (~1e-5 against ~1e-6 relative), and train-mode
+    # BatchNorm over 2 tiny records (4 values per channel at the last stage) amplifies that to ~3e-3 in
+    # MobileNetV2's logits (contiguous: 2e-4 from float64) and 1e-2 in gradients. So the layouts are
+    # compared in float64 (same semantics, tight tolerance) and the float32 logits loosely.
+    for dtype, rtol in ((torch.float32, 1e-2), (torch.float64, 1e-9)):
+        outs, grads = {}, {}
+        for f, m in copy.deepcopy(fresh).items():
+            m = m.to(dtype)
+            torch.manual_seed(1)
+            outs[f] = m.train()(x.to(dtype))
+            nn.functional.cross_entropy(outs[f], y).backward()
+            grads[f] = torch.cat([p.grad.flatten() for p in m.parameters()])
+        _close(outs["contiguous"], outs["channels_last"], rtol=rtol)
+        if dtype == torch.float64:
+            _close(grads["contiguous"], grads["channels_last"], rtol=rtol)
+    # checkpoints move between formats (a run saved in one format resumes or loads in the other)
+    back = fresh["contiguous"].eval()
+    back.load_state_dict(cl.state_dict())
+    with torch.no_grad():
+        _close(back(x), cl.eval()(x))
+
+
+@pytest.mark.parametrize("name", MODELS_2D)
+def test_gradcam_same_maps_in_both_formats(name):
+    """Fast path and autograd path, last stage and the published layer: equal maps in either format."""
+    from erts.explain import gradcam
+
+    nets = _format_twins(name, head="mlp")
+    x, y = torch.randn(2, 12, 64), torch.tensor([1, 2])
+    maps = {(f, how): gradcam(m, x, y, layer=layer, fast=fast)
+            for f, m in nets.items()
+            for how, layer, fast in (("fast", "last", True), ("autograd", "last", False), ("published", "published", False))}
+    ref = maps["contiguous", "fast"]
+    for key, r in maps.items():
+        if key[1] != "published":
+            _close(ref.maps, r.maps, rtol=1e-3)
+            _close(ref.maps_2d, r.maps_2d, rtol=1e-3)
+        _close(ref.logits, r.logits)
+    _close(maps["contiguous", "published"].maps_2d, maps["channels_last", "published"].maps_2d, rtol=1e-3)
+    assert all(p.grad is None for m in nets.values() for p in m.parameters())
+
+
+def test_memory_format_auto_resolves_per_device_and_backbone():
+    from types import SimpleNamespace
+
+    from erts.config import ConfigError, load_config
+    from erts.train.builders import build_model, resolve_memory_format
+
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert resolve_memory_format("auto", True) == "channels_last"  # no device: the CPU rule
+    assert resolve_memory_format("auto", True, cpu) == resolve_memory_format("auto", True, "cpu") == "channels_last"
+    assert resolve_memory_format("auto", True, cuda) == "channels_last"
+    assert resolve_memory_format("auto", True, mps) == "contiguous"  # not measured: the layout PyTorch defaults to
+    assert resolve_memory_format("contiguous", True, cpu) == "contiguous"
+    assert resolve_memory_format("channels_last", True, mps) == "channels_last"
+    for fmt in ("auto", "contiguous", "channels_last"):
+        for dev in (cpu, cuda):
+            assert resolve_memory_format(fmt, False, dev) == "contiguous"  # 1-D: channels_last does not apply
+    with pytest.raises(ConfigError, match="memory_format='nhwc'"):
+        resolve_memory_format("nhwc", True, cpu)
+    with pytest.raises(ValueError, match="memory_format='nhwc'"):
+        create_model("resnet18", 12, 3, memory_format="nhwc")
+
+    rs = SimpleNamespace(num_leads=12, num_classes=3)
+    assert load_config().model.memory_format == "auto"
+    assert build_model(load_config(overrides=["model=mobilenet_v2"]), rs).memory_format == "channels_last"
+    assert build_model(load_config(overrides=["model=mobilenet_v2"]), rs, device="cpu").memory_format == "channels_last"
+    assert build_model(load_config(overrides=["model=mobilenet_v2", "memory_format=contiguous"]), rs,
+                       device=cpu).memory_format == "contiguous"
+    assert build_model(load_config(overrides=["model=mobilenetv2_1d", "memory_format=channels_last"]), rs,
+                       device=cpu).memory_format == "contiguous"
+
+
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+def test_1d_model_unaffected_by_memory_format(fmt):
+    torch.manual_seed(0)
+    plain = create_model("resnet18_1d", 12, 3).eval()
+    torch.manual_seed(0)
+    model = create_model("resnet18_1d", 12, 3, memory_format=fmt).eval()
+    assert model.memory_format == "contiguous"
+    assert all(p.is_contiguous() and torch.equal(p, q) for p, q in zip(model.parameters(), plain.parameters()))
+    x = torch.randn(2, 12, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), plain(x))

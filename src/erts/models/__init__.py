@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import torch
 from torch import Tensor, nn
 
 from erts.models.efficientnet1d import efficientnetv2s_1d
@@ -31,6 +32,11 @@ class _Entry:
 
 
 _RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
+
+# Memory formats a model can run in. channels_last is a 4-D layout (NHWC): it applies to the 2-D
+# backbones only; a 1-D model is (B, C, T) throughout and always runs contiguous.
+MEMORY_FORMATS: dict[str, torch.memory_format] = {
+    "contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 # "published": ResNet-18 layer3; MobileNetV2 features.17 = features[-2], the last inverted-residual
 # block (320 ch) before the 1x1 conv to 1280; EfficientNetV2-S features.6 = features[-2], the last
@@ -68,6 +74,7 @@ class ECGClassifier(nn.Module):
         published_layer: str,
         lead_rows: int = 32,
         lead_pad: str = "below",
+        memory_format: str = "contiguous",
     ):
         super().__init__()
         self.backbone = backbone
@@ -79,15 +86,31 @@ class ECGClassifier(nn.Module):
         self.lead_pad = lead_pad
         self.num_classes = head.num_classes
         self._published = published_layer
+        self.memory_format = "contiguous"
+        self.set_memory_format(memory_format)
+
+    def set_memory_format(self, memory_format: str) -> "ECGClassifier":
+        """Runs a 2-D backbone in ``memory_format`` ("contiguous" or "channels_last"); returns self.
+
+        The 4-D conv weights are converted here and the input image in ``forward_features``, so
+        every pass (training, scoring, evaluation, Grad-CAM) runs in it. A 1-D model ignores
+        channels_last (its tensors are 3-D) and stays contiguous.
+        """
+        if memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"memory_format={memory_format!r}: expected one of {', '.join(MEMORY_FORMATS)}")
+        self.memory_format = memory_format if self.is_2d else "contiguous"
+        return self.to(memory_format=MEMORY_FORMATS[self.memory_format])
 
     def _as_input(self, x: Tensor) -> Tensor:
         """Checks the input shape (and pads leads to an image for 2-D backbones) with a clear error."""
         if x.ndim == 3 and x.shape[1] == self.in_channels:
-            return leads_to_image(x, self.lead_rows, self.lead_pad) if self.is_2d else x
-        if self.is_2d and x.ndim == 4 and x.shape[1] == 1 and x.shape[2] == self.lead_rows:
-            return x
-        want = f"(B, {self.in_channels}, T)" + (f" or (B, 1, {self.lead_rows}, T)" if self.is_2d else "")
-        raise ValueError(f"{self.name}: expected input of shape {want}, got {tuple(x.shape)}")
+            if not self.is_2d:
+                return x
+            x = leads_to_image(x, self.lead_rows, self.lead_pad)
+        elif not (self.is_2d and x.ndim == 4 and x.shape[1] == 1 and x.shape[2] == self.lead_rows):
+            want = f"(B, {self.in_channels}, T)" + (f" or (B, 1, {self.lead_rows}, T)" if self.is_2d else "")
+            raise ValueError(f"{self.name}: expected input of shape {want}, got {tuple(x.shape)}")
+        return x.contiguous(memory_format=MEMORY_FORMATS[self.memory_format])
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Last conv stage activation: (B, C, T') for 1-D, (B, C, H', T') for 2-D backbones."""
@@ -135,9 +158,14 @@ def create_model(
     head_hidden: int = 128,
     lead_rows: int = 32,
     lead_pad: str = "below",
+    memory_format: str = "contiguous",
     **backbone_kwargs: Any,
 ) -> ECGClassifier:
     """Builds a registered model (randomly initialised; seed torch first for determinism).
+
+    ``memory_format`` ("contiguous" or "channels_last") is the layout a 2-D backbone runs in
+    (``ECGClassifier.set_memory_format``); the run config's ``memory_format=auto`` picks it per
+    device (``erts.train.builders.resolve_memory_format``).
 
     ``backbone_kwargs`` go to the backbone builder (e.g. ``stochastic_depth_prob``
     for the EfficientNets); an argument a builder does not take is a TypeError.
@@ -161,6 +189,7 @@ def create_model(
         published_layer=entry.published,
         lead_rows=lead_rows,
         lead_pad=lead_pad,
+        memory_format=memory_format,
     )
 
 
@@ -168,4 +197,4 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ECGClassifier", "ClassifierHead", "HEADS", "create_model", "list_models", "count_params"]
+__all__ = ["ECGClassifier", "ClassifierHead", "HEADS", "MEMORY_FORMATS", "create_model", "list_models", "count_params"]

@@ -5,6 +5,9 @@ the leads are rows, zero-padded to ``lead_rows`` (32) rows, below (default) or
 centred as the published code does (``lead_pad=center``); the stem conv is replaced by a one-channel conv with the
 same kernel, stride and padding. Only the convolutional feature extractor is
 kept (no pooling, no classifier): the ECGClassifier head does the rest.
+
+The backbones are built contiguous; ``ECGClassifier.set_memory_format("channels_last")``
+converts them and their input image (run setting ``memory_format``, docs/models.md).
 """
 from __future__ import annotations
 

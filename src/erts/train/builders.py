@@ -40,12 +40,37 @@ def resolve_score_batch_size(requested: int, device: torch.device, steps: int, i
     return int(min(max(2**power, 8), 256))
 
 
-def build_model(cfg: Config, rs: RecordSet) -> torch.nn.Module:
+# Devices where memory_format=auto runs the 2-D backbones channels_last. CPU: measured faster there
+# for all three backbones, scoring and update (benchmarks/backbones.py --bench format, numbers in
+# docs/models.md). CUDA: cuDNN's recommended layout for convnets; not measured here.
+CHANNELS_LAST_DEVICES = ("cpu", "cuda")
+
+
+def resolve_memory_format(requested: str, is_2d: bool, device: torch.device | str | None = None) -> str:
+    """The memory format a model runs in: ``requested`` unless "auto"; 1-D backbones always "contiguous".
+
+    auto: "channels_last" for a 2-D backbone on a device in ``CHANNELS_LAST_DEVICES``, else
+    "contiguous". ``device`` None means the CPU; a string goes through ``resolve_device``.
+    """
+    if requested not in ("auto", "contiguous", "channels_last"):
+        raise ConfigError(f"memory_format={requested!r}: expected auto, contiguous or channels_last")
+    if not is_2d:
+        return "contiguous"  # (B, C, T) tensors: channels_last is a 4-D layout and does not apply
+    if requested != "auto":
+        return requested
+    dev = torch.device("cpu") if device is None else resolve_device(device) if isinstance(device, str) else device
+    return "channels_last" if dev.type in CHANNELS_LAST_DEVICES else "contiguous"
+
+
+def build_model(cfg: Config, rs: RecordSet, device: torch.device | str | None = None) -> torch.nn.Module:
+    """The configured model, on the CPU, in the memory format ``cfg.model.memory_format`` resolves to for
+    ``device`` (the device it will run on; None: the CPU rule). Move it with ``.to(device)``, which keeps it."""
     from erts.models import create_model
 
     m = cfg.model
-    return create_model(m.model, in_channels=rs.num_leads, num_classes=rs.num_classes, dropout=m.dropout,
-                        head=m.head, head_hidden=m.head_hidden, lead_rows=m.lead_rows, lead_pad=m.lead_pad)
+    model = create_model(m.model, in_channels=rs.num_leads, num_classes=rs.num_classes, dropout=m.dropout,
+                         head=m.head, head_hidden=m.head_hidden, lead_rows=m.lead_rows, lead_pad=m.lead_pad)
+    return model.set_memory_format(resolve_memory_format(m.memory_format, model.is_2d, device))
 
 
 def resolve_loss_name(cfg: Config, multilabel: bool) -> str:
