@@ -98,7 +98,7 @@ class Trainer:
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg, rs).to(self.device)
+        self.model = build_model(cfg, rs, self.device).to(self.device)
         self.data = Tensors.from_recordset(rs, self.device, cfg.data.crop_s, cfg.data.crop)
         self.score_bs = resolve_score_batch_size(cfg.selection.score_batch_size, self.device, self.data.length,
                                                  cfg.model.lead_rows if self.model.is_2d else 0)
