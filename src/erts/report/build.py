@@ -8,6 +8,8 @@ disappearing, so a missing analysis is never mistaken for an empty one.
 """
 from __future__ import annotations
 
+from erts.errors import DataError
+
 import base64
 import html
 import json
@@ -132,7 +134,7 @@ def config_columns(results: pd.DataFrame) -> list[str]:
     """results.csv lists run, then the configuration keys, then seed, then metrics."""
     cols = list(results.columns)
     if "run" not in cols or "seed" not in cols:
-        raise ValueError("results.csv needs the columns 'run' and 'seed' (written by erts sweep)")
+        raise DataError("results.csv needs the columns 'run' and 'seed' (written by erts sweep)")
     return cols[cols.index("run") + 1: cols.index("seed")]
 
 
@@ -412,10 +414,10 @@ def comparison_section(s: Section, comp: pd.DataFrame, shown: list[str], what: s
 def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3, n_boot: int = 2000) -> Report:
     results = pd.read_csv(sweep_dir / "results.csv")
     if results.empty:
-        raise ValueError(f"{sweep_dir}/results.csv has no finished runs yet")
+        raise DataError(f"{sweep_dir}/results.csv has no finished runs yet")
     keys = config_columns(results)
     if "method" not in keys:
-        raise ValueError(f"{sweep_dir}/results.csv: column 'method' is missing from the configuration keys {keys}")
+        raise DataError(f"{sweep_dir}/results.csv: column 'method' is missing from the configuration keys {keys}")
     shown = [k for k in keys if k == "method" or k in varying(results, keys)]
     secs = {h: Section(h) for h in SWEEP_SECTIONS}
     summary = sweep_summary(results, keys)

@@ -6,6 +6,8 @@ the map keeps its lead-row axis (``maps_2d``), so each lead gets its own shading
 """
 from __future__ import annotations
 
+from erts.errors import DataError
+
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +77,7 @@ def explain_record(run_dir: str | Path, record_id: str, *, out: str | Path | Non
     cfg, model, rs = load_run(run_dir, which=which)
     hits = np.flatnonzero(rs.record_ids.astype(str) == str(record_id))
     if len(hits) == 0:
-        raise ValueError(f"record {record_id!r} is not in dataset {rs.name} of run {run_dir} "
+        raise DataError(f"record {record_id!r} is not in dataset {rs.name} of run {run_dir} "
                          f"(ids look like {', '.join(map(str, rs.record_ids[:3]))})")
     i = int(hits[0])
     x = np.asarray(rs.signals[i], dtype=np.float32)

@@ -43,6 +43,8 @@ of unchanged ones, with the CI of the ratio excluding 1 (``ci_low > 1``).
 """
 from __future__ import annotations
 
+from erts.errors import DataError
+
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -145,7 +147,7 @@ def run_counts(run_dir: str | Path, which: str) -> RunCounts | None:
                       "drop": is_drop[is_cand].astype(np.int64)})
     missing = np.setdiff1d(c["index"].unique(), records.index.to_numpy())
     if len(missing):
-        raise ValueError(f"{run_dir}: selection log rows {missing[:5].tolist()} are not in train_records.csv")
+        raise DataError(f"{run_dir}: selection log rows {missing[:5].tolist()} are not in train_records.csv")
     g = c.groupby(["index", "epoch"])["drop"].agg(["size", "sum"]).unstack("epoch", fill_value=0)
     changed = _truthy(records.loc[g.index, "label_changed"])
     return RunCounts(run=run_dir.name, epochs=[int(e) for e in g["size"].columns], changed=changed,

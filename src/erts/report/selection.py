@@ -8,6 +8,8 @@ remove the corrupted records rather than the clean ones.
 """
 from __future__ import annotations
 
+from erts.errors import DataError
+
 import re
 from pathlib import Path
 
@@ -34,12 +36,12 @@ def load_selection_log(run_dir: str | Path) -> pd.DataFrame:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in SELECTION_ARRAYS if k not in z.files]
             if missing:
-                raise ValueError(f"{path}: selection log lacks arrays {missing}")
+                raise DataError(f"{path}: selection log lacks arrays {missing}")
             cols = {k: z[k] for k in SELECTION_ARRAYS + tuple(k for k in OPTIONAL_ARRAYS if k in z.files)}
         n = len(cols["index"])
         bad = [k for k, v in cols.items() if len(v) != n]
         if bad:
-            raise ValueError(f"{path}: arrays {bad} do not have {n} rows like 'index'")
+            raise DataError(f"{path}: arrays {bad} do not have {n} rows like 'index'")
         frames.append(pd.DataFrame({"epoch": np.full(n, int(m.group(1))), **cols}))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
@@ -60,7 +62,7 @@ def load_train_records(run_dir: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"record_id": str, "label": str}, keep_default_na=False, na_values=[""])
     for col in ("index", "record_id", "label"):
         if col not in df.columns:
-            raise ValueError(f"{path}: column {col!r} is missing")
+            raise DataError(f"{path}: column {col!r} is missing")
     return df.set_index("index", drop=False)
 
 
@@ -82,7 +84,7 @@ def with_records(sel: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     """Selection rows joined with label (one row per label for multi-label) and ground truth."""
     unknown = np.setdiff1d(sel["index"].unique(), records.index.to_numpy())
     if len(unknown):
-        raise ValueError(f"selection log rows {unknown[:5].tolist()} are not in train_records.csv")
+        raise DataError(f"selection log rows {unknown[:5].tolist()} are not in train_records.csv")
     out = sel.copy()
     out["record_id"] = records.loc[sel["index"], "record_id"].to_numpy()
     out["label"] = records.loc[sel["index"], "label"].to_numpy()
