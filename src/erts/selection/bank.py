@@ -34,10 +34,10 @@ class ScoreBank:
             self.focus[ids] = focus.float()
         self.seen_epoch[ids] = epoch
 
-    def scores(self, ids: torch.Tensor, member: torch.Tensor, train_ids: torch.Tensor) -> PoolScores:
-        """A pool's last known scores, with the training set's mean loss (InfoBatch's threshold)."""
+    def scores(self, ids: torch.Tensor, member: torch.Tensor) -> PoolScores:
+        """A pool's last known scores (the caller adds InfoBatch's threshold, the training set's mean loss)."""
         return PoolScores(self.p[ids], self.correct[ids], member, loss=self.loss[ids], el2n=self.el2n[ids],
-                          focus_all=self.focus[ids], loss_mean=float(self.loss[train_ids].mean()))
+                          focus_all=self.focus[ids])
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k).cpu() for k in (*FIELDS, "correct", "seen_epoch")}

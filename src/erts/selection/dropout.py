@@ -208,9 +208,12 @@ class DataDropout:
         scores.loss_mean = self._loss_mean(train_ids)
         return scores
 
-    def _loss_mean(self, train_ids: torch.Tensor | None) -> float:
+    def _loss_mean(self, train_ids: torch.Tensor | None) -> float | None:
         """InfoBatch's threshold: the mean last-known loss over the training set (every sample the
-        bank has seen when the caller does not say which rows are the training set)."""
+        bank has seen when the caller does not say which rows are the training set); None for the
+        other rules, which never read it (a reduction over N and a device sync per pool saved)."""
+        if self.selector.rule != "infobatch":
+            return None
         if train_ids is not None:
             return float(self.bank.loss[train_ids].mean())
         seen = self.bank.seen_epoch >= 0
@@ -287,7 +290,7 @@ class DataDropout:
         if sel.needs_pass(epoch):
             scores = self.score(ids, y, member, inputs, sel.erts_active(epoch), epoch, train_ids)
         elif sel.needs_scores(epoch):  # last known values, from the bank
-            scores = self.bank.scores(ids, member, train_ids if train_ids is not None else ids)
+            scores = self.bank.scores(ids, member)
             scores.loss_mean = self._loss_mean(train_ids)
             if self.multilabel:
                 scores.p_label = None  # the bank keeps p only; multi-label rescue then ranks by it
