@@ -59,6 +59,9 @@ class ModelConfig:
     lead_rows: int = 32  # 2-D backbones: leads padded to this many image rows
     lead_pad: Literal["below", "center"] = "below"  # 2-D: zero rows below the leads, or half above (published)
     memory_format: Literal["auto", "contiguous", "channels_last"] = "auto"  # 2-D: auto = channels_last on CPU/CUDA (docs/models.md); 1-D: always contiguous
+    # batch: each process normalises by its own batch (PyTorch's default, also under torchrun); sync: by the
+    # global batch across processes (SyncBatchNorm, CUDA only); frozen: running statistics, never updated (eval mode)
+    batchnorm: Literal["batch", "sync", "frozen"] = "batch"
 
 
 @dataclass

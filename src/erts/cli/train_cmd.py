@@ -158,6 +158,8 @@ def run_train(args: argparse.Namespace) -> int:
         metrics = _interruptible(run_dir, lambda: train(cfg))
     if isinstance(metrics, int):  # interrupted: the exit code
         return metrics
+    if not _dist().main:  # torchrun: rank 0 reports
+        return 0
     print(format_summary(metrics, run_dir))
     summary = focus_filter_summary(run_dir)
     if summary:
@@ -206,17 +208,28 @@ def last_completed_epoch(run_dir: Path) -> int | None:
         return None
 
 
-def interrupted_message(run_dir: Path, epochs: int | None = None) -> str:
+def resume_command(run_dir: Path) -> str:
+    """How to continue a run: as it was started (torchrun with the same number of processes, or not)."""
+    d = _dist()
+    if d.enabled:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", d.world))
+        nodes = f"--nnodes={d.world // local} (and your rendezvous options) " if local != d.world else ""
+        return f"torchrun {nodes}--nproc_per_node={local} -m erts train --resume {run_dir}"
+    return f"erts train --resume {run_dir}"
+
+
+def interrupted_message(run_dir: Path, epochs: int | None = None, why: str = "interrupted") -> str:
     """Where an interrupted run stopped and how to continue it (epochs are 0-based, as in log.csv)."""
     if not (run_dir / "config.yaml").exists():
-        return "erts: interrupted before the run started (nothing written)"
+        return f"erts: {why} before the run started (nothing written)"
     done = last_completed_epoch(run_dir)
-    resume = f"resume with `erts train --resume {run_dir}`"
+    resume = f"resume with `{resume_command(run_dir)}`"
+    why = f"erts: {why}"
     if done is None:
-        return f"erts: interrupted during epoch 0 (no epoch completed); {resume} (it starts from epoch 0)"
+        return f"{why} during epoch 0 (no epoch completed); {resume} (it starts from epoch 0)"
     if epochs is not None and done + 1 >= epochs:
-        return f"erts: interrupted after the last epoch ({done}), during the final evaluation; {resume}"
-    return f"erts: interrupted during epoch {done + 1} (epoch {done} completed and checkpointed); {resume}"
+        return f"{why} after the last epoch ({done}), during the final evaluation; {resume}"
+    return f"{why} during epoch {done + 1} (epoch {done} completed and checkpointed); {resume}"
 
 
 def _interruptible(run_dir: Path, work):
@@ -227,12 +240,23 @@ def _interruptible(run_dir: Path, work):
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
     try:
         return work()
+    except _peer_errors() as e:  # torchrun: another rank died (killed, out of memory, node lost)
+        d = _dist()
+        print(interrupted_message(run_dir, _epochs(run_dir), f"rank {d.rank} of {d.world} stopped: another process "
+                                  f"of this torchrun job failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"),
+              file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, Terminated) as e:
         if main:  # a second Ctrl-C or SIGTERM must not cut the message short
             sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            print(interrupted_message(run_dir, _epochs(run_dir)), file=sys.stderr)
+            d = _dist()
+            why = "interrupted" if not (d.enabled and isinstance(e, Terminated)) else \
+                f"rank {d.rank} of {d.world} stopped by SIGTERM (torchrun stops the job when another process of " \
+                f"this torchrun job failed, or the job was cancelled)"
+            if d.main:  # torchrun stops every rank: one message
+                print(interrupted_message(run_dir, _epochs(run_dir), why), file=sys.stderr)
         finally:
             if main:
                 signal.signal(signal.SIGINT, sigint)
@@ -240,6 +264,22 @@ def _interruptible(run_dir: Path, work):
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _dist():
+    """This process's place in a torchrun job (only called around training: torch is loaded by then)."""
+    from erts.distributed import from_env
+
+    return from_env()
+
+
+def _peer_errors() -> tuple[type[BaseException], ...]:
+    """What a collective raises when a peer process is gone (only under torchrun)."""
+    if not _dist().enabled:
+        return ()
+    import torch.distributed as tdist
+
+    return (tdist.DistError,)
 
 
 def _main_thread() -> bool:

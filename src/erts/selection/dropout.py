@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from erts.config import SelectionConfig
+from erts.distributed import Dist, gather_pool, shard
 from erts.selection.bank import ScoreBank
 from erts.selection.selector import PoolScores, Selection, Selector
 from erts.train.cost import CostMeter
@@ -98,7 +99,7 @@ class DataDropout:
                  multilabel: bool = False, gradcam_layer: str = "last", device: torch.device | str | None = None,
                  per_sample_loss: Callable | None = None, score_batch_size: int = 256, seed: int = 0,
                  bf16: bool = False, cost: CostMeter | None = None, selection: SelectionConfig | None = None,
-                 **settings: Any):
+                 dist: Dist | None = None, **settings: Any):
         if selection is None:
             from erts.config import load_config
 
@@ -119,6 +120,9 @@ class DataDropout:
         self._epochs: list[dict] = []
         self._length = 0  # input length of the pool being scored (focus read at the input's resolution)
         self.weights = torch.ones(num_samples, device=self.device)  # per-epoch selection: each kept sample's weight
+        # distributed training: a shared pool (the same on every rank) is scored and explained in shares
+        self.dist = dist if dist is not None else Dist()
+        self._shared = False
 
     # ------------------------------------------------------------ the model
     def set_model(self, model: nn.Module) -> None:
@@ -181,9 +185,26 @@ class DataDropout:
         stage, each chunk's Grad-CAM comes from the features this pass computed and is reduced to
         a focus score at once (counted as Grad-CAM): a whole-epoch pool never holds feature maps.
         """
+        fused = want_focus and self.cam_fast
+        d = self.dist
+        if self._shared and d.enabled and len(ids) >= d.world:  # each rank scores its share; all get the whole
+            pos = shard(len(ids), d, ids.device)
+            mine = self._score_pass(ids[pos], y[pos], lambda s: inputs(pos[s]), fused)
+            parts = {k: None if v is None else gather_pool(v, len(ids), d) for k, v in mine.items()}
+        else:
+            parts = self._score_pass(ids, y, inputs, fused)
+        scores = PoolScores(parts["p"], parts["c"], member, p_label=parts["pl"], focus_all=parts["focus"],
+                            loss=parts["loss"], el2n=parts["el2n"])
+        self.bank.write(ids, epoch, p=scores.p, correct=scores.correct, loss=scores.loss, el2n=scores.el2n,
+                        focus=scores.focus_all, local=not self._shared)
+        scores.loss_mean = self._loss_mean(train_ids)
+        return scores
+
+    def _score_pass(self, ids: torch.Tensor, y: torch.Tensor, inputs: Callable[[slice], torch.Tensor],
+                    fused: bool) -> dict[str, torch.Tensor | None]:
+        """The forward over ``ids`` (and the fused last-stage focus): p, correct, per-label p, loss, EL2N."""
         published = self.cfg.score_mode == "train"
         self.model.train(published)  # published pitfall: train mode updates BatchNorm statistics
-        fused = want_focus and self.cam_fast
         parts: dict[str, list] = {k: [] for k in ("p", "c", "pl", "loss", "el2n", "focus")}
         grad_ctx = torch.no_grad if published else torch.inference_mode
         for start in range(0, len(ids), self.score_bs):
@@ -199,14 +220,10 @@ class DataDropout:
             parts["pl"].append(pl)
             if fused:
                 parts["focus"].append(self.fast_focus(f, yc, logits.shape[1]))
-        scores = PoolScores(torch.cat(parts["p"]), torch.cat(parts["c"]), member,
-                            p_label=torch.cat(parts["pl"]) if self.multilabel else None,
-                            focus_all=torch.cat(parts["focus"]) if fused else None,
-                            loss=torch.cat(parts["loss"]), el2n=torch.cat(parts["el2n"]))
-        self.bank.write(ids, epoch, p=scores.p, correct=scores.correct, loss=scores.loss, el2n=scores.el2n,
-                        focus=scores.focus_all)
-        scores.loss_mean = self._loss_mean(train_ids)
-        return scores
+        out = {k: torch.cat(v) for k, v in parts.items() if k not in ("pl", "focus")}
+        out["pl"] = torch.cat(parts["pl"]) if self.multilabel else None
+        out["focus"] = torch.cat(parts["focus"]) if fused else None
+        return out
 
     def _loss_mean(self, train_ids: torch.Tensor | None) -> float | None:
         """InfoBatch's threshold: the mean last-known loss over the training set (every sample the
@@ -248,10 +265,13 @@ class DataDropout:
         if scores.focus_all is not None:
             focus[sel] = scores.focus_all[sel]
             sel = sel[focus[sel].isnan()]
-        if len(sel):
+        d = self.dist
+        split = self._shared and d.enabled and len(sel) >= d.world  # each rank explains its share
+        mine = sel[shard(len(sel), d, sel.device)] if split else sel
+        if len(mine):
             fast = self.cam_fast
-            with self.cost.phase("gradcam", len(sel), forward=True, backward=not fast):
-                for chunk in sel.split(self.score_bs):
+            with self.cost.phase("gradcam", len(mine), forward=True, backward=not fast):
+                for chunk in mine.split(self.score_bs):
                     x = inputs(chunk)
                     with eval_mode(self.model):
                         if fast:
@@ -263,6 +283,8 @@ class DataDropout:
                         w = target_weights(y[chunk], len(chunk), num_classes)
                         _, maps, _ = _autograd_cam(self.model, x, w, layer)
                     focus[chunk] = self.focus_of(maps, x.shape[-1])
+        if split:
+            focus[sel] = gather_pool(focus[mine], len(sel), d)
         scores.focus = focus
 
     def focus_of(self, maps: torch.Tensor, length: int) -> torch.Tensor:
@@ -279,12 +301,14 @@ class DataDropout:
     def select_pool(self, epoch: int, ids: torch.Tensor, y: torch.Tensor, member: torch.Tensor,
                     inputs: Callable[[Any], torch.Tensor], generator: torch.Generator, num_classes: int,
                     count: int | None = None, train_ids: torch.Tensor | None = None,
-                    length: int = 0) -> tuple[Selection, dict]:
+                    length: int = 0, shared: bool = False) -> tuple[Selection, dict]:
         """The rule (and the focus filter) on one pool, scored by a pass or from the bank; returns
         the masks and the pool's selection-log fields. ``inputs`` takes a slice or a tensor of
-        positions in the pool."""
+        positions in the pool. ``shared``: distributed, the pool is the same on every rank (per-epoch
+        selection): each rank scores and explains its share, and the rule runs on the whole pool
+        on every rank alike (same generator state, so the same kept set everywhere)."""
         sel = self.selector
-        self._length = length
+        self._length, self._shared = length, shared
         nan = torch.full((len(ids),), float("nan"), device=self.device)
         scores = None
         if sel.needs_pass(epoch):

@@ -73,6 +73,24 @@ def build_model(cfg: Config, rs: RecordSet, device: torch.device | str | None = 
     return model.set_memory_format(resolve_memory_format(m.memory_format, model.is_2d, device))
 
 
+def apply_batchnorm(model: torch.nn.Module, mode: str, device: torch.device, distributed: bool) -> torch.nn.Module:
+    """BatchNorm as ``model.batchnorm`` says. ``sync``: SyncBatchNorm (PyTorch's, CUDA only), so a
+    step under torchrun normalises by the global batch as one process would; in one process it is
+    plain BatchNorm. ``frozen``: every BatchNorm layer runs in eval mode, with running statistics
+    that training never changes (a pre-hook sets it before each forward, whatever ``train()`` said),
+    so a step does not depend on how a batch is split across processes."""
+    if mode == "sync":
+        if device.type != "cuda":
+            raise ConfigError("batchnorm=sync needs CUDA (PyTorch's SyncBatchNorm works on GPUs only); "
+                              "on CPU use batchnorm=batch (per process) or batchnorm=frozen")
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if distributed else model
+    if mode == "frozen":
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.register_forward_pre_hook(lambda module, args: setattr(module, "training", False))
+    return model
+
+
 def resolve_loss_name(cfg: Config, multilabel: bool) -> str:
     loss = cfg.optim.loss
     if cfg.optim.loss_policy == "published" and not multilabel:
@@ -119,14 +137,20 @@ class Loss:
             return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1)
         return F.cross_entropy(logits, y, weight=self.class_weight, reduction="none")
 
+    def normaliser(self, y: torch.Tensor, n: int, denom: int | None = None) -> float:
+        """What the weighted sum of ``n`` per-sample losses is divided by: ``denom``, the sum of
+        the class weights (balanced_ce) or ``n``. A sum over samples, so distributed ranks add
+        theirs up to the global batch's (0 for an empty share)."""
+        if denom is not None:
+            return float(denom)
+        if self.name == "balanced_ce":
+            return float(self.class_weight[y].sum()) if n else 0.0
+        return float(n)
+
     def reduce(self, per_sample: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
                denom: int | None = None) -> torch.Tensor:
         total = (per_sample * weight).sum() if weight is not None else per_sample.sum()
-        if denom is not None:
-            return total / denom
-        if self.name == "balanced_ce":
-            return total / self.class_weight[y].sum()
-        return total / max(len(per_sample), 1)
+        return total / max(self.normaliser(y, len(per_sample), denom), 1e-12)
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         return self.reduce(self.per_sample(logits, y), y, weight)

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 import yaml
 
+from erts import distributed
 from erts.config import Config, config_from_dict, dump_config
 from erts.data import load_dataset
+from erts.distributed import Dist, all_sum, gather_cat, gather_pool, global_batches, rank_seed, rank_slice, shard
 from erts.data.records import RecordSet
 from erts.errors import DataError
 from erts.progress import progress as progress_bar  # alias: self.progress / train(progress=) shadow the name
@@ -28,8 +30,8 @@ from erts.eval.metrics import compute_metrics, tune_thresholds
 from erts.selection import PoolScores, Selector
 from erts.selection.dropout import DataDropout, confidence, el2n  # noqa: F401 (confidence, el2n: re-exported)
 from erts.train import runio
-from erts.train.builders import (build_loss, build_model, build_optimizer, build_scheduler, resolve_device,
-                                 resolve_loss_name, resolve_score_batch_size)
+from erts.train.builders import (apply_batchnorm, build_loss, build_model, build_optimizer, build_scheduler,
+                                 resolve_device, resolve_loss_name, resolve_score_batch_size)
 from erts.train.cost import CostMeter, epoch_row
 from erts.train.costnames import legacy_log_columns
 
@@ -88,17 +90,37 @@ class Tensors:
         return cls(x, y, member, rs.multilabel, window, crop == "random", torch.Generator())
 
 
-class Trainer:
-    """Holds the run's state; ``fit`` runs the epochs, ``finish`` evaluates the best model once on test."""
+class FeaturesAndLogits(torch.nn.Module):
+    """The model's forward as (last-stage features, logits): what DistributedDataParallel wraps,
+    so the update's features (score_source=update, fast Grad-CAM) come from the synced forward."""
 
-    def __init__(self, cfg: Config, rs: RecordSet, run_dir: Path, *, progress: bool = True):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.model.forward_features(x)
+        return feats, self.model.forward_head(feats)
+
+
+class Trainer:
+    """Holds the run's state; ``fit`` runs the epochs, ``finish`` evaluates the best model once on test.
+
+    Under torchrun (``dist``: world > 1) every rank holds a Trainer: the model is wrapped in
+    DistributedDataParallel for the update, each rank trains on its share of every global batch,
+    shared pools (per-epoch selection, evaluation) are scored in shares and gathered, and only
+    rank 0 writes run files."""
+
+    def __init__(self, cfg: Config, rs: RecordSet, run_dir: Path, *, progress: bool = True, dist: Dist | None = None):
         self.cfg, self.rs, self.run_dir = cfg, rs, run_dir
-        self.progress = progress
-        self.device = resolve_device(cfg.train.device)
+        self.dist = dist if dist is not None else Dist()
+        self.progress = progress and self.dist.main
+        self.device = distributed.local_device(resolve_device(cfg.train.device), self.dist)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg, rs, self.device).to(self.device)
+        self.model = apply_batchnorm(build_model(cfg, rs, self.device).to(self.device), cfg.model.batchnorm,
+                                     self.device, self.dist.enabled)
         self.data = Tensors.from_recordset(rs, self.device, cfg.data.crop_s, cfg.data.crop)
         self.score_bs = resolve_score_batch_size(cfg.selection.score_batch_size, self.device, self.data.length,
                                                  cfg.model.lead_rows if self.model.is_2d else 0)
@@ -107,6 +129,10 @@ class Trainer:
             raise DataError(f"{rs.name}: the training and validation splits must not be empty")
         self.loss_name = resolve_loss_name(cfg, rs.multilabel)
         self.loss_fn = build_loss(self.loss_name, rs.labels[rs.indices("train")], rs.num_classes, self.device)
+        self.net = FeaturesAndLogits(self.model)  # the update's forward
+        if self.dist.enabled:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.opt = build_optimizer(cfg, self.model)
         self.sched = build_scheduler(cfg, self.opt)
         self.cost = CostMeter(self.device)
@@ -114,7 +140,7 @@ class Trainer:
         self.dd = DataDropout(self.model, num_samples=len(rs.labels), epochs=cfg.train.epochs,
                               multilabel=rs.multilabel, device=self.device, per_sample_loss=self.loss_fn.per_sample,
                               score_batch_size=self.score_bs, seed=cfg.train.seed, bf16=cfg.train.bf16,
-                              cost=self.cost, selection=cfg.selection)
+                              cost=self.cost, selection=cfg.selection, dist=self.dist)
         self.dd._length = self.data.length
         self.replay = load_kept_counts(cfg.selection.smrd_schedule, self) if cfg.selection.smrd_schedule else None
         self.start_epoch, self.best_f1, self.best_epoch = 0, -1.0, -1
@@ -161,12 +187,12 @@ class Trainer:
         return self.dd.focus_of(maps, self.data.length)
 
     def select(self, epoch: int, ids: torch.Tensor, gen: torch.Generator, x: torch.Tensor | None = None,
-               count: int | None = None) -> tuple[torch.Tensor, dict]:
+               count: int | None = None, shared: bool = False) -> tuple[torch.Tensor, dict]:
         """Keep-mask over ``ids`` plus the per-sample log fields (``x``: the pool's inputs if already
-        cut; ``count``: SMRD's replayed size)."""
+        cut; ``count``: SMRD's replayed size; ``shared``: the pool is the same on every rank)."""
         result, log = self.dd.select_pool(epoch, ids, self.data.y[ids], self.data.member[ids], self._inputs(ids, x),
                                           gen, self.rs.num_classes, count=count, train_ids=self.idx["train"],
-                                          length=self.data.length)
+                                          length=self.data.length, shared=shared)
         return result.keep, log
 
     # ---------------------------------------------------------------- update
@@ -174,31 +200,50 @@ class Trainer:
                denom: int | None = None, epoch: int = -1) -> float:
         """One optimiser step on ``ids`` (inputs ``x`` if given, else fresh training windows), the
         per-sample losses scaled by ``weight`` (InfoBatch). With ``score_source=update`` the
-        forward's own p, loss, EL2N (and fast-path focus for ERTS) go to the score bank."""
+        forward's own p, loss, EL2N (and fast-path focus for ERTS) go to the score bank.
+
+        Distributed: every rank takes part in every step, an empty share too (a forward of no
+        samples, so DDP's gradient all-reduce has all ranks; it adds nothing to the gradient).
+        The loss is the weighted sum over all ranks' samples divided by the global normaliser
+        (one scalar all-reduce), so a rank with fewer kept samples weighs each of them the same
+        as the others do, and InfoBatch's rescaled loss stays unbiased over the global batch.
+        Returns this rank's loss (NaN for an empty share)."""
         self.model.train()
         y = self.data.y[ids]
+        norm = self.loss_fn.normaliser(y, len(ids), denom)
+        if self.dist.enabled:
+            norm = float(all_sum(torch.tensor([norm], dtype=torch.float64, device=self.device), self.dist))
+        if norm == 0:  # nothing kept anywhere (every rank sees the same global sum): no step
+            return float("nan")
         with self.cost.phase("update", len(ids), forward=True, backward=True):
             with self.autocast():
-                feats = self.model.forward_features(self.data.x(ids, train=True) if x is None else x)
-                logits = self.model.forward_head(feats).float()
+                feats, logits = self.net(self.data.x(ids, train=True) if x is None else x)
+                logits = logits.float()
             per_sample = self.loss_fn.per_sample(logits, y)
-            loss = self.loss_fn.reduce(per_sample, y, weight, denom)
+            total = (per_sample * weight).sum() if weight is not None else per_sample.sum()
+            loss = total * self.dist.world / norm  # DDP averages over the ranks: sum over all / global norm
             # score_source=update: before the step, the weights that made the forward
-            self.dd.record_update(ids, feats.detach(), logits.detach(), per_sample.detach(), y, epoch)
+            if len(ids):
+                self.dd.record_update(ids, feats.detach(), logits.detach(), per_sample.detach(), y, epoch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
         self.cost.updated += len(ids)
-        return float(loss.detach())
+        return float(total.detach()) / self.loss_fn.normaliser(y, len(ids), denom) if len(ids) else float("nan")
 
     # ---------------------------------------------------------------- epoch
     def run_epoch(self, epoch: int) -> dict:
-        cfg = self.cfg
+        """One epoch. The order is the same on every rank; it is cut into global batches of
+        ``batch_size`` per rank, and each rank trains on (per batch: selects within) its share.
+        Per-epoch selection runs on the whole order, shared by the ranks."""
+        cfg, d = self.cfg, self.dist
         gen = torch.Generator().manual_seed(seed_for(cfg.train.seed, epoch, 1))
-        torch.manual_seed(seed_for(cfg.train.seed, epoch, 2))  # dropout / stochastic depth
-        self.data.generator.manual_seed(seed_for(cfg.train.seed, epoch, 3))  # random training crops
+        torch.manual_seed(rank_seed(seed_for(cfg.train.seed, epoch, 2), d))  # dropout / stochastic depth
+        self.data.generator.manual_seed(rank_seed(seed_for(cfg.train.seed, epoch, 3), d))  # random training crops
         train_ids = self.idx["train"]
         order = train_ids[torch.randperm(len(train_ids), generator=gen).to(self.device)]
+        # a per-batch rule's own draws: this rank's (the order above is everyone's)
+        local_gen = gen if not d.enabled else torch.Generator().manual_seed(rank_seed(seed_for(cfg.train.seed, epoch, 1), d))
         bs = cfg.optim.batch_size
         fields = {k: [] for k in ("index", "p", "focus", "pdd_keep", "erts_keep", "rescued", "weight", "updated")}
         losses: list[tuple[float, int]] = []
@@ -211,32 +256,45 @@ class Trainer:
             fields["updated"].append(kept)
 
         if cfg.selection.granularity == "epoch":
-            keep, log = self.select(epoch, order, gen, count=None if counts is None else int(counts.sum()))
+            keep, log = self.select(epoch, order, gen, count=None if counts is None else int(counts.sum()), shared=True)
             record(order, log, keep)
-            weighted = self.selector.reweights(epoch)
-            batches = [(b, None, w if weighted else None) for b, w in zip(order[keep].split(bs), log["weight"][keep].split(bs))]
+            weights = log["weight"] if self.selector.reweights(epoch) else None
+            kept_pos = torch.nonzero(keep).squeeze(1)
+            batches = [(order[rank_slice(pos, d)], None, None if weights is None else weights[rank_slice(pos, d)])
+                       for pos in global_batches(kept_pos, bs, d)]
         else:
-            batches = [(b, "select", None) for b in order.split(bs)]
+            batches = [(rank_slice(b, d), "select", None) for b in global_batches(order, bs, d)]
         bar = progress_bar(batches, f"epoch {epoch}", unit="batch", disable=not self.progress, every=0, interval=30)
         for b, (ids, mode, weight) in enumerate(bar):
             x, denom = None, None
-            if mode == "select":
+            if mode == "select" and not len(ids):  # a rank's empty share of a short last batch
+                record(ids, {k: torch.zeros(0, dtype=torch.bool if k.endswith(("keep", "rescued")) else torch.float32,
+                                            device=self.device) for k in fields}, torch.zeros(0, dtype=torch.bool,
+                                                                                             device=self.device))
+                x = self.data.x(ids, train=True)
+            elif mode == "select":
                 x = self.data.x(ids, train=True)  # scored, explained and updated: the very same windows
-                keep, log = self.select(epoch, ids, gen, x, count=None if counts is None else int(counts[b]))
+                count = None if counts is None else int(counts[b * d.world + d.rank])
+                keep, log = self.select(epoch, ids, local_gen, x, count=count)
                 record(ids, log, keep)
                 if self.selector.reweights(epoch):
                     weight = log["weight"][keep]
                     # InfoBatch per batch: the weighted sum over the pool size, an unbiased batch gradient
                     denom = len(ids) if self.selector.importance_weighted else None
                 ids, x = ids[keep], x[keep]
-            if len(ids):
+            if len(ids) or d.enabled:  # distributed: every rank steps together, an empty share too
                 losses.append((self.update(ids, x, weight, denom, epoch), len(ids)))
         self.sched.step()
-        selection = {k: torch.cat(v).cpu().numpy() for k, v in fields.items()}
-        runio.write_npz(self.run_dir / "selection" / f"epoch_{epoch:03d}.npz", **selection)
-        n_loss = sum(n for _, n in losses)
+        self.bank.sync(d)
+        local = {k: torch.cat(v) for k, v in fields.items()}
+        selection = {k: v.cpu().numpy() for k, v in
+                     (local if cfg.selection.granularity == "epoch" else self._gather_pools(local, fields["index"])).items()}
+        if d.main:
+            runio.write_npz(self.run_dir / "selection" / f"epoch_{epoch:03d}.npz", **selection)
+        loss_sum, n_loss = map(float, all_sum(torch.tensor([sum(l * n for l, n in losses if n), sum(n for _, n in losses)],
+                                                           dtype=torch.float64, device=self.device), d))
         return {
-            "train_loss": sum(l * n for l, n in losses) / n_loss if n_loss else float("nan"),
+            "train_loss": loss_sum / n_loss if n_loss else float("nan"),
             "n_train": len(train_ids),
             "n_scored": int(np.isfinite(selection["p"]).sum()),
             "n_pdd_kept": int(selection["pdd_keep"].sum()),
@@ -245,18 +303,38 @@ class Trainer:
             "n_updated": int(selection["updated"].sum()),
         }
 
+    def _gather_pools(self, local: dict[str, torch.Tensor], pools: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-batch selection log of all ranks, in the epoch's order: for each global batch, rank
+        0's share, then rank 1's, ... (each rank logged its own pools)."""
+        d = self.dist
+        if not d.enabled:
+            return local
+        sizes = gather_cat(torch.tensor([len(p) for p in pools], device=self.device), d).view(d.world, -1)
+        rows = {k: gather_cat(v, d) for k, v in local.items()}
+        starts = torch.cat([sizes.new_zeros(1), sizes.sum(1).cumsum(0)[:-1]])  # each rank's first row
+        offsets = starts[:, None] + torch.cat([sizes.new_zeros(d.world, 1), sizes.cumsum(1)[:, :-1]], 1)
+        perm = torch.cat([torch.arange(int(o), int(o) + int(n), device=self.device)
+                          for o, n in zip(offsets.T.reshape(-1), sizes.T.reshape(-1))])
+        return {k: v[perm] for k, v in rows.items()}
+
     # ---------------------------------------------------------------- evaluation
     def predict(self, split: str) -> tuple[np.ndarray, float]:
-        """Probabilities and mean loss on a split (eval mode, inference mode)."""
+        """Probabilities and mean loss on a split (eval mode, inference mode); distributed, each
+        rank predicts its share and every rank gets the whole split."""
         self.model.eval()
-        ids = self.idx[split]
-        probs, loss_sum = [], 0.0
-        with self.cost.phase("eval", len(ids)), torch.inference_mode():
-            for chunk in ids.split(self.score_bs):
+        ids, d = self.idx[split], self.dist
+        mine = ids[shard(len(ids), d, ids.device)] if d.enabled else ids
+        probs, loss_sum = [], torch.zeros((), dtype=torch.float64, device=self.device)
+        with self.cost.phase("eval", len(mine)), torch.inference_mode():
+            for chunk in mine.split(self.score_bs):
                 logits = self.forward_logits(self.data.x(chunk))
-                loss_sum += float(self.loss_fn(logits, self.data.y[chunk])) * len(chunk)
+                loss_sum += self.loss_fn(logits, self.data.y[chunk]).double() * len(chunk)
                 probs.append(torch.sigmoid(logits) if self.data.multilabel else torch.softmax(logits, 1))
-        return torch.cat(probs).cpu().numpy(), loss_sum / max(len(ids), 1)
+        k = self.rs.num_classes
+        probs = torch.cat(probs) if probs else torch.empty((0, k), device=self.device)
+        if d.enabled:
+            probs, loss_sum = gather_pool(probs, len(ids), d), all_sum(loss_sum, d)
+        return probs.cpu().numpy(), float(loss_sum) / max(len(ids), 1)
 
     def evaluate(self, split: str, thresholds: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
         probs, loss = self.predict(split)
@@ -293,9 +371,11 @@ class Trainer:
         ckpt_dir = self.run_dir / "checkpoints"
         total = self.cfg.train.epochs
         epochs = range(self.start_epoch, total)
-        print(f"schedule   {self.selector.schedule.describe()}", flush=True)
+        main = self.dist.main
+        if main:
+            print(f"schedule   {self.selector.schedule.describe()}", flush=True)
         desc = "epochs"
-        if self.start_epoch:  # resumed: the bar counts the epochs left, and says which they are
+        if self.start_epoch and main:  # resumed: the bar counts the epochs left, and says which they are
             desc = f"epochs {self.start_epoch}-{total - 1} of 0-{total - 1}" if len(epochs) else "epochs"
             print(f"resumed    epochs 0-{self.start_epoch - 1} of 0-{total - 1} done; "
                   + (f"{len(epochs)} to go" if len(epochs) else "only the final evaluation is left"), flush=True)
@@ -308,6 +388,7 @@ class Trainer:
             val, _ = self.evaluate("val")
             self.cost.add_other(time.perf_counter() - mark, before, time.process_time() - cpu_mark)
             mark, cpu_mark = time.perf_counter(), time.process_time()
+            self._sum_counts_over_ranks(before)
             after = self.cost.snapshot()
             row = {"epoch": epoch, "phase": self.selector.phase(epoch), "lr": lr, "train_loss": stats.pop("train_loss"),
                    "val_loss": val["loss"], "val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"],
@@ -316,14 +397,32 @@ class Trainer:
                    "effective_epochs": after["updated"] / stats["n_train"],
                    **epoch_row(before, after)}
             self.log_rows.append(row)
-            if val["macro_f1"] > self.best_f1:
+            if val["macro_f1"] > self.best_f1:  # val is gathered: every rank decides alike
                 self.best_f1, self.best_epoch = val["macro_f1"], epoch
-                runio.save_checkpoint(ckpt_dir / "best.pt", {"model": self.model.state_dict(), "epoch": epoch})
-            runio.write_csv(self.run_dir / "log.csv", self.log_rows)
-            runio.save_checkpoint(ckpt_dir / "last.pt", self.state(epoch))
+                if main:
+                    runio.save_checkpoint(ckpt_dir / "best.pt", {"model": self.model.state_dict(), "epoch": epoch})
+            if main:
+                runio.write_csv(self.run_dir / "log.csv", self.log_rows)
+                runio.save_checkpoint(ckpt_dir / "last.pt", self.state(epoch))
             bar.set_postfix(val_f1=f"{val['macro_f1']:.3f}", kept=f"{row['kept_frac']:.2f}")
         if len(epochs):  # the last epoch's closing writes: in the run's totals (metrics.json), not in its row
             self.cost.add_other(time.perf_counter() - mark, self.cost.snapshot(), time.process_time() - cpu_mark)
+        distributed.barrier(self.dist)  # rank 0's best.pt is on disk before any rank loads it
+
+    def _sum_counts_over_ranks(self, before: dict) -> None:
+        """Distributed: this epoch's sample counts and FLOPs (and samples updated) summed over the
+        ranks into every rank's meter, so log.csv, checkpoints and effective epochs are global.
+        Seconds stay each rank's own (rank 0's are logged; metrics.json lists every rank's)."""
+        if not self.dist.enabled:
+            return
+        cost, groups = self.cost, ("forwards", "backwards", "flops")
+        keys = [(g, p) for g in groups for p in getattr(cost, g)]
+        mine = torch.tensor([getattr(cost, g)[p] - before[g][p] for g, p in keys] + [cost.updated - before["updated"]],
+                            dtype=torch.float64, device=self.device)
+        extra = (all_sum(mine, self.dist) - mine).tolist()
+        for (g, p), v in zip(keys, extra):
+            getattr(cost, g)[p] += v
+        cost.updated += extra[-1]
 
     def finish(self) -> dict:
         """Loads the best epoch, tunes multi-label thresholds on val, evaluates test once."""
@@ -332,18 +431,23 @@ class Trainer:
         val, _ = self.evaluate("val")
         test, probs = self.evaluate("test", np.array(val["thresholds"]) if self.rs.multilabel else None)
         test_idx = self.rs.indices("test")
-        runio.write_npz(self.run_dir / "predictions_test.npz", record_ids=self.rs.record_ids[test_idx].astype(str),
-                        y_true=self.rs.labels[test_idx], probs=probs.astype(np.float32),
-                        **({"thresholds": np.array(val["thresholds"], dtype=np.float32)} if self.rs.multilabel else {}))
+        d = self.dist
+        rank_seconds = gather_cat(torch.tensor([sum(self.cost.seconds.values())], dtype=torch.float64,
+                                               device=self.device), d).tolist()
+        if d.main:
+            runio.write_npz(self.run_dir / "predictions_test.npz", record_ids=self.rs.record_ids[test_idx].astype(str),
+                            y_true=self.rs.labels[test_idx], probs=probs.astype(np.float32),
+                            **({"thresholds": np.array(val["thresholds"], dtype=np.float32)} if self.rs.multilabel else {}))
         cfg = self.cfg
         metrics = {"run": self.run_dir.name, "dataset": cfg.data.dataset, "model": cfg.model.model,
                    "method": cfg.selection.method, "granularity": cfg.selection.granularity, "seed": cfg.train.seed,
                    "loss": self.loss_name, "class_names": list(self.rs.class_names), "multilabel": self.rs.multilabel,
                    "epochs": cfg.train.epochs, "best_epoch": self.best_epoch, "val": val, "test": test,
-                   "cost": self.cost.summary(len(self.idx["train"])),
-                   "device": str(self.device), "skipped_records": len(self.rs.skipped),
+                   "cost": {**self.cost.summary(len(self.idx["train"])), "rank_seconds": rank_seconds},
+                   "device": str(self.device), "world_size": d.world, "skipped_records": len(self.rs.skipped),
                    "provenance": runio.read_provenance(self.run_dir)}
-        runio.write_json(self.run_dir / "metrics.json", metrics)
+        if d.main:
+            runio.write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 
 
@@ -351,7 +455,7 @@ def load_kept_counts(run_dir: str, trainer: Trainer) -> dict[int, np.ndarray]:
     """Per select epoch, the per-pool counts of the rule's kept samples (``pdd_keep``) of another
     run, for SMRD to replay exactly (``smrd_schedule``): one count per batch of that run, or one
     per epoch for per-epoch selection. The runs must share the training set, the schedule and,
-    per batch, the batch size and granularity."""
+    per batch, the batch size, the granularity and the number of processes."""
     from erts.config import ConfigError
 
     ref = Path(run_dir)
@@ -366,7 +470,10 @@ def load_kept_counts(run_dir: str, trainer: Trainer) -> dict[int, np.ndarray]:
     if per_batch and (ref_cfg.selection.granularity != "batch" or ref_cfg.optim.batch_size != trainer.cfg.optim.batch_size):
         raise ConfigError(f"smrd_schedule={run_dir}: per-batch replay needs a per-batch run with "
                           f"batch_size={trainer.cfg.optim.batch_size}")
-    n_train, bs = len(trainer.idx["train"]), ref_cfg.optim.batch_size
+    n_train, bs, world = len(trainer.idx["train"]), ref_cfg.optim.batch_size, trainer.dist.world
+    # the pools of this run's epochs: one per rank and global batch (one process: the batches)
+    pools = [len(rank_slice(gb, Dist(world, r))) for gb in global_batches(torch.arange(n_train), bs, Dist(world))
+             for r in range(world)]
     counts: dict[int, np.ndarray] = {}
     for epoch in ours.epochs_in("select"):
         f = ref / "selection" / f"epoch_{epoch:03d}.npz"
@@ -376,7 +483,7 @@ def load_kept_counts(run_dir: str, trainer: Trainer) -> dict[int, np.ndarray]:
         if len(kept) != n_train:
             raise ConfigError(f"smrd_schedule={run_dir}: epoch {epoch} logged {len(kept)} samples, "
                               f"this run trains on {n_train}")
-        counts[epoch] = np.array([c.sum() for c in np.array_split(kept, range(bs, len(kept), bs))]) if per_batch \
+        counts[epoch] = np.array([c.sum() for c in np.split(kept, np.cumsum(pools)[:-1])]) if per_batch \
             else np.array([kept.sum()])
     return counts
 
@@ -410,17 +517,27 @@ def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) ->
     if not resume and (run_dir / "log.csv").exists():
         raise FileExistsError(f"{run_dir} already holds a run; use `erts train --resume {run_dir}` "
                               f"to continue it, or choose another name=")
-    rs = load_dataset(cfg.data)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runio.write_text(run_dir / "config.yaml", dump_config(cfg))
-    runio.record_start(run_dir, resumed=resume)  # run.json: erts version, git commit, command line
-    trainer = Trainer(cfg, rs, run_dir, progress=progress)
-    if resume and last.exists():
-        trainer.load_state(runio.load_checkpoint(last, trainer.device))
-    else:
-        write_train_records(rs, run_dir / "train_records.csv")
-    trainer.fit()
-    return trainer.finish()
+    owner = not torch.distributed.is_initialized()  # a caller's own process group is left to the caller
+    dist, _ = distributed.setup(resolve_device(cfg.train.device))  # torchrun: join the job (else world 1)
+    try:
+        if not dist.main:
+            distributed.barrier(dist)  # rank 0 prepares the dataset cache first; the others then read it
+        rs = load_dataset(cfg.data)
+        if dist.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            runio.write_text(run_dir / "config.yaml", dump_config(cfg))
+            runio.record_start(run_dir, resumed=resume, world_size=dist.world)  # run.json: version, commit, command
+            distributed.barrier(dist)
+        trainer = Trainer(cfg, rs, run_dir, progress=progress, dist=dist)
+        if resume and last.exists():
+            trainer.load_state(runio.load_checkpoint(last, trainer.device))
+        elif dist.main:
+            write_train_records(rs, run_dir / "train_records.csv")
+        trainer.fit()
+        return trainer.finish()
+    finally:
+        if owner:
+            distributed.shutdown()
 
 
 def load_config_from_run(run_dir: str | Path) -> Config:

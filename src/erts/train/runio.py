@@ -144,11 +144,12 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
             "python": sys.version.split()[0], "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def record_start(run_dir: Path, resumed: bool = False) -> dict[str, Any]:
+def record_start(run_dir: Path, resumed: bool = False, world_size: int = 1) -> dict[str, Any]:
     """Writes (atomically) run.json: the provenance of the process that started the run, and one entry
-    per ``--resume`` after it (``resumes``). Returns its content."""
+    per ``--resume`` after it (``resumes``), each with its number of processes (torchrun's world
+    size). Returns its content."""
     path = run_dir / RUN_JSON
-    me = provenance()
+    me = {**provenance(), "world_size": world_size}
     try:
         old = json.loads(path.read_text()) if resumed and path.exists() else None
     except (OSError, ValueError):
