@@ -194,3 +194,31 @@ def test_a_killed_rank_stops_the_job_with_a_clear_message_and_resume_completes_i
     epochs = pd.read_csv(log)["epoch"].tolist()
     assert epochs == list(range(6))
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["world_size"] == 2
+
+
+def test_epoch_sampler_gives_each_rank_an_equal_share_of_the_kept_set(one_thread):
+    from erts import DataDropout
+    from erts.distributed import Dist
+    from erts.selection.dropout import EpochSampler
+
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 3), torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2))
+    shares = []
+    for rank in (0, 1):
+        dd = DataDropout(model, "dbpd", num_samples=10, epochs=4, dist=Dist(world=2, rank=rank))
+        dd.epoch_indices = lambda epoch, dataset, k=None: torch.tensor([1, 2, 4, 6, 7, 8, 9])  # 7 kept
+        sampler = EpochSampler(dd, dataset=None)
+        sampler.set_epoch(1)
+        shares.append(list(sampler))
+    assert len(shares[0]) == len(shares[1]) == 4  # ceil(7 / 2): the ranks step together
+    assert set(shares[0]) | set(shares[1]) == {1, 2, 4, 6, 7, 8, 9}
+
+
+def test_resuming_with_another_number_of_processes_warns(tmp_path, capsys):
+    from erts.train.loop import warn_other_world_size
+
+    (tmp_path / "run.json").write_text(json.dumps({"world_size": 2, "resumes": [{"world_size": 1}]}))
+    warn_other_world_size(tmp_path, 1)
+    assert "ran with 2 process(es) before and resumes with 1" in capsys.readouterr().out
+    warn_other_world_size(tmp_path, 2)  # the job's own size: silent
+    assert capsys.readouterr().out == ""

@@ -371,7 +371,8 @@ class DataDropout:
         """Per-epoch selection: scores every sample of ``dataset`` (items ``(x, y, ...)``, indexed by
         their dataset index), applies the rule and the filter once, and returns the kept indices.
         Their loss weights are ``dd.weights[idx]``. Train on them in any order; ``EpochSampler``
-        wraps this for a DataLoader."""
+        wraps this for a DataLoader. Under torchrun (``dist=erts.distributed.from_env()``) each
+        rank scores its share of the dataset and every rank gets the same global kept set."""
         n = len(dataset)
         ids = torch.arange(n, device=self.device)
         y = torch.stack([torch.as_tensor(dataset[i][1]) for i in range(n)]).to(self.device)
@@ -382,7 +383,7 @@ class DataDropout:
 
         k = num_classes or self._num_classes(inputs(slice(0, 1)), y)
         result, log = self.select_pool(epoch, ids, y, self._member(y, k), inputs, self.generator(epoch), k,
-                                       train_ids=ids, length=inputs(slice(0, 1)).shape[-1])
+                                       train_ids=ids, length=inputs(slice(0, 1)).shape[-1], shared=True)
         for name in LOG_FIELDS:
             self._log[name].append(log[name])
         self.weights = log["weight"]
@@ -434,7 +435,9 @@ class DataDropout:
 
 class EpochSampler(torch.utils.data.Sampler):
     """A DataLoader sampler that yields, each epoch, the kept indices of ``dd.epoch_indices`` in a
-    seeded random order. Call ``set_epoch(epoch)`` before each epoch (as with DistributedSampler)."""
+    seeded random order. Call ``set_epoch(epoch)`` before each epoch (as with DistributedSampler).
+    Distributed (``dd.dist``), it yields this rank's share of that order, padded as
+    DistributedSampler pads: every rank gets ceil(kept / world) indices, so ranks step together."""
 
     def __init__(self, dd: DataDropout, dataset, num_classes: int | None = None):
         self.dd, self.dataset, self.num_classes, self.epoch = dd, dataset, num_classes, 0
@@ -447,7 +450,11 @@ class EpochSampler(torch.utils.data.Sampler):
         if self._kept is None:
             kept = self.dd.epoch_indices(self.epoch, self.dataset, self.num_classes).cpu()
             order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(self.dd.seed * 7919 + self.epoch))
-            self._kept = kept[order]
+            kept, d = kept[order], self.dd.dist
+            if d.enabled and len(kept):
+                per_rank = -(-len(kept) // d.world)
+                kept = kept.repeat(-(-per_rank * d.world // len(kept)))[:per_rank * d.world][d.rank::d.world]
+            self._kept = kept
         return self._kept
 
     def __iter__(self):

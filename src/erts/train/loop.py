@@ -529,6 +529,8 @@ def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) ->
             runio.record_start(run_dir, resumed=resume, world_size=dist.world)  # run.json: version, commit, command
             distributed.barrier(dist)
         trainer = Trainer(cfg, rs, run_dir, progress=progress, dist=dist)
+        if resume and dist.main:
+            warn_other_world_size(run_dir, dist.world)
         if resume and last.exists():
             trainer.load_state(runio.load_checkpoint(last, trainer.device))
         elif dist.main:
@@ -538,6 +540,16 @@ def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) ->
     finally:
         if owner:
             distributed.shutdown()
+
+
+def warn_other_world_size(run_dir: Path, world: int) -> None:
+    """A run resumed with another number of processes continues correctly (its state is global),
+    but not as it would have: other shares, other per-rank random draws. Say so."""
+    info = runio.read_provenance(run_dir) or {}
+    before = [r.get("world_size") for r in info.get("resumes", [])[:-1]][-1:] or [info.get("world_size")]
+    if before[0] is not None and before[0] != world:
+        print(f"erts: warning: {run_dir} ran with {before[0]} process(es) before and resumes with {world}; "
+              f"it continues, but its numbers will differ from an uninterrupted run", flush=True)
 
 
 def load_config_from_run(run_dir: str | Path) -> Config:
