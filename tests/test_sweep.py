@@ -17,12 +17,13 @@ from conftest import tiny_overrides
 from erts.cli.main import main
 from erts.config import ConfigError
 from erts.train import sweep
-from erts.train.sweep import Grid, collect_results, expand, load_grid, run_state, run_sweep, train_command
+from erts.train.sweep import (Grid, collect_results, expand, gpu_slots, load_grid, run_state, run_sweep,
+                              train_command, visible_gpus)
 
 # Stands in for `erts train` in the orchestration tests: writes a finished run folder in a
 # fraction of a second (no torch), fails for the run named in $FAKE_FAIL, records resumes.
 FAKE_TRAINER = r'''
-import json, os, sys, pathlib
+import json, os, sys, pathlib, time
 args = sys.argv[1:]
 if args[0] == "--resume":
     d, values = pathlib.Path(args[1]), {}
@@ -33,6 +34,12 @@ if d.name == os.environ.get("FAKE_FAIL"):
     print("loading dataset ...\nValueError: boom, record X is broken")
     sys.exit(3)
 d.mkdir(parents=True, exist_ok=True)
+(d / "cuda_visible_devices.txt").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
+if os.environ.get("FAKE_LOCKS"):  # FileExistsError (exit 1) if two runs hold the same GPUs at once
+    lock = pathlib.Path(os.environ["FAKE_LOCKS"]) / os.environ.get("CUDA_VISIBLE_DEVICES", "none")
+    lock.open("x").close()
+    time.sleep(0.15)
+    lock.unlink()
 cfg = d / "config.yaml"
 if not cfg.exists() or values:
     cfg.write_text(json.dumps({"selection": {"method": values.get("method", "full")},
@@ -94,6 +101,76 @@ def test_expand_names_overrides_and_threads(tmp_path, monkeypatch):
         sweep.validate_runs(expand(Grid(name="s", base={"tau": 2.0}, grid={"method": ["full"], "seed": [0]})))
 
 
+def test_load_grid_checks_gpus_and_procs_per_run(tmp_path):
+    g = load_grid(write_grid(tmp_path / "g.yaml", name="x", grid={"seed": [0]}))
+    assert (g.gpus_per_run, g.procs_per_run) == (0, 1)
+    g = load_grid(write_grid(tmp_path / "g.yaml", name="x", gpus_per_run=2, procs_per_run=2, grid={"seed": [0]}))
+    assert (g.gpus_per_run, g.procs_per_run) == (2, 2)
+    path = tmp_path / "bad.yaml"
+    for raw, msg in [({"gpus_per_run": -1}, "gpus_per_run=-1 must be an int >= 0"),
+                     ({"procs_per_run": 0}, "procs_per_run=0 must be an int >= 1"),
+                     ({"gpus_per_run": "2"}, "gpus_per_run='2'"),
+                     ({"procs_per_run": True}, "procs_per_run=True"),
+                     ({"gpus_per_run": 2, "procs_per_run": 4}, "procs_per_run=4 exceeds gpus_per_run=2")]:
+        with pytest.raises(ConfigError, match=msg) as e:
+            load_grid(write_grid(path, name="x", grid={"seed": [0]}, **raw))
+        assert str(path) in str(e.value)
+    # command-line overrides are checked the same way
+    with pytest.raises(ConfigError, match="--procs-per-run.*procs_per_run=0"):
+        expand(Grid(name="s", grid={"seed": [0]}), procs_per_run=0)
+    with pytest.raises(ConfigError, match="--gpus-per-run.*gpus_per_run=-1"):
+        run_sweep(Grid(name="s", out_dir=str(tmp_path), grid={"seed": [0]}), gpus_per_run=-1)
+    assert not (tmp_path / "s").exists()
+
+
+def test_torchrun_command_for_procs_per_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "default_threads", lambda workers: 8 // workers)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "erts",
+                "train"]
+    g = Grid(name="s", out_dir=str(tmp_path), workers=2, procs_per_run=2, base={"epochs": 2}, grid={"seed": [0, 1]})
+    r = expand(g)[1]
+    assert r.procs == 2 and r.overrides["num_threads"] == 2  # 8 cores / (2 workers x 2 processes)
+    cmd = train_command(r, resume=False)
+    assert cmd[:8] == torchrun and cmd[8:] == [f"{k}={sweep._arg(v)}" for k, v in r.overrides.items()]
+    assert train_command(r, resume=True) == torchrun + ["--resume", str(r.run_dir)]
+    # the default is the plain one-process command, unchanged
+    plain = expand(Grid(name="s", out_dir=str(tmp_path), workers=2, grid={"seed": [0]}))[0]
+    assert plain.procs == 1 and plain.overrides["num_threads"] == 4
+    assert train_command(plain, resume=False)[:4] == [sys.executable, "-m", "erts.cli.main", "train"]
+    assert train_command(plain, resume=True) == [sys.executable, "-m", "erts.cli.main", "train", "--resume",
+                                                 str(plain.run_dir)]
+    # gpus_per_run alone: one process per GPU; a single GPU stays a plain run; overrides beat the file
+    assert expand(Grid(name="s", gpus_per_run=2, grid={"seed": [0]}))[0].procs == 2
+    assert expand(Grid(name="s", gpus_per_run=1, grid={"seed": [0]}))[0].procs == 1
+    assert expand(g, procs_per_run=3)[0].procs == 3 and expand(g, procs_per_run=1)[0].procs == 1
+    assert expand(g, gpus_per_run=4, procs_per_run=1)[0].procs == 4
+    with pytest.raises(ConfigError, match="exceeds gpus_per_run=2"):
+        expand(g, gpus_per_run=2, procs_per_run=3)
+
+
+def test_gpu_slots():
+    assert gpu_slots(2, 2, ["0", "1", "2", "3"]) == ["0,1", "2,3"]
+    assert gpu_slots(1, 2, ["0", "1", "2", "3"]) == ["0,1"]  # the rest stay unused
+    visible = visible_gpus({"CUDA_VISIBLE_DEVICES": "4,5,6,7"})
+    assert visible == ["4", "5", "6", "7"]
+    assert gpu_slots(2, 2, visible) == ["4,5", "6,7"]
+    assert gpu_slots(4, 1, visible) == ["4", "5", "6", "7"]
+    assert gpu_slots(3, 0, visible) == []  # no GPUs asked for: nothing assigned
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-a1, GPU-b2"}) == ["GPU-a1", "GPU-b2"]
+    with pytest.raises(ConfigError, match="workers=3 x gpus_per_run=2 needs 6 GPUs, but 4 are visible"):
+        gpu_slots(3, 2, visible)
+    with pytest.raises(ConfigError, match="needs 1 GPUs, but 0 are visible"):
+        gpu_slots(1, 1, [])
+
+
+def test_visible_gpus_counts_torch_devices_without_cuda_visible_devices(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert visible_gpus({}) == ["0", "1", "2"]
+
+
 def test_run_state(tmp_path):
     assert run_state(tmp_path / "r") == "new"
     (tmp_path / "r").mkdir()
@@ -127,7 +204,11 @@ def fake_trainer(tmp_path, monkeypatch):
     script = tmp_path / "fake_train.py"
     script.write_text(FAKE_TRAINER)
     real = sweep.train_command
-    monkeypatch.setattr(sweep, "train_command", lambda run, resume: [sys.executable, str(script), *real(run, resume)[4:]])
+    def fake(run, resume):  # the arguments after `train`, plain or torchrun form alike
+        cmd = real(run, resume)
+        return [sys.executable, str(script), *cmd[cmd.index("train") + 1:]]
+
+    monkeypatch.setattr(sweep, "train_command", fake)
     return script
 
 
@@ -161,6 +242,61 @@ def test_sweep_resumes_and_reports_failures(tmp_path, fake_trainer, monkeypatch,
     cfg = json.loads((g.sweep_dir / "runs" / names[0] / "config.yaml").read_text())
     assert int(cfg["train"]["num_threads"]) == sweep.default_threads(2)
     assert "$ " in (g.sweep_dir / "logs" / f"{names[3]}.log").read_text()  # the log starts with the command
+
+
+def test_sweep_gives_each_worker_its_gpus(tmp_path, fake_trainer, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    (tmp_path / "locks").mkdir()
+    monkeypatch.setenv("FAKE_LOCKS", str(tmp_path / "locks"))
+    path = write_grid(tmp_path / "g.yaml", name="gpu", out_dir=str(tmp_path / "sweeps"), workers=2, gpus_per_run=1,
+                      base={"epochs": 2}, grid={"seed": [0, 1, 2, 3, 4]})
+    g = load_grid(path)
+    res = run_sweep(g, poll_s=0.02)
+    assert not res.failed and len(res.finished) == 5  # a slot is never held by two runs at once (FAKE_LOCKS)
+    seen = {r.name: (r.run_dir / "cuda_visible_devices.txt").read_text() for r in expand(g)}
+    assert set(seen.values()) == {"4", "5"}  # two slots, reused as runs finish; GPUs 6 and 7 untouched
+    for name, cvd in seen.items():
+        assert (g.sweep_dir / "logs" / f"{name}.log").read_text().startswith(f"$ CUDA_VISIBLE_DEVICES={cvd} ")
+    # more GPUs than visible: refused before anything starts, from the file or the command line
+    with pytest.raises(ConfigError, match="needs 6 GPUs, but 4 are visible"):
+        run_sweep(Grid(name="big", out_dir=str(tmp_path / "sweeps"), workers=3, gpus_per_run=2, grid={"seed": [0]}))
+    assert not (tmp_path / "sweeps" / "big").exists()
+    assert main(["sweep", str(path), "--gpus-per-run", "3"]) == 2  # 2 workers x 3 > 4: a config error
+    # no GPUs asked for: CUDA_VISIBLE_DEVICES is passed on untouched
+    path = write_grid(tmp_path / "g0.yaml", name="cpu", out_dir=str(tmp_path / "sweeps"), workers=2,
+                      base={"epochs": 2}, grid={"seed": [0, 1]})
+    monkeypatch.delenv("FAKE_LOCKS")
+    assert main(["sweep", str(path)]) == 0
+    assert {(r.run_dir / "cuda_visible_devices.txt").read_text() for r in expand(load_grid(path))} == {"4,5,6,7"}
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert main(["sweep", str(path), "--gpus-per-run", "0"]) == 0  # all done already; nothing new
+    path = write_grid(tmp_path / "g1.yaml", name="unset", out_dir=str(tmp_path / "sweeps"), grid={"seed": [0]})
+    assert main(["sweep", str(path)]) == 0
+    assert (expand(load_grid(path))[0].run_dir / "cuda_visible_devices.txt").read_text() == "(unset)"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("torch").distributed.is_available()
+                    or not __import__("torch").distributed.is_gloo_available(), reason="torch.distributed with gloo")
+def test_real_sweep_run_through_torchrun(cache_dir, tmp_path):
+    """One tiny run with procs_per_run=2 on CPU: torchrun starts 2 gloo processes, the run lands in results.csv."""
+    base = dict(a.split("=", 1) for a in tiny_overrides(cache_dir, tmp_path, n_records=120, epochs=2,
+                                                            revision_epoch=2))
+    for k in ("out_dir", "quiet"):
+        base.pop(k)
+    path = write_grid(tmp_path / "ddp.yaml", name="ddp", out_dir=str(tmp_path / "sweeps"), procs_per_run=2,
+                      base=base, grid={"seed": [0]})
+    g = load_grid(path)
+    res = run_sweep(g)
+    (run,) = expand(g)
+    log = (g.sweep_dir / "logs" / f"{run.name}.log").read_text()
+    assert not res.failed, log
+    assert res.finished == [run.name]
+    assert log.startswith(f"$ {sys.executable} -m torch.distributed.run --standalone --nproc_per_node=2 -m erts train ")
+    m = json.loads((run.run_dir / "metrics.json").read_text())
+    assert m["world_size"] == 2
+    df = pd.read_csv(res.results_csv)
+    assert list(df.run) == [run.name] and df.test_macro_f1[0] == pytest.approx(m["test"]["macro_f1"])
 
 
 @pytest.mark.slow

@@ -10,8 +10,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run an experiment grid (resumable; results in <out_dir>/<name>/results.csv)",
                        description="Runs every combination of the grid file's values in worker processes. "
                                    "Run it again to resume: finished runs are skipped, killed ones continued.")
-    p.add_argument("grid", help="grid YAML file (name, out_dir, workers, base, grid)")
+    p.add_argument("grid", help="grid YAML file (name, out_dir, workers, gpus_per_run, procs_per_run, base, grid)")
     p.add_argument("--workers", type=int, help="parallel worker processes (overrides the file)")
+    p.add_argument("--gpus-per-run", type=int,
+                   help="GPUs of each worker, set as its CUDA_VISIBLE_DEVICES (overrides the file; default 0)")
+    p.add_argument("--procs-per-run", type=int,
+                   help="processes per run; > 1 launches each run with torchrun (DDP) (overrides the file; "
+                        "default 1, or one per GPU with --gpus-per-run)")
     p.add_argument("--max-runs", type=int, help="start at most this many runs now, leave the rest for later")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state, start nothing")
     p.set_defaults(func=run_sweep_cmd)
@@ -47,7 +52,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
     grid = load_grid(args.grid)
     if args.dry_run:
-        runs = expand(grid, args.workers)
+        runs = expand(grid, args.workers, gpus_per_run=args.gpus_per_run, procs_per_run=args.procs_per_run)
         validate_runs(runs)
         for run in runs:
             print(f"{run_state(run.run_dir):7s} {run.run_dir}")
@@ -55,7 +60,8 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     # SIGTERM (a job scheduler's kill) unwinds like Ctrl-C, so the workers are stopped too
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        res = run_sweep(grid, workers=args.workers, max_runs=args.max_runs)
+        res = run_sweep(grid, workers=args.workers, max_runs=args.max_runs, gpus_per_run=args.gpus_per_run,
+                        procs_per_run=args.procs_per_run)
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(f"sweep {grid.name}: {len(res.finished)} finished now ({len(res.resumed)} resumed), "

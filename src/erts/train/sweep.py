@@ -11,6 +11,9 @@ Grid file (YAML)::
     name: tiny             # sweep folder: <out_dir>/<name>
     out_dir: sweeps        # default "sweeps"
     workers: 2             # parallel worker processes, default 1
+    gpus_per_run: 0        # GPUs of each worker slot (CUDA_VISIBLE_DEVICES), default 0: none assigned
+    procs_per_run: 1       # > 1: each run is a torchrun DDP job of that many processes
+                           # (default 1; gpus_per_run > 1 alone means one process per GPU)
     base: {dataset: synthetic, epochs: 3}   # applied to every run
     grid: {method: [full, erts-dbpd], seed: [0, 1, 2]}  # the product is the sweep
 """
@@ -36,7 +39,7 @@ from erts.config import ConfigError, load_config
 from erts.train import runio
 from erts.train.costnames import flatten_cost
 
-GRID_KEYS = {"name", "out_dir", "workers", "base", "grid"}
+GRID_KEYS = {"name", "out_dir", "workers", "gpus_per_run", "procs_per_run", "base", "grid"}
 # columns that identify a run's configuration even when the grid does not vary them
 ALWAYS_KEYS = ["dataset", "model", "method"]
 LOG_TAIL_LINES = 25
@@ -47,6 +50,8 @@ class Grid:
     name: str
     out_dir: str = "sweeps"
     workers: int = 1
+    gpus_per_run: int = 0
+    procs_per_run: int = 1
     base: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -61,6 +66,7 @@ class Run:
     values: dict[str, Any]  # the grid's values for this run (leaf key -> value)
     overrides: dict[str, Any]  # every key=value passed to `erts train`
     run_dir: Path
+    procs: int = 1  # processes of this run; > 1: launched with torchrun (DDP)
 
 
 @dataclass
@@ -99,8 +105,67 @@ def load_grid(path: str | Path) -> Grid:
     workers = raw.get("workers", 1)
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"{path}: workers={workers!r} must be an int >= 1")
+    gpus = _check_count(str(path), "gpus_per_run", raw.get("gpus_per_run", 0), 0)
+    procs = _check_count(str(path), "procs_per_run", raw.get("procs_per_run", 1), 1)
+    run_procs(gpus, procs, where=str(path))
     return Grid(name=str(raw["name"]), out_dir=str(raw.get("out_dir") or "sweeps"), workers=workers,
-                base=dict(base), grid=dict(grid))
+                gpus_per_run=gpus, procs_per_run=procs, base=dict(base), grid=dict(grid))
+
+
+def _check_count(where: str, key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}: {key}={value!r} must be an int >= {minimum}")
+    return value
+
+
+def run_procs(gpus_per_run: int, procs_per_run: int, where: str = "sweep") -> int:
+    """Processes per run: procs_per_run, or one per GPU when only gpus_per_run is set.
+
+    Under torchrun each process takes the GPU of its local rank, so a run cannot have
+    more processes than GPUs once GPUs are assigned.
+    """
+    procs = procs_per_run if procs_per_run > 1 else max(1, gpus_per_run)
+    if gpus_per_run and procs > gpus_per_run:
+        raise ConfigError(f"{where}: procs_per_run={procs_per_run} exceeds gpus_per_run={gpus_per_run}; "
+                          "each process of a run needs a GPU of its own")
+    return procs
+
+
+def resolve_resources(grid: Grid, workers: int | None = None, gpus_per_run: int | None = None,
+                      procs_per_run: int | None = None) -> tuple[int, int, int]:
+    """(workers, gpus per run, processes per run): the command line's values over the file's, checked."""
+    workers = _check_count("--workers", "workers", workers, 1) if workers is not None else grid.workers
+    gpus = (_check_count("--gpus-per-run", "gpus_per_run", gpus_per_run, 0) if gpus_per_run is not None
+            else grid.gpus_per_run)
+    procs = (_check_count("--procs-per-run", "procs_per_run", procs_per_run, 1) if procs_per_run is not None
+             else grid.procs_per_run)
+    return workers, gpus, run_procs(gpus, procs, where=f"grid {grid.name!r}")
+
+
+def visible_gpus(env: dict[str, str] | None = None) -> list[str]:
+    """The GPUs this process may hand out: the CUDA_VISIBLE_DEVICES list when set, else torch's count."""
+    env = os.environ if env is None else env
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    import torch  # only when GPUs are asked for: the sweep itself never needs torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_slots(workers: int, gpus_per_run: int, visible: list[str]) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of each worker slot: slot w gets visible[w*g:(w+1)*g], e.g. ["0,1", "2,3"].
+
+    Entries of ``visible`` are what the child's CUDA_VISIBLE_DEVICES must name (an existing
+    CUDA_VISIBLE_DEVICES list is indexed into, not renumbered). No GPUs asked for: [].
+    """
+    if gpus_per_run <= 0:
+        return []
+    need = workers * gpus_per_run
+    if need > len(visible):
+        raise ConfigError(f"workers={workers} x gpus_per_run={gpus_per_run} needs {need} GPUs, but "
+                          f"{len(visible)} are visible ({','.join(visible) or 'none'}); "
+                          "lower workers or gpus_per_run")
+    return [",".join(visible[w * gpus_per_run:(w + 1) * gpus_per_run]) for w in range(workers)]
 
 
 def _leaf(key: str) -> str:
@@ -115,14 +180,16 @@ def _slug(value: Any) -> str:
 
 
 def default_threads(workers: int) -> int:
-    """Torch threads per worker: the cores this process may use, shared evenly."""
+    """Torch threads per process: the cores this process may use, shared evenly by ``workers``
+    processes (the sweep passes workers x processes per run)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // workers)
 
 
-def expand(grid: Grid, workers: int | None = None) -> list[Run]:
+def expand(grid: Grid, workers: int | None = None, *, gpus_per_run: int | None = None,
+           procs_per_run: int | None = None) -> list[Run]:
     """The grid's runs in a stable order; run names come from the varying values."""
-    workers = workers or grid.workers
+    workers, _, procs = resolve_resources(grid, workers or None, gpus_per_run, procs_per_run)
     keys = list(grid.grid)
     runs_dir = grid.sweep_dir / "runs"
     runs, seen = [], {}
@@ -134,8 +201,8 @@ def expand(grid: Grid, workers: int | None = None) -> list[Run]:
         seen[name] = values
         overrides = {**grid.base, **dict(zip(keys, combo)), "name": name, "out_dir": str(runs_dir), "quiet": True}
         if "num_threads" not in {_leaf(k) for k in overrides}:
-            overrides["num_threads"] = default_threads(workers)
-        runs.append(Run(name=name, values=values, overrides=overrides, run_dir=runs_dir / name))
+            overrides["num_threads"] = default_threads(workers * procs)
+        runs.append(Run(name=name, values=values, overrides=overrides, run_dir=runs_dir / name, procs=procs))
     return runs
 
 
@@ -172,8 +239,12 @@ def _arg(value: Any) -> str:
 
 
 def train_command(run: Run, resume: bool) -> list[str]:
-    """The `erts train` command line of one run (fresh start or --resume)."""
-    cmd = [sys.executable, "-m", "erts.cli.main", "train"]
+    """The `erts train` command line of one run (fresh start or --resume); torchrun when run.procs > 1."""
+    if run.procs > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={run.procs}",
+               "-m", "erts", "train"]
+    else:
+        cmd = [sys.executable, "-m", "erts.cli.main", "train"]
     if resume:
         return cmd + ["--resume", str(run.run_dir)]
     return cmd + [f"{k}={_arg(v)}" for k, v in run.overrides.items()]
@@ -238,20 +309,28 @@ def collect_results(grid: Grid, runs: list[Run]) -> pd.DataFrame:
 # --- running ----------------------------------------------------------------------------
 
 def run_sweep(grid: Grid, *, workers: int | None = None, max_runs: int | None = None,
-              validate: bool = True, poll_s: float = 0.2) -> SweepResult:
+              validate: bool = True, poll_s: float = 0.2, gpus_per_run: int | None = None,
+              procs_per_run: int | None = None) -> SweepResult:
     """Runs (or resumes) every unfinished run of the grid; failures are collected, not raised.
 
     max_runs: start at most this many runs in this call (the rest stay for the
     next call), e.g. to fit a sweep into time-limited jobs.
+    gpus_per_run, procs_per_run: override the grid file's (None: the file's).
+    Worker slot w runs with CUDA_VISIBLE_DEVICES = GPUs [w*g, (w+1)*g) of the visible
+    ones; a finished run frees its slot for the next. Too few GPUs: ConfigError, before
+    anything starts.
     """
-    workers = workers or grid.workers
-    runs = expand(grid, workers)
+    workers, gpus, procs = resolve_resources(grid, workers or None, gpus_per_run, procs_per_run)
+    env = dict(os.environ)
+    slot_gpus = gpu_slots(workers, gpus, visible_gpus(env)) if gpus else []
+    runs = expand(grid, workers, gpus_per_run=gpus, procs_per_run=procs)
     if validate:
         validate_runs(runs)
     sweep_dir = grid.sweep_dir
     (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "grid.yaml").write_text(yaml.safe_dump(
-        {"name": grid.name, "out_dir": grid.out_dir, "workers": grid.workers, "base": grid.base, "grid": grid.grid},
+        {"name": grid.name, "out_dir": grid.out_dir, "workers": grid.workers, "gpus_per_run": grid.gpus_per_run,
+         "procs_per_run": grid.procs_per_run, "base": grid.base, "grid": grid.grid},
         sort_keys=False))
     res = SweepResult(sweep_dir=sweep_dir, results_csv=sweep_dir / "results.csv")
     todo = deque(r for r in runs if run_state(r.run_dir) != "done")
@@ -260,8 +339,8 @@ def run_sweep(grid: Grid, *, workers: int | None = None, max_runs: int | None = 
     if max_runs is not None:
         res.not_started = [r.name for r in list(todo)[max_runs:]]
         todo = deque(list(todo)[:max_runs])
-    env = dict(os.environ)
-    running: dict[subprocess.Popen, tuple[Run, float]] = {}
+    running: dict[subprocess.Popen, tuple[Run, float, int]] = {}
+    free_slots = list(range(workers))  # worker slot -> its GPUs (slot_gpus[slot]) while a run holds it
     bar = tqdm(total=len(todo), desc=f"sweep {grid.name}", unit="run", disable=not todo)
     try:
         while todo or running:
@@ -271,16 +350,29 @@ def run_sweep(grid: Grid, *, workers: int | None = None, max_runs: int | None = 
                 if resume:
                     res.resumed.append(run.name)
                 threads = str({_leaf(k): v for k, v in run.overrides.items()}["num_threads"])
+                slot = free_slots.pop(0)
+                child_env = {**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+                prefix = ""
+                if slot_gpus:
+                    child_env["CUDA_VISIBLE_DEVICES"] = slot_gpus[slot]
+                    prefix = f"CUDA_VISIBLE_DEVICES={slot_gpus[slot]} "
+                cmd = train_command(run, resume)
                 log = open(sweep_dir / "logs" / f"{run.name}.log", "a")
-                log.write(f"$ {' '.join(train_command(run, resume))}\n")
+                log.write(f"$ {prefix}{' '.join(cmd)}\n")
                 log.flush()
-                proc = subprocess.Popen(train_command(run, resume), stdout=log, stderr=subprocess.STDOUT,
-                                        env={**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
-                log.close()  # the child holds its own handle
-                running[proc] = (run, time.time())
+                try:
+                    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env)
+                except BaseException:
+                    free_slots.insert(0, slot)
+                    raise
+                finally:
+                    log.close()  # the child holds its own handle
+                running[proc] = (run, time.time(), slot)
             time.sleep(poll_s)
             for proc in [p for p in running if p.poll() is not None]:
-                run, t0 = running.pop(proc)
+                run, t0, slot = running.pop(proc)
+                free_slots.append(slot)
+                free_slots.sort()
                 _finish(run, proc.returncode, time.time() - t0, sweep_dir, res)
                 collect_results(grid, runs)
                 bar.update(1)
