@@ -213,7 +213,7 @@ def resume_command(run_dir: Path) -> str:
     d = _dist()
     if d.enabled:
         local = int(os.environ.get("LOCAL_WORLD_SIZE", d.world))
-        nodes = f"--nnodes={d.world // local} (and your rendezvous options) " if local != d.world else ""
+        nodes = f"--nnodes={d.world // local} (and your rendezvous options) " if local != d.world else "--standalone "
         return f"torchrun {nodes}--nproc_per_node={local} -m erts train --resume {run_dir}"
     return f"erts train --resume {run_dir}"
 
@@ -240,11 +240,15 @@ def _interruptible(run_dir: Path, work):
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
     try:
         return work()
-    except _peer_errors() as e:  # torchrun: another rank died (killed, out of memory, node lost)
+    except Exception as e:  # torchrun: another rank died (killed, out of memory, node lost)
+        if not _peer_failure(e):
+            raise
+        if main:  # torchrun's SIGTERM to the survivors must not cut the message short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         d = _dist()
+        seen = next((m for m in PEER_FAILURE if m in str(e)), type(e).__name__)
         print(interrupted_message(run_dir, _epochs(run_dir), f"rank {d.rank} of {d.world} stopped: another process "
-                                  f"of this torchrun job failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"),
-              file=sys.stderr)
+                                  f"of this torchrun job failed ({seen})"), file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as e:
         if main:  # a second Ctrl-C or SIGTERM must not cut the message short
@@ -273,13 +277,18 @@ def _dist():
     return from_env()
 
 
-def _peer_errors() -> tuple[type[BaseException], ...]:
-    """What a collective raises when a peer process is gone (only under torchrun)."""
+# what gloo and NCCL say when the other end of a collective is gone (gloo raises a plain RuntimeError)
+PEER_FAILURE = ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted",
+                "remote worker crash", "ProcessGroupNCCL", "ProcessGroupGloo")
+
+
+def _peer_failure(e: BaseException) -> bool:
+    """A collective failed because a peer process is gone (only under torchrun)."""
     if not _dist().enabled:
-        return ()
+        return False
     import torch.distributed as tdist
 
-    return (tdist.DistError,)
+    return isinstance(e, tdist.DistError) or (isinstance(e, RuntimeError) and any(m in str(e) for m in PEER_FAILURE))
 
 
 def _main_thread() -> bool:

@@ -129,10 +129,10 @@ class Trainer:
             raise DataError(f"{rs.name}: the training and validation splits must not be empty")
         self.loss_name = resolve_loss_name(cfg, rs.multilabel)
         self.loss_fn = build_loss(self.loss_name, rs.labels[rs.indices("train")], rs.num_classes, self.device)
-        self.net = FeaturesAndLogits(self.model)  # the update's forward
+        self.ddp = None  # distributed: the update's forward, through DDP (one process: self.model directly)
         if self.dist.enabled:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                FeaturesAndLogits(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.opt = build_optimizer(cfg, self.model)
         self.sched = build_scheduler(cfg, self.opt)
         self.cost = CostMeter(self.device)
@@ -217,7 +217,8 @@ class Trainer:
             return float("nan")
         with self.cost.phase("update", len(ids), forward=True, backward=True):
             with self.autocast():
-                feats, logits = self.net(self.data.x(ids, train=True) if x is None else x)
+                net = self.ddp if self.ddp is not None else FeaturesAndLogits(self.model)
+                feats, logits = net(self.data.x(ids, train=True) if x is None else x)
                 logits = logits.float()
             per_sample = self.loss_fn.per_sample(logits, y)
             total = (per_sample * weight).sum() if weight is not None else per_sample.sum()
@@ -443,8 +444,9 @@ class Trainer:
                    "method": cfg.selection.method, "granularity": cfg.selection.granularity, "seed": cfg.train.seed,
                    "loss": self.loss_name, "class_names": list(self.rs.class_names), "multilabel": self.rs.multilabel,
                    "epochs": cfg.train.epochs, "best_epoch": self.best_epoch, "val": val, "test": test,
-                   "cost": {**self.cost.summary(len(self.idx["train"])), "rank_seconds": rank_seconds},
-                   "device": str(self.device), "world_size": d.world, "skipped_records": len(self.rs.skipped),
+                   "cost": self.cost.summary(len(self.idx["train"])),
+                   "device": str(self.device), "world_size": d.world, "rank_seconds": rank_seconds,
+                   "skipped_records": len(self.rs.skipped),
                    "provenance": runio.read_provenance(self.run_dir)}
         if d.main:
             runio.write_json(self.run_dir / "metrics.json", metrics)
