@@ -66,7 +66,8 @@ def test_per_epoch_selection_on_two_ranks_keeps_the_same_global_set_as_one_proce
     log = pd.read_csv(two / "log.csv")
     assert list(log["epoch"]) == [0, 1]
     assert not list(two.rglob("*.tmp"))
-    assert p.stdout.count("test macro-F1") <= 1 and p.stdout.count("schedule ") == 1
+    assert p.stdout.count("test       macro-F1") == 1 and p.stdout.count("schedule ") == 1  # rank 0 alone prints
+    assert "processes  2 (DDP)" in p.stdout
     # global counts: the epoch-0 updates of both ranks are the filter's kept set
     assert log.loc[0, "n_updated"] == b["erts_keep"].sum() == log.loc[0, "forwards_update"]
     assert log.loc[0, "forwards_scoring"] == len(b["index"])  # each sample scored once, on one rank

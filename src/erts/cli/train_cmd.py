@@ -93,6 +93,10 @@ def format_summary(metrics: dict, run_dir: Path) -> str:
         f"FLOPs      scoring {c['flops']['scoring']:.3g}  gradcam {c['flops']['gradcam']:.3g}  "
         f"update {c['flops']['update']:.3g}  total {c['flops']['total']:.3g}",
     ]
+    if metrics.get("world_size", 1) > 1:  # torchrun: counts are every process's, seconds rank 0's
+        ranks = "  ".join(f"{s:.1f}" for s in metrics.get("rank_seconds", []))
+        lines.append(f"processes  {metrics['world_size']} (DDP): samples and FLOPs summed over them, seconds are "
+                     f"rank 0's; total seconds per rank {ranks}")
     return "\n".join(lines)
 
 
