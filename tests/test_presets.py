@@ -21,7 +21,7 @@ from erts.cli.main import main
 from erts.config import load_config
 from erts.train.builders import resolve_loss_name
 from erts.train.loop import run_dir_for, train
-from erts.train.presets import BACKBONES, DATASETS, MODES, PRESETS
+from erts.presets import BACKBONES, DATASETS, MODES, PRESETS
 
 # one PTB-XL diagnostic code per superclass: 3 records per fold (1-8 train, 9 val, 10 test)
 PTBXL_CODES = {"NORM": "NORM", "IMI": "MI", "LVH": "HYP", "LAFB": "CD", "NDT": "STTC"}

@@ -371,7 +371,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
     for layer in layers:
         preset = layer.get("preset", (layer.get("train") or {}).get("preset") if isinstance(layer.get("train"), dict) else None) or preset
     if preset:
-        from erts.train.presets import get_preset
+        from erts.presets import get_preset
 
         apply_dict(cfg, get_preset(preset))
     for layer in layers:
@@ -446,7 +446,7 @@ def allowed_values(key: str) -> str:
         if names:
             return "one of " + ", ".join(names)
     if key == "preset":
-        from erts.train.presets import PRESETS
+        from erts.presets import PRESETS
 
         return f"null or a preset name ({len(PRESETS)}: `erts presets` lists them)"
     return _describe(tp).replace("NoneType", "null")

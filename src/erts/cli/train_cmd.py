@@ -311,7 +311,7 @@ def _epochs(run_dir: Path) -> int | None:
 
 
 def run_presets(args: argparse.Namespace) -> int:
-    from erts.train.presets import PRESETS, get_preset
+    from erts.presets import PRESETS, get_preset
 
     if args.name:
         print(json.dumps(get_preset(args.name), indent=2))

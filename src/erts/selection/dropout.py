@@ -99,7 +99,7 @@ class DataDropout:
                  multilabel: bool = False, gradcam_layer: str = "last", device: torch.device | str | None = None,
                  per_sample_loss: Callable | None = None, score_batch_size: int = 256, seed: int = 0,
                  bf16: bool = False, cost: CostMeter | None = None, selection: SelectionConfig | None = None,
-                 dist: Dist | None = None, **settings: Any):
+                 dist: Dist | None = None, input_length: int = 0, **settings: Any):
         if selection is None:
             from erts.config import load_config
 
@@ -118,7 +118,8 @@ class DataDropout:
         self._log: dict[str, list] = {k: [] for k in LOG_FIELDS}
         self._gen: tuple[int, torch.Generator] | None = None
         self._epochs: list[dict] = []
-        self._length = 0  # input length of the pool being scored (focus read at the input's resolution)
+        # samples per model input: focus maps are read at this resolution (each pool's ``select`` also says)
+        self._length = input_length
         self.weights = torch.ones(num_samples, device=self.device)  # per-epoch selection: each kept sample's weight
         # distributed training: a shared pool (the same on every rank) is scored and explained in shares
         self.dist = dist if dist is not None else Dist()

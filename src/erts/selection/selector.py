@@ -153,7 +153,8 @@ class Selector:
 
     def pdd_candidates(self, epoch: int, member: torch.Tensor, scores: PoolScores | None,
                        generator: torch.Generator, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The PDD rule's keep-mask for a pool (all True outside select epochs) and its rescued samples.
+        """The PDD rule's keep-mask for a pool (all True outside select epochs) and its rescued samples
+        (dbpd, smrd, srd; ``loss_rule`` holds the literature's).
 
         ``member`` is the pool's (n, K) class membership; ``scores`` may be None only for plain
         SRD, whose rescue (``class_rescue=always``) then picks a random sample of the wiped-out
@@ -170,8 +171,8 @@ class Selector:
         elif self.rule == "smrd":
             size = self.dbpd_count(member, scores) if count is None else min(int(count), n)
             keep = random_keep(n, size, generator, device)
-        else:
-            return self.loss_rule(scores, generator)[0], none
+        else:  # one entry for the literature's rules: select() (their weights and hard set matter)
+            raise ValueError(f"pdd_candidates: {self.rule!r} is not a PDD rule; Selector.select runs it")
         if not self._rule_rescues(self.rule):
             return keep, none
         usefulness = scores.usefulness() if scores is not None else torch.rand(n, generator=generator).to(device)

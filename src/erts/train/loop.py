@@ -140,8 +140,8 @@ class Trainer:
         self.dd = DataDropout(self.model, num_samples=len(rs.labels), epochs=cfg.train.epochs,
                               multilabel=rs.multilabel, device=self.device, per_sample_loss=self.loss_fn.per_sample,
                               score_batch_size=self.score_bs, seed=cfg.train.seed, bf16=cfg.train.bf16,
-                              cost=self.cost, selection=cfg.selection, dist=self.dist)
-        self.dd._length = self.data.length
+                              cost=self.cost, selection=cfg.selection, dist=self.dist,
+                              input_length=self.data.length)
         self.replay = load_kept_counts(cfg.selection.smrd_schedule, self) if cfg.selection.smrd_schedule else None
         self.start_epoch, self.best_f1, self.best_epoch = 0, -1.0, -1
         self.log_rows: list[dict] = []
