@@ -24,6 +24,7 @@ Holm adjustment over those comparisons only.
     python benchmarks/end_to_end.py --out ~/erts-sweeps  # CinC 2017, 3 seeds, 6 methods (hours on 2 CPU cores)
     python benchmarks/end_to_end.py --out ~/erts-sweeps --name e2e-cinc2017-prior --methods dbpd,smrd,erts-dbpd kept_weighting=prior
     python benchmarks/end_to_end.py --dataset synthetic --seeds 3 epochs=10
+    python benchmarks/end_to_end.py --out ~/erts-sweeps --variant easy_keep=0.3 --summary-only  # so far
 """
 from __future__ import annotations
 
@@ -105,6 +106,8 @@ def main() -> None:
                     help="also run --variant-methods with this setting (its own sweep folder), seed by seed "
                          "alongside the main grid; shown as <method>+<KEY=VALUE> against the main grid's full")
     ap.add_argument("--variant-methods", default="dbpd,erts-dbpd")
+    ap.add_argument("--summary-only", action="store_true",
+                    help="start no run: summarise the runs finished so far (safe while the sweep is running)")
     args = ap.parse_args()
     base = {**DATASETS[args.dataset], **COMMON,
             **{k: parse_value(v) for k, v in (o.split("=", 1) for o in args.overrides)}}
@@ -119,6 +122,10 @@ def main() -> None:
         for grid_name, suffix, grid_base, grid_methods in grids:
             grid = Grid(name=grid_name, out_dir=args.out, workers=args.workers, base=grid_base,
                         grid={"seed": seeds, "method": grid_methods})
+            if args.summary_only:
+                if (grid.sweep_dir / "results.csv").exists():
+                    results[suffix] = grid.sweep_dir / "results.csv"
+                continue
             res = run_sweep(grid, workers=args.workers)
             if res.failed:
                 raise SystemExit(f"failed runs: {', '.join(res.failed)}")
