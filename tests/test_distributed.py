@@ -223,3 +223,20 @@ def test_resuming_with_another_number_of_processes_warns(tmp_path, capsys):
     assert "ran with 2 process(es) before and resumes with 1" in capsys.readouterr().out
     warn_other_world_size(tmp_path, 2)  # the job's own size: silent
     assert capsys.readouterr().out == ""
+
+
+def test_cpu_processes_read_the_memory_mapped_cache_in_place(cache_dir, tmp_path, one_thread):
+    """Every process of a CPU job maps the same prepared cache instead of holding a copy."""
+    from erts.config import load_config
+    from erts.data import load_dataset
+    from erts.train.loop import Trainer
+
+    cfg = load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="full"))
+    load_dataset(cfg.data)  # prepares the cache
+    rs = load_dataset(cfg.data)  # reads it, memory-mapped
+    assert isinstance(rs.signals, np.memmap)
+    t = Trainer(cfg, rs, tmp_path / "r", progress=False)
+    assert np.shares_memory(t.data.signals.numpy(), rs.signals)
+    before = rs.signals.copy()
+    t.update(t.idx["train"][:32])  # training reads batches (copies) and never writes the cache
+    np.testing.assert_array_equal(np.asarray(rs.signals), before)

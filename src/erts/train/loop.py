@@ -12,6 +12,7 @@ all derive from (seed, epoch), so a resumed run repeats an uninterrupted one.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,7 @@ class Tensors:
     @classmethod
     def from_recordset(cls, rs: RecordSet, device: torch.device, crop_s: float | None = None,
                        crop: str = "center") -> "Tensors":
-        x = torch.from_numpy(np.array(rs.signals, dtype=np.float32)).to(device)  # one copy into RAM (writable)
+        x = _signals_tensor(rs.signals, device)
         if rs.multilabel:
             y = torch.from_numpy(rs.labels.astype(np.float32)).to(device)
             member = y > 0.5
@@ -88,6 +89,19 @@ class Tensors:
             member = torch.nn.functional.one_hot(y, rs.num_classes).bool()
         window = int(round(crop_s * rs.fs)) if crop_s else 0
         return cls(x, y, member, rs.multilabel, window, crop == "random", torch.Generator())
+
+
+def _signals_tensor(signals: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The records as one float32 tensor on ``device``. On the CPU, a memory-mapped dataset cache is
+    used in place, not copied: its pages are shared by every process of a torchrun job on the
+    machine (and by the OS page cache), so N processes do not hold N copies. erts only reads it
+    (batches are gathered copies); the tensor is read-only, which torch warns about once: silenced."""
+    if device.type == "cpu" and isinstance(signals, np.memmap) and signals.dtype == np.float32 \
+            and signals.flags.c_contiguous:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(signals)
+    return torch.from_numpy(np.array(signals, dtype=np.float32)).to(device)  # one copy (in RAM, or on the GPU)
 
 
 class FeaturesAndLogits(torch.nn.Module):
