@@ -282,10 +282,8 @@ class Trainer:
         bar = progress_bar(batches, f"epoch {epoch}", unit="batch", disable=not self.progress, every=0, interval=30)
         for b, (ids, mode, weight) in enumerate(bar):
             x, denom = None, None
-            if mode == "select" and not len(ids):  # a rank's empty share of a short last batch
-                record(ids, {k: torch.zeros(0, dtype=torch.bool if k.endswith(("keep", "rescued")) else torch.float32,
-                                            device=self.device) for k in fields}, torch.zeros(0, dtype=torch.bool,
-                                                                                             device=self.device))
+            if mode == "select" and not len(ids):  # a rank's empty share of a short last batch: it still steps
+                record(ids, self._empty_pool_log(), torch.zeros(0, dtype=torch.bool, device=self.device))
                 x = self.data.x(ids, train=True)
             elif mode == "select":
                 x = self.data.x(ids, train=True)  # scored, explained and updated: the very same windows
@@ -306,8 +304,9 @@ class Trainer:
                      (local if cfg.selection.granularity == "epoch" else self._gather_pools(local, fields["index"])).items()}
         if d.main:
             runio.write_npz(self.run_dir / "selection" / f"epoch_{epoch:03d}.npz", **selection)
-        loss_sum, n_loss = map(float, all_sum(torch.tensor([sum(l * n for l, n in losses if n), sum(n for _, n in losses)],
-                                                           dtype=torch.float64, device=self.device), d))
+        sums = torch.tensor([sum(l * n for l, n in losses if n), sum(n for _, n in losses)], dtype=torch.float64,
+                            device=self.device)
+        loss_sum, n_loss = map(float, all_sum(sums, d))  # over every rank's updates
         return {
             "train_loss": loss_sum / n_loss if n_loss else float("nan"),
             "n_train": len(train_ids),
@@ -317,6 +316,11 @@ class Trainer:
             "n_rescued": int(selection["rescued"].sum()),
             "n_updated": int(selection["updated"].sum()),
         }
+
+    def _empty_pool_log(self) -> dict[str, torch.Tensor]:
+        flags = ("pdd_keep", "erts_keep", "rescued")
+        return {k: torch.zeros(0, dtype=torch.bool if k in flags else torch.float32, device=self.device)
+                for k in ("p", "focus", "weight", *flags)}
 
     def _gather_pools(self, local: dict[str, torch.Tensor], pools: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-batch selection log of all ranks, in the epoch's order: for each global batch, rank
