@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from erts.eval.stats import erts_comparisons, group_summary, paired_comparisons
+from erts.train.costnames import legacy_result_columns
 from erts.train.sweep import Grid, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def parse_value(v: str):
 
 def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]:
     """The printed summary of a results.csv: one line per method, then each ERTS method against its rule."""
-    df = df.rename(columns={"cpu_train": "cpu_seconds_train", "cpu_total": "cpu_seconds_total"})  # erts <= 0.2 names
+    df = df.rename(columns=legacy_result_columns(df.columns))  # erts <= 0.2 names
     df = df.assign(seconds_train=df[["seconds_scoring", "seconds_gradcam", "seconds_update"]].sum(axis=1))
     metrics = ["test_macro_f1", "effective_epochs"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
     summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]

@@ -85,3 +85,11 @@ def test_old_runs_are_read_with_the_new_names(erts_run, tmp_path):
     assert read_metrics(old)["cost"]["backwards"] == m["cost"]["sample_backwards"]
     table = cost_table(m["cost"], 3)
     assert "sample forwards, update" in set(table["cost"])
+
+
+def test_results_of_older_runs_get_the_current_cpu_names():
+    from erts.train.costnames import legacy_result_columns
+
+    assert legacy_result_columns(["run", "cpu_train", "cpu_total", "sec_update"]) == {
+        "cpu_train": "cpu_seconds_train", "cpu_total": "cpu_seconds_total", "sec_update": "seconds_update"}
+    assert legacy_result_columns(["cpu_total", "cpu_seconds_total"]) == {}  # the current name wins

@@ -70,6 +70,8 @@ def make_run(run_dir: Path, *, method: str, seed: int, f1: float, epochs: int = 
                "cost": {"effective_epochs": ee,
                         "seconds": {"scoring": 1.0, "gradcam": 0.5, "update": seconds - 2.5, "eval": 1.0,
                                     "total": seconds},
+                        "cpu_seconds": {"scoring": 1.5, "update": 2 * seconds - 4.0, "other": 0.5,
+                                        "total": 2 * seconds - 2.0},
                         "forwards": {"scoring": 100, "gradcam": 10, "update": 200},
                         "backwards": {"gradcam": 0, "update": 200},
                         "flops": {"scoring": 1e9, "gradcam": 1e6, "update": flops - 1.001e9, "total": flops}}}
@@ -194,6 +196,7 @@ def test_sweep_report_renders_every_section(fake_sweep):
         assert lo < means[method] < hi
         assert row["time / full"] == {"full": "1.00", "dbpd": "0.70", "erts-dbpd": "0.75"}[method]  # 14/20, 15/20
         assert row["FLOPs / full"] == {"full": "1.00", "dbpd": "0.75", "erts-dbpd": "0.50"}[method]  # 6e9/8e9, 4e9/8e9
+        assert row["CPU / full"] == {"full": "1.00", "dbpd": "0.68", "erts-dbpd": "0.74"}[method]  # 26/38, 28/38
         assert row["time spread"] == "0%"
     # paired comparisons: every method against full on the same seeds, one Holm family
     comp = {r["method"]: r for r in table_dicts(html, "comparisons")}

@@ -28,7 +28,7 @@ from erts.eval.stats import bootstrap_run, erts_comparisons, group_summary, pair
 from erts.report import plots, reliability
 from erts.report.selection import (drop_rates, filter_by_truth, focus_candidates, load_selection_log,
                                    load_train_records, truth_contrast)
-from erts.train.costnames import legacy_log_columns, normalize_cost
+from erts.train.costnames import legacy_log_columns, legacy_result_columns, normalize_cost
 from erts.train.runio import provenance, read_provenance
 
 SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "ERTS against the rule it filters",
@@ -154,10 +154,11 @@ def config_label(row, keys: list[str]) -> str:
 def sweep_summary(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Per configuration: seed statistics of the main metrics and cost ratios to the baseline."""
     metrics = [m for m in ("test_macro_f1", "test_accuracy", "test_macro_auroc", "val_macro_f1",
-                           "effective_epochs", "seconds_total", "flops_total") if m in results.columns]
+                           "effective_epochs", "seconds_total", "cpu_seconds_total", "flops_total")
+               if m in results.columns]
     s = group_summary(results, keys, metrics)
     others = [k for k in keys if k != "method"]
-    for col in ("seconds_total", "effective_epochs", "flops_total"):
+    for col in ("seconds_total", "cpu_seconds_total", "effective_epochs", "flops_total"):
         if f"{col}_mean" not in s.columns:
             continue
         base = s[s["method"] == BASELINE][others + [f"{col}_mean"]].rename(columns={f"{col}_mean": "_base"})
@@ -226,6 +227,10 @@ def results_table(summary: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
             row["FLOPs"] = fmt_sci(r["flops_total_mean"])
         if "seconds_total_mean" in r:
             row["time / full"] = fmt(r.get("seconds_total_ratio"), 2)
+        if "cpu_seconds_total_mean" in r and np.isfinite(r["cpu_seconds_total_mean"]):
+            # process CPU time: what other work on the machine skews far less than the wall clock
+            row["CPU s"] = fmt(r["cpu_seconds_total_mean"], 1)
+            row["CPU / full"] = fmt(r.get("cpu_seconds_total_ratio"), 2)
         if "flops_total_mean" in r:  # next to time / full: the same ratio without machine noise
             row["FLOPs / full"] = fmt(r.get("flops_total_ratio"), 2)
         if "seconds_total_spread" in r:
@@ -413,6 +418,7 @@ def comparison_section(s: Section, comp: pd.DataFrame, shown: list[str], what: s
 
 def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3, n_boot: int = 2000) -> Report:
     results = pd.read_csv(sweep_dir / "results.csv")
+    results = results.rename(columns=legacy_result_columns(results.columns))
     if results.empty:
         raise DataError(f"{sweep_dir}/results.csv has no finished runs yet")
     keys = config_columns(results)
@@ -426,7 +432,9 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
            "seeds (t distribution, clipped to [0, 1]); n counts the runs with a defined (finite) macro-F1. Cost "
            "columns are means; ratios are relative to the full-data baseline with the same other settings. "
            f"Time spread: slowest over fastest seed's wall clock, minus 1; above {TIME_SPREAD_LIMIT:.0%} it is "
-           "flagged as machine noise, and FLOPs / full is the machine-independent cost ratio to read instead.")
+           "flagged as machine noise, and FLOPs / full is the machine-independent cost ratio to read instead. "
+           "CPU / full compares process CPU time (all threads), which other work on the machine skews far less "
+           "than the wall clock.")
     s.table(results_table(summary, shown), "results")
     warnings = summary_warnings(summary, shown)
     comp = paired_comparisons(results, keys)

@@ -21,12 +21,20 @@ _LEGACY_LOG = {"sec_epoch": "seconds_epoch", "cpu_epoch": "cpu_seconds_epoch",
                **{f"sec_{p}": f"seconds_{p}" for p in PHASES},
                **{f"fwd_{p}": f"forwards_{p}" for p in PHASES}, **{f"bwd_{p}": f"backwards_{p}" for p in PHASES}}
 _LEGACY_GROUPS = {"sample_forwards": "forwards", "sample_backwards": "backwards"}
+# results.csv of runs written before the scheme (erts <= 0.2: CPU time per run)
+_LEGACY_RESULTS = {"cpu_train": "cpu_seconds_train", "cpu_total": "cpu_seconds_total"}
 
 
 def legacy_log_columns(columns) -> dict[str, str]:
     """Old log.csv column -> its current name, for the old columns present in ``columns`` (runs written
     before the scheme); a reader renames with it (``df.rename(columns=legacy_log_columns(df.columns))``)."""
     return {c: _LEGACY_LOG[c] for c in columns if c in _LEGACY_LOG and _LEGACY_LOG[c] not in columns}
+
+
+def legacy_result_columns(columns) -> dict[str, str]:
+    """Old results.csv column -> its current name (log.csv's renames too), for those in ``columns``."""
+    old = {**_LEGACY_LOG, **_LEGACY_RESULTS}
+    return {c: old[c] for c in columns if c in old and old[c] not in columns}
 
 
 def normalize_cost(cost: dict) -> dict:
