@@ -185,6 +185,7 @@ def test_sweep_report_renders_every_section(fake_sweep):
     # 2 forest plots (against full, erts-X against X), pareto, kept fraction, drop rates of dbpd and erts-dbpd, focus
     assert check_images(html, md, fake_sweep / "report_files") == 7
     assert "no example records" in html  # fabricated runs have no checkpoints, and the report says so
+    assert "against CPU time per run" in md  # every run recorded CPU seconds: the cost axis less skewed by load
     # the results table holds the numbers of results.csv
     rows = {r["method"]: r for r in table_dicts(html, "results")}
     assert set(rows) == {"full", "dbpd", "erts-dbpd"}

@@ -64,8 +64,9 @@ def pareto_frontier(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.array(keep, dtype=int)
 
 
-def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
-    """Test macro-F1 against wall-clock seconds and against effective epochs, one point per configuration.
+def pareto_figure(summary: pd.DataFrame, title: str, time_label: str = "wall-clock time") -> Figure:
+    """Test macro-F1 against seconds per run (``time_label``: what they are) and against effective
+    epochs, one point per configuration.
 
     summary columns: method, label, f1_mean, f1_err (CI half-width; or f1_lo, f1_hi: the CI), seconds_mean,
     seconds_std, ee_mean, ee_std. Error bars: CI of macro-F1 (vertical), std over
@@ -73,7 +74,7 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
     """
     fig = Figure(figsize=(11, 4.4), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, (col, xlabel) in zip(axes, [("seconds", "wall-clock time per run (s)"),
+    for ax, (col, xlabel) in zip(axes, [("seconds", f"{time_label} per run (s)"),
                                         ("ee", "effective epochs (back-propagated samples / N)")]):
         seen = set()
         for _, r in summary.iterrows():
@@ -90,7 +91,7 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
         front = np.flatnonzero(ok)[pareto_frontier(x[ok], y[ok])] if ok.any() else []
         if len(front) > 1:
             ax.plot(x[front], y[front], "--", color="#999999", lw=1, zorder=0, label="Pareto front")
-        _finish(ax, xlabel, "test macro-F1", f"macro-F1 vs {'wall-clock time' if col == 'seconds' else 'effective epochs'}",
+        _finish(ax, xlabel, "test macro-F1", f"macro-F1 vs {time_label if col == 'seconds' else 'effective epochs'}",
                 legend=True)
     fig.suptitle(title)
     return fig
