@@ -108,7 +108,8 @@ def test_keys_errors_are_one_line(capsys):
 def test_keys_and_print_config_import_no_torch_and_answer_fast():
     code = ("import sys; from erts.cli.main import main; "
             "assert main(['train', '--keys']) == 0; assert main(['train', '--print-config', 'epochs=5']) == 0; "
-            "sys.stdout.flush(); assert 'torch' not in sys.modules, 'torch was imported'")
+            "sys.stdout.flush(); assert 'torch' not in sys.modules, 'torch was imported'; "
+            "assert 'pandas' not in sys.modules, 'pandas was imported'")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

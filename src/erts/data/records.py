@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLITS = ("train", "val", "test")
+
+
+def _no_meta() -> "pd.DataFrame":
+    """An empty metadata table (pandas imported here, so `erts train --keys` need not import it)."""
+    import pandas as pd
+
+    return pd.DataFrame()
 
 
 @dataclass
@@ -36,7 +46,7 @@ class RecordSet:
     fs: float
     lead_names: list[str]
     multilabel: bool = False
-    meta: pd.DataFrame = field(default_factory=pd.DataFrame)
+    meta: pd.DataFrame = field(default_factory=_no_meta)
     # records rejected while loading: list of (record_id, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     # where the prepared arrays and the split CSV live, and whether they were built now (set by the cache)
@@ -88,5 +98,7 @@ class RecordSet:
 
     def summary(self) -> pd.DataFrame:
         """Record and class counts per split (rows: splits, columns: classes + total)."""
+        import pandas as pd
+
         rows = {s: {**self.class_counts(s), "total": len(self.indices(s))} for s in SPLITS}
         return pd.DataFrame(rows).T
