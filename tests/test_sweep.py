@@ -57,6 +57,15 @@ os.replace(d / "metrics.tmp", d / "metrics.json")
 '''
 
 
+def tiny_base(cache_dir: Path, tmp_path: Path, n_records: int) -> dict:
+    """A grid's ``base``: the seconds-long real run of conftest, 2 epochs, without the keys a sweep sets itself."""
+    base = dict(a.split("=", 1) for a in tiny_overrides(cache_dir, tmp_path, n_records=n_records, epochs=2,
+                                                        revision_epoch=2))
+    for k in ("out_dir", "quiet"):
+        base.pop(k)
+    return base
+
+
 def write_grid(path: Path, **kw) -> Path:
     path.write_text(yaml.safe_dump(kw, sort_keys=False))
     return path
@@ -280,10 +289,7 @@ def test_sweep_gives_each_worker_its_gpus(tmp_path, fake_trainer, monkeypatch):
                     or not __import__("torch").distributed.is_gloo_available(), reason="torch.distributed with gloo")
 def test_real_sweep_run_through_torchrun(cache_dir, tmp_path):
     """One tiny run with procs_per_run=2 on CPU: torchrun starts 2 gloo processes, the run lands in results.csv."""
-    base = dict(a.split("=", 1) for a in tiny_overrides(cache_dir, tmp_path, n_records=120, epochs=2,
-                                                            revision_epoch=2))
-    for k in ("out_dir", "quiet"):
-        base.pop(k)
+    base = tiny_base(cache_dir, tmp_path, n_records=120)
     path = write_grid(tmp_path / "ddp.yaml", name="ddp", out_dir=str(tmp_path / "sweeps"), procs_per_run=2,
                       base=base, grid={"seed": [0]})
     g = load_grid(path)
@@ -302,10 +308,7 @@ def test_real_sweep_run_through_torchrun(cache_dir, tmp_path):
 @pytest.mark.slow
 def test_real_sweep_killed_and_resumed(cache_dir, tmp_path):
     """Two methods x two seeds of real training; the sweep is killed inside its second run, then resumed."""
-    base = dict(a.split("=", 1) for a in tiny_overrides(cache_dir, tmp_path, n_records=60, epochs=2,
-                                                            revision_epoch=2))
-    for k in ("out_dir", "quiet"):
-        base.pop(k)
+    base = tiny_base(cache_dir, tmp_path, n_records=60)
     path = write_grid(tmp_path / "tiny.yaml", name="tiny", out_dir=str(tmp_path / "sweeps"), workers=1,
                       base=base, grid={"method": ["full", "erts-dbpd"], "seed": [0, 1]})
     g = load_grid(path)

@@ -57,8 +57,8 @@ def local_device(device: torch.device, d: Dist) -> torch.device:
     return device
 
 
-def setup(device: torch.device) -> tuple[Dist, torch.device]:
-    """Joins the torchrun job (once per process); returns its place and its device."""
+def setup(device: torch.device) -> Dist:
+    """Joins the torchrun job (once per process), on the backend ``device`` calls for; returns its place."""
     d = from_env()
     device = local_device(device, d)
     if d.enabled and not tdist.is_initialized():
@@ -66,7 +66,7 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
             torch.cuda.set_device(device)
         tdist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                  timeout=datetime.timedelta(minutes=TIMEOUT_MIN))
-    return d, device
+    return d
 
 
 def shutdown() -> None:

@@ -188,7 +188,7 @@ class DataDropout:
         """
         fused = want_focus and self.cam_fast
         d = self.dist
-        if self._shared and d.enabled and len(ids) >= d.world:  # each rank scores its share; all get the whole
+        if self._in_shares(len(ids)):  # each rank scores its share; all get the whole
             pos = shard(len(ids), d, ids.device)
             mine = self._score_pass(ids[pos], y[pos], lambda s: inputs(pos[s]), fused)
             parts = {k: None if v is None else gather_pool(v, len(ids), d) for k, v in mine.items()}
@@ -200,6 +200,10 @@ class DataDropout:
                         focus=scores.focus_all, local=not self._shared)
         scores.loss_mean = self._loss_mean(train_ids)
         return scores
+
+    def _in_shares(self, n: int) -> bool:
+        """Distributed, on a shared pool of ``n`` (at least one per rank): each rank takes its share."""
+        return self._shared and self.dist.enabled and n >= self.dist.world
 
     def _score_pass(self, ids: torch.Tensor, y: torch.Tensor, inputs: Callable[[slice], torch.Tensor],
                     fused: bool) -> dict[str, torch.Tensor | None]:
@@ -267,7 +271,7 @@ class DataDropout:
             focus[sel] = scores.focus_all[sel]
             sel = sel[focus[sel].isnan()]
         d = self.dist
-        split = self._shared and d.enabled and len(sel) >= d.world  # each rank explains its share
+        split = self._in_shares(len(sel))  # each rank explains its share
         mine = sel[shard(len(sel), d, sel.device)] if split else sel
         if len(mine):
             fast = self.cam_fast

@@ -224,9 +224,9 @@ class Trainer:
         Returns this rank's loss (NaN for an empty share)."""
         self.model.train()
         y = self.data.y[ids]
-        norm = self.loss_fn.normaliser(y, len(ids), denom)
-        if self.dist.enabled:
-            norm = float(all_sum(torch.tensor([norm], dtype=torch.float64, device=self.device), self.dist))
+        local_norm = self.loss_fn.normaliser(y, len(ids), denom)
+        norm = local_norm if not self.dist.enabled else \
+            float(all_sum(torch.tensor([local_norm], dtype=torch.float64, device=self.device), self.dist))
         if norm == 0:  # nothing kept anywhere (every rank sees the same global sum): no step
             return float("nan")
         with self.cost.phase("update", len(ids), forward=True, backward=True):
@@ -244,7 +244,7 @@ class Trainer:
             loss.backward()
             self.opt.step()
         self.cost.updated += len(ids)
-        return float(total.detach()) / self.loss_fn.normaliser(y, len(ids), denom) if len(ids) else float("nan")
+        return float(total.detach()) / local_norm if len(ids) else float("nan")
 
     # ---------------------------------------------------------------- epoch
     def run_epoch(self, epoch: int) -> dict:
@@ -284,7 +284,6 @@ class Trainer:
             x, denom = None, None
             if mode == "select" and not len(ids):  # a rank's empty share of a short last batch: it still steps
                 record(ids, self._empty_pool_log(), torch.zeros(0, dtype=torch.bool, device=self.device))
-                x = self.data.x(ids, train=True)
             elif mode == "select":
                 x = self.data.x(ids, train=True)  # scored, explained and updated: the very same windows
                 count = None if counts is None else int(counts[b * d.world + d.rank])
@@ -538,7 +537,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) ->
         raise FileExistsError(f"{run_dir} already holds a run; use `erts train --resume {run_dir}` "
                               f"to continue it, or choose another name=")
     owner = not torch.distributed.is_initialized()  # a caller's own process group is left to the caller
-    dist, _ = distributed.setup(resolve_device(cfg.train.device))  # torchrun: join the job (else world 1)
+    dist = distributed.setup(resolve_device(cfg.train.device))  # torchrun: join the job (else world 1)
     try:
         if not dist.main:
             distributed.barrier(dist)  # rank 0 prepares the dataset cache first; the others then read it

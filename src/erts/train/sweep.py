@@ -362,9 +362,6 @@ def run_sweep(grid: Grid, *, workers: int | None = None, max_runs: int | None = 
                 log.flush()
                 try:
                     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env)
-                except BaseException:
-                    free_slots.insert(0, slot)
-                    raise
                 finally:
                     log.close()  # the child holds its own handle
                 running[proc] = (run, time.time(), slot)
