@@ -63,7 +63,7 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]
     summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
     med = df.groupby("method")[["seconds_train", "seconds_total"]].median().loc[methods]
     pairs = paired_comparisons(df, ["dataset", "model", "method"], metric="test_macro_f1").set_index("method")
-    out = [title, f"{'method':10s} {'macro-F1 [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
+    out = [title + " (seconds: median over seeds, x full: ratio of medians)", f"{'method':10s} {'macro-F1 [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
            + f"{'EE':>6s} {'train s':>8s} {'x full':>7s} {'total s':>8s} {'x full':>7s}  diff vs full [95% CI], p(Holm)"]
     cpu = {"cpu_seconds_train", "cpu_seconds_total"} <= set(df)
     if cpu:
