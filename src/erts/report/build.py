@@ -286,8 +286,8 @@ def pareto_time(summary: pd.DataFrame) -> str:
     return "cpu_seconds_total" if cpu is not None and np.isfinite(cpu.to_numpy(float)).all() else "seconds_total"
 
 
-def pareto_input(summary: pd.DataFrame, label_keys: list[str]) -> pd.DataFrame:
-    time = pareto_time(summary)
+def pareto_input(summary: pd.DataFrame, label_keys: list[str], time: str) -> pd.DataFrame:
+    """The points of the accuracy-against-cost plot; ``time``: the cost column (``pareto_time``)."""
     return pd.DataFrame({
         "method": summary["method"],
         "label": [config_label(r, label_keys) for _, r in summary.iterrows()],
@@ -466,10 +466,11 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
     for ds in datasets:
         sub = summary if ds is None else summary[summary["dataset"] == ds]
         scope = ds or sweep_dir.name
-        time = "CPU time" if pareto_time(sub) == "cpu_seconds_total" else "wall-clock time"
+        time_col = pareto_time(sub)
+        time = "CPU time" if time_col == "cpu_seconds_total" else "wall-clock time"
+        points = pareto_input(sub, label_keys, time_col)
         secs["Accuracy against cost"].figure(
-            f"pareto_{scope}", plots.pareto_figure(pareto_input(sub, label_keys), f"{scope}: accuracy against cost",
-                                                   time),
+            f"pareto_{scope}", plots.pareto_figure(points, f"{scope}: accuracy against cost", time),
             f"Test macro-F1 (mean over seeds, bars: 95% CI) against {time} per run in seconds (left) and effective "
             "epochs (right; horizontal bars: std over seeds). Up and left is better; the dashed line joins the "
             "configurations no other one beats on both axes.")

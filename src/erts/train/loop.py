@@ -29,7 +29,8 @@ from erts.errors import DataError
 from erts.progress import progress as progress_bar  # alias: self.progress / train(progress=) shadow the name
 from erts.eval.metrics import compute_metrics, tune_thresholds
 from erts.selection import PoolScores, Selector
-from erts.selection.dropout import DataDropout, confidence, el2n  # noqa: F401 (confidence, el2n: re-exported)
+from erts.selection.dropout import LOG_FIELDS, DataDropout
+from erts.selection.dropout import confidence, el2n  # noqa: F401 (re-exported)
 from erts.train import runio
 from erts.train.builders import (apply_batchnorm, build_loss, build_model, build_optimizer, build_scheduler,
                                  resolve_device, resolve_loss_name, resolve_score_batch_size)
@@ -38,6 +39,9 @@ from erts.train.costnames import legacy_log_columns
 
 # ground-truth columns copied to train_records.csv when a dataset has them (never model input)
 GROUND_TRUTH_COLUMNS = ("corruption", "true_class", "label_changed", "label_original", "label_current")
+
+# what select() logs per sample of a pool (the loop adds index and updated)
+POOL_FIELDS = tuple(k for k in LOG_FIELDS if k not in ("index", "updated"))
 
 
 def seed_for(seed: int, epoch: int, stream: int) -> int:
@@ -260,13 +264,13 @@ class Trainer:
         # a per-batch rule's own draws: this rank's (the order above is everyone's)
         local_gen = gen if not d.enabled else torch.Generator().manual_seed(rank_seed(seed_for(cfg.train.seed, epoch, 1), d))
         bs = cfg.optim.batch_size
-        fields = {k: [] for k in ("index", "p", "focus", "pdd_keep", "erts_keep", "rescued", "weight", "updated")}
+        fields = {k: [] for k in LOG_FIELDS}
         losses: list[tuple[float, int]] = []
         counts = self.replay.get(epoch) if self.replay is not None else None
 
         def record(ids, log, kept):
             fields["index"].append(ids)
-            for k in ("p", "focus", "pdd_keep", "erts_keep", "rescued", "weight"):
+            for k in POOL_FIELDS:
                 fields[k].append(log[k])
             fields["updated"].append(kept)
 
@@ -319,7 +323,7 @@ class Trainer:
     def _empty_pool_log(self) -> dict[str, torch.Tensor]:
         flags = ("pdd_keep", "erts_keep", "rescued")
         return {k: torch.zeros(0, dtype=torch.bool if k in flags else torch.float32, device=self.device)
-                for k in ("p", "focus", "weight", *flags)}
+                for k in POOL_FIELDS}
 
     def _gather_pools(self, local: dict[str, torch.Tensor], pools: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-batch selection log of all ranks, in the epoch's order: for each global batch, rank
