@@ -26,7 +26,7 @@ def test_yaml_nested_and_flat(tmp_path):
     (["granularity=sample"], "expected one of 'batch', 'epoch'"),
     (["method=magic"], "method='magic' is not accepted"),
     (["phi=1.5"], "phi=1.5 must be in (0, 1]"),
-    (["standardize=maybe"], "not a bool"),
+    (["standardize=maybe"], "is not accepted"),
     (["nope"], "expected key=value"),
     (["device=tpu"], "device='tpu'"),
 ])

@@ -58,49 +58,66 @@ class Run:
     multilabel: bool
     fs: float          # the rate the model was trained at
     length: int        # samples of one prepared record
-    window: int        # samples of the model's input (the centre crop_s window, or the whole record)
+    window: int        # samples of the model's input (a crop_s window, or the whole record)
+    scale: tuple[float, float] = (0.0, 1.0)  # standardize=train: the training split's (mean, std)
 
 
 def load_run(run_dir: str | Path, which: str = "best") -> Run:
     """Loads a run folder (``best`` or ``last`` checkpoint)."""
-    from erts.train.loop import load_run as _load
+    from erts.train.loop import fit_standardizer, load_run as _load
 
     cfg, model, rs = _load(run_dir, which)
     window = int(round(cfg.data.crop_s * rs.fs)) if cfg.data.crop_s else rs.length
+    scale = fit_standardizer(rs) if cfg.data.standardize == "train" else (0.0, 1.0)
     return Run(Path(run_dir), cfg, model, list(rs.class_names), rs.multilabel, float(rs.fs), rs.length,
-               min(window, rs.length))
+               min(window, rs.length), scale)
 
 
 def _as_run(run: Run | str | Path) -> Run:
     return run if isinstance(run, Run) else load_run(run)
 
 
-def prepare(run: Run | str | Path, signals: Sequence[np.ndarray] | np.ndarray, fs: float) -> torch.Tensor:
-    """Raw (leads, T) arrays at ``fs`` Hz -> the model's input, preprocessed as the run's data was
-    (resampling, band-pass, standardisation, cut or padded to its length, its centre window)."""
-    from erts.data.preprocess import crop_or_pad, preprocess
+def _inputs(run: Run, signals: Sequence[np.ndarray] | np.ndarray, fs: float):
+    """Raw signals -> the run's prepared records as ``Tensors`` (windows cut as at evaluation)."""
+    from erts.data.preprocess import preprocess
+    from erts.data.records import signal_lengths
+    from erts.train.loop import Tensors, eval_stride_s
 
-    run = _as_run(run)
     if isinstance(signals, np.ndarray) and signals.ndim == 2:
         signals = [signals]
-    out = []
+    prepared = []
     for i, x in enumerate(signals):
-        x = np.asarray(x, dtype=np.float32)
-        x, _ = preprocess(x, float(fs), run.cfg.data, f"signal {i}")
-        x = crop_or_pad(x, run.length, "center")
-        out.append(crop_or_pad(x, run.window, "center"))
-    return torch.from_numpy(np.stack(out))
+        x, _ = preprocess(np.asarray(x, dtype=np.float32), float(fs), run.cfg.data, f"signal {i}")
+        prepared.append(x)
+    records = np.stack(prepared)
+    d = run.cfg.data
+    window = run.window if run.window < records.shape[-1] else 0
+    stride = int(round(eval_stride_s(d) * run.fs)) if d.eval_windows == "sliding" and window else 0
+    return Tensors(torch.from_numpy(records), None, None, run.multilabel, window, False, None,
+                   torch.from_numpy(signal_lengths(records)), run.scale, max(stride, 0))
+
+
+def prepare(run: Run | str | Path, signals: Sequence[np.ndarray] | np.ndarray, fs: float) -> torch.Tensor:
+    """Raw (leads, T) arrays at ``fs`` Hz -> the model's input, preprocessed as the run's data was
+    (resampling, band-pass, standardisation, cut or padded to its length), and the centre window
+    of each record's real signal (never of its zero padding)."""
+    data = _inputs(_as_run(run), signals, fs)
+    return data.x(torch.arange(len(data.signals)))
 
 
 def predict(run: Run | str | Path, signals: Sequence[np.ndarray] | np.ndarray, fs: float) -> np.ndarray:
     """Class probabilities (N, K) of raw (leads, T) signals at ``fs`` Hz (softmax, or per-class
-    sigmoid for multi-label runs); columns in the order of ``run.class_names``."""
+    sigmoid for multi-label runs), as the run was evaluated: its centre window, or the mean (max)
+    over its sliding windows (``eval_windows=sliding``); columns in the order of ``run.class_names``."""
+    from erts.train.loop import aggregate
+
     run = _as_run(run)
-    x = prepare(run, signals, fs)
+    data = _inputs(run, signals, fs)
+    x, owner = data.eval_windows(torch.arange(len(data.signals)))
     with torch.inference_mode():
         logits = run.model.eval()(x).float()
     probs = torch.sigmoid(logits) if run.multilabel else torch.softmax(logits, 1)
-    return probs.numpy()
+    return aggregate(probs, owner, len(data.signals), run.cfg.data.eval_aggregate).numpy()
 
 
 def explain(run: Run | str | Path, signals: Sequence[np.ndarray] | np.ndarray, fs: float,

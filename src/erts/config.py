@@ -38,9 +38,18 @@ class DataConfig:
     length_s: Optional[float] = None  # prepared records are cropped / zero-padded to this many seconds
     length_from: Literal["center", "start"] = "center"  # where longer records are cut (start: the first length_s s)
     crop_s: Optional[float] = None  # train on windows of this length cut from each prepared record (None: whole)
-    crop: Literal["center", "random"] = "center"  # where training windows are cut; eval always uses the centre
+    crop: Literal["center", "random"] = "center"  # where training windows are cut inside each record's real signal (never in its zero padding)
+    # how validation, test and the per-epoch scoring pass see a record when crop_s is set: center = the
+    # centre window of its real signal; sliding = windows every eval_stride_s over it, their probabilities
+    # aggregated per record (the PTB-XL benchmark's protocol; scoring for selection stays on the centre)
+    eval_windows: Literal["center", "sliding"] = "center"
+    eval_stride_s: Optional[float] = None  # eval_windows=sliding: seconds between window starts (None: half of crop_s)
+    eval_aggregate: Literal["mean", "max"] = "mean"  # eval_windows=sliding: a record's probability per class
     bandpass: Optional[list[float]] = None  # [low_hz, high_hz] zero-phase Butterworth band-pass
-    standardize: bool = True  # per-record, per-lead zero mean / unit variance
+    # record: each record, each lead to zero mean and unit variance (true is accepted for it); train: one
+    # mean and standard deviation fitted on the training split's real samples, applied to every record
+    # (the PTB-XL benchmark's StandardScaler; never fitted on validation or test); none: as recorded (false)
+    standardize: Literal["record", "train", "none"] = "record"
     nan_policy: Literal["reject", "interpolate"] = "reject"  # what to do with NaNs in a signal
     bad_records: Literal["skip", "fail"] = "skip"  # skip-and-report or stop at the first bad record
     labels: Literal["current", "original", "original-train"] = "current"  # cinc2017 label file (original-train: train/val on the original labels, test on the current ones)
@@ -278,10 +287,17 @@ def _field_types(section: str) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+# values that older configs wrote and still mean the same
+_LEGACY_VALUES = {"standardize": {True: "record", False: "none", "true": "record", "false": "none"}}
+
+
 def set_value(cfg: Config, key: str, value: Any) -> None:
     """Sets one key (flat or dotted), with type conversion and validation."""
     section, leaf = _resolve_key(key)
     tp = _field_types(section)[leaf]
+    legacy = _LEGACY_VALUES.get(leaf, {})
+    if isinstance(value, (bool, str)) and (value.lower() if isinstance(value, str) else value) in legacy:
+        value = legacy[value.lower() if isinstance(value, str) else value]
     setattr(getattr(cfg, section), leaf, _coerce(f"{section}.{leaf}", value, tp))
 
 
@@ -332,6 +348,8 @@ def validate(cfg: Config) -> None:
         (0.0 <= d.corrupt_frac < 1.0, f"corrupt_frac={d.corrupt_frac} must be in [0, 1)"),
         (d.bandpass is None or len(d.bandpass) == 2, f"bandpass={d.bandpass} must be [low_hz, high_hz]"),
         (d.crop_s is None or d.crop_s > 0, f"crop_s={d.crop_s} must be > 0"),
+        (d.eval_windows == "center" or d.crop_s, "eval_windows=sliding needs crop_s (the window length)"),
+        (d.eval_stride_s is None or d.eval_stride_s > 0, f"eval_stride_s={d.eval_stride_s} must be > 0"),
         (d.fs is None or d.fs > 0, f"fs={d.fs} must be > 0 (Hz), or null to keep the native rate"),
         (d.length_s is None or d.length_s > 0, f"length_s={d.length_s} must be > 0 (seconds), or null"),
         (d.crop_s is None or d.length_s is None or d.crop_s <= d.length_s,

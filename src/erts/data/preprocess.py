@@ -141,7 +141,7 @@ def preprocess(x: np.ndarray, fs_in: float, cfg, record_id: str, *, expected_lea
     x = resample(x, fs_in, fs)
     if cfg.bandpass:
         x = bandpass(x, fs, cfg.bandpass[0], cfg.bandpass[1])
-    if cfg.standardize:
+    if cfg.standardize == "record":
         x = standardize(x)
     if cfg.length_s:
         x = crop_or_pad(x, int(round(cfg.length_s * fs)), "random" if rng is not None else cfg.length_from, rng)

@@ -7,6 +7,7 @@ to know which dataset they are looking at. Signals may be a read-only
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,11 @@ class RecordSet:
     def length(self) -> int:
         return int(self.signals.shape[2])
 
+    @cached_property
+    def signal_lengths(self) -> np.ndarray:
+        """(N,) samples of real signal in each prepared record (see ``signal_lengths``)."""
+        return signal_lengths(self.signals)
+
     def indices(self, split: str) -> np.ndarray:
         """Row indices of one split, in stored order."""
         if split not in SPLITS:
@@ -102,3 +108,17 @@ class RecordSet:
 
         rows = {s: {**self.class_counts(s), "total": len(self.indices(s))} for s in SPLITS}
         return pd.DataFrame(rows).T
+
+
+def signal_lengths(signals: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Samples of real signal in each (leads, T) record: up to its last sample that is non-zero in
+    any lead. Why: loaders pad a short record with exact zeros at its end (``crop_or_pad``), and
+    a window cut from that padding shows the model silence; windows are cut inside this length.
+    A record whose real signal ends in exact zeros in every lead loses that flat tail, which
+    carries nothing either. Read in chunks, so a memory-mapped cache is never loaded whole."""
+    out = np.zeros(len(signals), dtype=np.int64)
+    for start in range(0, len(signals), chunk):
+        nonzero = (np.asarray(signals[start:start + chunk]) != 0).any(axis=1)  # (n, T)
+        last = nonzero.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)  # one past the last non-zero sample
+        out[start:start + chunk] = np.where(nonzero.any(axis=1), last, 0)
+    return out

@@ -48,6 +48,8 @@ def stratified_split(labels: np.ndarray, seed: int, fractions: tuple[float, floa
 def preprocess_key(cfg) -> dict[str, Any]:
     """Every DataConfig setting that changes prepared arrays (for cache keys); training crops (crop, crop_s) are cut at train time."""
     keys = ("fs", "length_s", "length_from", "bandpass", "standardize", "nan_policy", "bad_records", "split_seed")
-    return {k: getattr(cfg, k) for k in keys}
+    key = {k: getattr(cfg, k) for k in keys}
+    key["standardize"] = cfg.standardize == "record"  # train and none cache the same arrays (as the bool once did)
+    return key
 
 

@@ -99,7 +99,7 @@ def load(cfg) -> RecordSet:
     key = {
         "generator": GENERATOR_VERSION, "n_records": cfg.n_records, "corrupt_frac": cfg.corrupt_frac,
         "multilabel": cfg.multilabel, "seed": cfg.split_seed, "fs": fs, "length_s": length_s,
-        "standardize": cfg.standardize, "bandpass": cfg.bandpass,
+        "standardize": cfg.standardize == "record", "bandpass": cfg.bandpass,
     }
 
     def build() -> RecordSet:
@@ -107,7 +107,7 @@ def load(cfg) -> RecordSet:
                       multilabel=cfg.multilabel, fs=fs, length_s=length_s)
         if cfg.bandpass:
             rs.signals = bandpass(rs.signals, fs, cfg.bandpass[0], cfg.bandpass[1])
-        if cfg.standardize:
+        if cfg.standardize == "record":
             rs.signals = standardize(rs.signals)
         return rs
 

@@ -61,7 +61,7 @@ def record_cam(model: torch.nn.Module, x: np.ndarray, target, layer: str = "last
 
 
 def amplitude_unit(cfg) -> str:
-    return "std. units" if cfg.data.standardize else "mV"
+    return "std. units" if cfg.data.standardize != "none" else "mV"
 
 
 def explain_record(run_dir: str | Path, record_id: str, *, out: str | Path | None = None, layer: str | None = None,

@@ -155,6 +155,18 @@ class Loss:
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         return self.reduce(self.per_sample(logits, y), y, weight)
 
+    def of_probs(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The reduced loss of predicted probabilities (softmax, or per-class sigmoid for bce):
+        what evaluation reports when a record's prediction aggregates several windows."""
+        p = probs.float().clamp(1e-7, 1 - 1e-7)
+        if self.name == "bce":
+            per_sample = -(y * p.log() + (1 - y) * (1 - p).log()).mean(1)
+        else:
+            per_sample = -p.gather(1, y[:, None]).squeeze(1).log()
+            if self.class_weight is not None:
+                per_sample = per_sample * self.class_weight[y]
+        return self.reduce(per_sample, y)
+
 
 def build_loss(name: str, train_labels: np.ndarray, num_classes: int, device: torch.device) -> Loss:
     """One loss per run, used by every method (the published code's confound is not repeated)."""

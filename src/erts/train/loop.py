@@ -51,15 +51,24 @@ def seed_for(seed: int, epoch: int, stream: int) -> int:
 
 @dataclass
 class Tensors:
-    """The dataset as device tensors, so batching is one index_select (no per-epoch decoding)."""
+    """The dataset as device tensors, so batching is one index_select (no per-epoch decoding).
+
+    Windows are cut inside each record's real signal (``lengths``), never from the zero padding
+    after a short record: random training windows start anywhere the window fits in the signal,
+    scoring and evaluation take the signal's centre (or, ``eval_windows=sliding``, every
+    ``stride``-th window over it, aggregated per record). A record shorter than the window is
+    shown from its start, the padding after it unavoidable."""
 
     signals: torch.Tensor  # (N, leads, T) float32, the prepared records
-    y: torch.Tensor        # (N,) long, or (N, K) float multi-hot
-    member: torch.Tensor   # (N, K) bool
+    y: torch.Tensor | None  # (N,) long, or (N, K) float multi-hot (None: inputs only, api.predict)
+    member: torch.Tensor | None  # (N, K) bool
     multilabel: bool
     window: int = 0        # crop_s in samples (0: whole records)
     random_crop: bool = False
     generator: torch.Generator | None = None  # draws random crop offsets (reseeded every epoch)
+    lengths: torch.Tensor | None = None  # (N,) samples of real signal per record (None: the whole T)
+    scale: tuple[float, float] = (0.0, 1.0)  # standardize=train: (mean, std) fitted on the training split
+    stride: int = 0        # eval_windows=sliding: samples between window starts (0: centre window only)
 
     @property
     def length(self) -> int:
@@ -67,23 +76,57 @@ class Tensors:
         t = self.signals.shape[-1]
         return self.window if 0 < self.window < t else t
 
+    def _scaled(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.scale
+        return x if (mean, std) == (0.0, 1.0) else (x - mean) / std
+
+    def _span(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per record, the last start at which a window lies inside its real signal (>= 0)."""
+        t = self.signals.shape[-1]
+        real = self.lengths[ids] if self.lengths is not None else torch.full((len(ids),), t, device=ids.device)
+        return (real - self.window).clamp(0, t - self.window)
+
+    def _cut(self, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        cols = starts[:, None] + torch.arange(self.window, device=ids.device)       # (B, W)
+        x = self.signals[ids]
+        return self._scaled(x.gather(2, cols[:, None, :].expand(-1, x.shape[1], -1)))
+
     def x(self, ids: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """Inputs for ``ids``: whole records, or ``window``-sample crops (random for training
-        batches when crop=random, else centred)."""
+        """Inputs for ``ids``: whole records, or ``window``-sample windows of their real signal
+        (random for training batches when crop=random, else the signal's centre)."""
         t = self.signals.shape[-1]
         if not self.window or self.window >= t:
-            return self.signals[ids]
-        if not (train and self.random_crop):
-            start = (t - self.window) // 2
-            return self.signals[ids, :, start:start + self.window]
-        offsets = torch.randint(0, t - self.window + 1, (len(ids),), generator=self.generator).to(ids.device)
-        cols = offsets[:, None] + torch.arange(self.window, device=ids.device)       # (B, W)
-        x = self.signals[ids]
-        return x.gather(2, cols[:, None, :].expand(-1, x.shape[1], -1))
+            return self._scaled(self.signals[ids])
+        span = self._span(ids)
+        if train and self.random_crop:
+            draw = torch.rand(len(ids), generator=self.generator, dtype=torch.float64).to(ids.device)
+            starts = torch.minimum((draw * (span + 1)).long(), span)
+        else:
+            starts = span // 2
+        return self._cut(ids, starts)
+
+    def eval_windows(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation inputs of ``ids``: (windows, the position in ``ids`` each comes from). The
+        centre window of each record, or (``stride`` > 0) the windows starting at 0, stride, 2
+        stride, ... that fit in its real signal, plus one ending at the signal's end when the
+        strides miss it (the signal's last samples are always seen)."""
+        if not self.stride or not self.window or self.window >= self.signals.shape[-1]:
+            return self.x(ids), torch.arange(len(ids), device=ids.device)
+        span = self._span(ids)
+        owner, starts = [], []
+        for pos, last in enumerate(span.tolist()):
+            s = list(range(0, last + 1, self.stride))
+            if s[-1] != last:
+                s.append(last)
+            owner += [pos] * len(s)
+            starts += s
+        owner_t = torch.tensor(owner, device=ids.device)
+        return self._cut(ids[owner_t], torch.tensor(starts, device=ids.device)), owner_t
 
     @classmethod
     def from_recordset(cls, rs: RecordSet, device: torch.device, crop_s: float | None = None,
-                       crop: str = "center") -> "Tensors":
+                       crop: str = "center", scale: tuple[float, float] = (0.0, 1.0),
+                       stride_s: float | None = None) -> "Tensors":
         x = _signals_tensor(rs.signals, device)
         if rs.multilabel:
             y = torch.from_numpy(rs.labels.astype(np.float32)).to(device)
@@ -92,7 +135,44 @@ class Tensors:
             y = torch.from_numpy(rs.labels.astype(np.int64)).to(device)
             member = torch.nn.functional.one_hot(y, rs.num_classes).bool()
         window = int(round(crop_s * rs.fs)) if crop_s else 0
-        return cls(x, y, member, rs.multilabel, window, crop == "random", torch.Generator())
+        lengths = torch.from_numpy(rs.signal_lengths).to(device)
+        stride = max(1, int(round(stride_s * rs.fs))) if stride_s else 0
+        return cls(x, y, member, rs.multilabel, window, crop == "random", torch.Generator(), lengths, scale, stride)
+
+
+def aggregate(probs: torch.Tensor, owner: torch.Tensor, n: int, how: str = "mean") -> torch.Tensor:
+    """Per record, the mean (or max) of its windows' probabilities (``owner``: each window's record
+    position in 0..n-1). The PTB-XL benchmark aggregates sliding-window predictions by the mean."""
+    k = probs.shape[1]
+    if how == "max":
+        out = torch.full((n, k), -torch.inf, device=probs.device, dtype=probs.dtype)
+        return out.scatter_reduce(0, owner[:, None].expand(-1, k), probs, reduce="amax")
+    total = torch.zeros((n, k), device=probs.device, dtype=probs.dtype).index_add_(0, owner, probs)
+    count = torch.zeros(n, device=probs.device, dtype=probs.dtype).index_add_(0, owner, torch.ones_like(owner, dtype=probs.dtype))
+    return total / count[:, None]
+
+
+def eval_stride_s(data) -> float:
+    """Seconds between sliding evaluation windows: ``eval_stride_s``, else half the window."""
+    return data.eval_stride_s or (data.crop_s or 0) / 2
+
+
+def fit_standardizer(rs: RecordSet) -> tuple[float, float]:
+    """standardize=train (the PTB-XL benchmark's protocol, Strodthoff et al. 2021): one mean and
+    standard deviation over every real sample of every lead of the *training* split only (never
+    validation or test), applied to every record. Padding after short records is left out."""
+    idx = rs.indices("train")
+    lengths = rs.signal_lengths[idx]
+    total, sq, n = 0.0, 0.0, 0
+    for start in range(0, len(idx), 512):
+        rows = idx[start:start + 512]
+        x = np.asarray(rs.signals[rows], dtype=np.float64)
+        real = np.arange(x.shape[-1])[None, :] < lengths[start:start + 512, None]  # (n, T)
+        vals = x[np.broadcast_to(real[:, None, :], x.shape)]
+        total, sq, n = total + vals.sum(), sq + np.square(vals).sum(), n + vals.size
+    mean = total / max(n, 1)
+    std = float(np.sqrt(max(sq / max(n, 1) - mean ** 2, 0.0)))
+    return float(mean), std if std > 0 else 1.0
 
 
 def _signals_tensor(signals: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -139,7 +219,9 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = apply_batchnorm(build_model(cfg, rs, self.device).to(self.device), cfg.model.batchnorm,
                                      self.device, self.dist.enabled)
-        self.data = Tensors.from_recordset(rs, self.device, cfg.data.crop_s, cfg.data.crop)
+        scale = fit_standardizer(rs) if cfg.data.standardize == "train" else (0.0, 1.0)
+        stride_s = eval_stride_s(cfg.data) if cfg.data.eval_windows == "sliding" else None
+        self.data = Tensors.from_recordset(rs, self.device, cfg.data.crop_s, cfg.data.crop, scale, stride_s)
         self.score_bs = resolve_score_batch_size(cfg.selection.score_batch_size, self.device, self.data.length,
                                                  cfg.model.lead_rows if self.model.is_2d else 0)
         self.idx = {s: torch.from_numpy(rs.indices(s)).to(self.device) for s in ("train", "val", "test")}
@@ -341,22 +423,38 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation
     def predict(self, split: str) -> tuple[np.ndarray, float]:
-        """Probabilities and mean loss on a split (eval mode, inference mode); distributed, each
+        """Probabilities and mean loss on a split (eval mode, inference mode), from each record's
+        centre window, or (``eval_windows=sliding``) the mean or max of its windows' probabilities
+        (``eval_aggregate``); the loss is taken on the aggregated probabilities. Distributed, each
         rank predicts its share and every rank gets the whole split."""
         self.model.eval()
         ids, d = self.idx[split], self.dist
         mine = ids[shard(len(ids), d, ids.device)] if d.enabled else ids
         probs, loss_sum = [], torch.zeros((), dtype=torch.float64, device=self.device)
+        chunk_records = max(1, self.score_bs // self.windows_per_record)
         with self.cost.phase("eval", len(mine)), torch.inference_mode():
-            for chunk in mine.split(self.score_bs):
-                logits = self.forward_logits(self.data.x(chunk))
-                loss_sum += self.loss_fn(logits, self.data.y[chunk]).double() * len(chunk)
-                probs.append(torch.sigmoid(logits) if self.data.multilabel else torch.softmax(logits, 1))
+            for chunk in mine.split(chunk_records):
+                x, owner = self.data.eval_windows(chunk)
+                logits = torch.cat([self.forward_logits(part) for part in x.split(self.score_bs)])
+                p = aggregate(self._probs(logits), owner, len(chunk), self.cfg.data.eval_aggregate)
+                loss_sum += self.loss_fn.of_probs(p, self.data.y[chunk]).double() * len(chunk)
+                probs.append(p)
         k = self.rs.num_classes
         probs = torch.cat(probs) if probs else torch.empty((0, k), device=self.device)
         if d.enabled:
             probs, loss_sum = gather_pool(probs, len(ids), d), all_sum(loss_sum, d)
         return probs.cpu().numpy(), float(loss_sum) / max(len(ids), 1)
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.data.multilabel else torch.softmax(logits, 1)
+
+    @property
+    def windows_per_record(self) -> int:
+        """Windows of a full-length record at evaluation (1: the centre window)."""
+        t, w, stride = self.data.signals.shape[-1], self.data.window, self.data.stride
+        if not stride or not w or w >= t:
+            return 1
+        return (t - w) // stride + 1 + int((t - w) % stride != 0)
 
     def evaluate(self, split: str, thresholds: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
         probs, loss = self.predict(split)
