@@ -23,7 +23,7 @@ def test_yaml_nested_and_flat(tmp_path):
     (["phii=0.7"], "unknown config key 'phii'"),
     (["selection.tau_x=1"], "selection accepts"),
     (["epochs=three"], "train.epochs='three' is not an int"),
-    (["granularity=sample"], "expected one of 'batch', 'epoch'"),
+    (["granularity=sample"], "expected one of 'auto', 'batch', 'epoch'"),
     (["method=magic"], "method='magic' is not accepted"),
     (["phi=1.5"], "phi=1.5 must be in (0, 1]"),
     (["standardize=maybe"], "is not accepted"),

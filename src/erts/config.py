@@ -19,11 +19,11 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from erts.selection.schedule import Schedule, resolve_schedule, schedule_problem
+from erts.selection.schedule import Schedule, budget_epochs, resolve_schedule, schedule_problem
 
 
 # selection methods (defined here, not in erts.selection, so validating a config never imports torch)
-RULES = ("dbpd", "smrd", "srd", "infobatch", "loss-topk", "el2n")
+RULES = ("dbpd", "smrd", "srd", "random", "infobatch", "loss-topk", "el2n")
 METHODS = ("full", *RULES, *(f"erts-{r}" for r in RULES))
 
 
@@ -90,8 +90,17 @@ class OptimConfig:
 
 @dataclass
 class SelectionConfig:
-    method: str = "full"  # full | dbpd | smrd | srd | infobatch | loss-topk | el2n, or erts-<rule>
-    granularity: Literal["batch", "epoch"] = "batch"  # the selection pool: each mini-batch, or the whole epoch
+    method: str = "full"  # full | dbpd | smrd | srd | random | infobatch | loss-topk | el2n, or erts-<rule>
+    # the selection pool: each mini-batch (the published PDD code), or the whole epoch (its kept samples then
+    # form full batches: fewer steps). auto: epoch for infobatch (the official sampler), random (RS2) and full
+    # with a budget; batch for the others. Resolved when the config is loaded
+    granularity: Literal["auto", "batch", "epoch"] = "auto"
+    # equal-budget controls: the share of a full run's compute (effective epochs / epochs) the run may spend.
+    # full: the epochs scaled and the whole learning-rate schedule compressed to them (the last epoch cut
+    # short to a random part of the data when budget x epochs is not whole); random: its per-epoch fraction
+    # solved from the schedule (warm-up and revision epochs train on everything). None: no budget
+    budget: Optional[float] = None
+    random_fraction: float = 0.5  # random (RS2): each select epoch trains on this fraction, drawn without replacement across epochs
     # schedule (0-based epochs); None: the published proportions of `epochs` (5 %, 8 %, 50 %, rounded up,
     # each phase at least one epoch): warm-up 5 / Grad-CAM 8 / revision 50 of 100 epochs
     warmup_epochs: Optional[int] = None  # epochs < this train on everything
@@ -136,8 +145,8 @@ class SelectionConfig:
     # 1 / easy_keep (InfoBatch's unbiased rescaling with the rule's own hard/easy split); 0 = published
     easy_keep: float = 0.0
     rescore_every: int = 0  # > 0: a scoring pass over the pool every k select epochs (refreshes the bank)
-    infobatch_r: float = 0.5  # InfoBatch: prune below-mean-loss samples with probability r, rescale kept ones by 1/(1-r)
-    infobatch_delta: float = 0.875  # InfoBatch: prune in the first delta of the epochs (revision from there)
+    infobatch_r: float = 0.5  # InfoBatch: prune this share of the below-mean-loss samples (exactly int((1-r) n) of n kept, at random), rescale the kept ones by 1/(1-r)
+    infobatch_delta: float = 0.875  # InfoBatch: prune while epoch + 1 <= delta x epochs (the official sampler's boundary); full data after
     topk_beta: float = 1.0  # loss-topk: keep probability = (percentile of the loss among recent losses) ^ beta
     topk_history: int = 2048  # loss-topk: how many recent losses the percentile is taken over
     el2n_keep: float = 0.5  # el2n: keep this fraction of each pool, the highest EL2N scores
@@ -335,7 +344,11 @@ def validate(cfg: Config) -> None:
          "warmup_epochs, gradcam_start and revision_epoch must be >= 0"),
         (s.smrd_schedule is None or s.method in ("smrd", "erts-smrd"),
          f"smrd_schedule is for method=smrd or erts-smrd, not {s.method}"),
-        (0.0 <= s.infobatch_r < 1.0, f"infobatch_r={s.infobatch_r} must be in [0, 1)"),
+        (0.0 <= s.infobatch_r <= 0.9, f"infobatch_r={s.infobatch_r} must be in [0, 0.9] (the official code keeps at least 10 %)"),
+        (s.budget is None or 0.0 < s.budget <= 1.0, f"budget={s.budget} must be in (0, 1]"),
+        (s.budget is None or s.method in ("full", "random", "erts-random"),
+         f"budget is for method=full or random (the equal-budget controls), not {s.method}"),
+        (0.0 < s.random_fraction <= 1.0, f"random_fraction={s.random_fraction} must be in (0, 1]"),
         (0.0 <= s.easy_keep < 1.0, f"easy_keep={s.easy_keep} must be in [0, 1)"),
         (0.0 < s.infobatch_delta <= 1.0, f"infobatch_delta={s.infobatch_delta} must be in (0, 1]"),
         (s.topk_beta > 0 and s.topk_history >= 1, "topk_beta must be > 0 and topk_history >= 1"),
@@ -365,13 +378,43 @@ def validate(cfg: Config) -> None:
     problem = schedule_problem(schedule_of(cfg))
     if problem:
         raise ConfigError(problem)
+    if s.budget is not None and s.method != "full":
+        fraction_for_budget(schedule_of(cfg), s.budget)  # raises when the schedule alone spends more
+    if s.granularity == "auto":
+        s.granularity = auto_granularity(s)
+
+
+def auto_granularity(s: SelectionConfig) -> str:
+    """granularity=auto: the whole epoch for the rules whose published form draws an epoch's subset
+    (InfoBatch's sampler, RS2) and for full with a budget; each mini-batch for the others."""
+    per_epoch = s.method.removeprefix("erts-") in ("infobatch", "random") or (s.method == "full" and s.budget)
+    return "epoch" if per_epoch else "batch"
+
+
+def fraction_for_budget(schedule: Schedule, budget: float) -> float:
+    """random with a budget: the per-select-epoch fraction f at which the run's effective epochs are
+    budget x epochs (warm-up and revision epochs train on everything, select epochs on f)."""
+    full_epochs = schedule.warmup + (schedule.epochs - schedule.revision)
+    selecting = schedule.revision - schedule.warmup
+    f = (budget * schedule.epochs - full_epochs) / selecting
+    if not 0 < f <= 1:
+        raise ConfigError(f"budget={budget} cannot be met by method={schedule.method}: its warm-up and revision "
+                          f"epochs alone train {full_epochs} of {schedule.epochs} epochs on everything "
+                          f"({full_epochs / schedule.epochs:.3f}); set warmup_epochs= and revision_epoch= "
+                          f"(e.g. warmup_epochs=0 revision_epoch={schedule.epochs}) or a larger budget")
+    return f
 
 
 def schedule_of(cfg: Config) -> Schedule:
     """The run's resolved phase boundaries (unset ones from the published proportions)."""
     s = cfg.selection
-    return resolve_schedule(s.method, cfg.train.epochs, s.warmup_epochs, s.gradcam_start, s.revision_epoch,
+    return resolve_schedule(s.method, trained_epochs(cfg), s.warmup_epochs, s.gradcam_start, s.revision_epoch,
                             s.infobatch_delta)
+
+
+def trained_epochs(cfg: Config) -> int:
+    """Epochs the run trains: ``epochs``, or for full with a budget ceil(budget x epochs)."""
+    return budget_epochs(cfg.train.epochs, cfg.selection.budget if cfg.selection.method == "full" else None)[0]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:

@@ -109,10 +109,11 @@ class DataDropout:
         self.cfg = selection
         self.model, self.multilabel, self.seed, self.bf16 = model, multilabel, seed, bf16
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.selector = Selector(selection, epochs)
+        self.selector = Selector(selection, epochs, seed)
         self.bank = ScoreBank(num_samples, self.device)
         self.cost = cost if cost is not None else CostMeter(self.device)
-        self.per_sample_loss = per_sample_loss or default_per_sample_loss(multilabel)
+        self._loss_fn = per_sample_loss or default_per_sample_loss(multilabel)
+        self._returned: tuple[torch.Tensor, int] | None = None  # ids the last select() returned, and its epoch
         self.score_bs = score_batch_size
         self.set_model(model)
         self._log: dict[str, list] = {k: [] for k in LOG_FIELDS}
@@ -121,6 +122,7 @@ class DataDropout:
         # samples per model input: focus maps are read at this resolution (each pool's ``select`` also says)
         self._length = input_length
         self.weights = torch.ones(num_samples, device=self.device)  # per-epoch selection: each kept sample's weight
+        self._epoch_of_sampler = 0  # the epoch epoch_indices() last selected for
         # distributed training: a shared pool (the same on every rank) is scored and explained in shares
         self.dist = dist if dist is not None else Dist()
         self._shared = False
@@ -218,7 +220,7 @@ class DataDropout:
             with self.cost.phase("scoring", len(ids[s])), grad_ctx():
                 f, logits = self._forward(inputs(s))
                 p, c, pl = confidence(logits, yc, self.multilabel, self.cfg.confidence)
-                parts["loss"].append(self.per_sample_loss(logits, yc))
+                parts["loss"].append(self._loss_fn(logits, yc))
                 parts["el2n"].append(el2n(logits, yc, self.multilabel))
             parts["p"].append(p)
             parts["c"].append(c)
@@ -325,8 +327,10 @@ class DataDropout:
                 scores.p_label = None  # the bank keeps p only; multi-label rescue then ranks by it
             if not (sel.erts_active(epoch) and self.cam_fast):
                 scores.focus_all = None
+        universe = train_ids if train_ids is not None else torch.arange(len(self.bank.p), device=self.device)
         result = sel.select(epoch, member, scores, generator,
-                            focus_fn=lambda cand: self.focus(ids, y, scores, cand, inputs, num_classes), count=count)
+                            focus_fn=lambda cand: self.focus(ids, y, scores, cand, inputs, num_classes), count=count,
+                            ids=ids, universe=universe)
         weight = result.weight if result.weight is not None else torch.ones(len(ids), device=self.device)
         log = {"index": ids, "p": scores.p if scores is not None else nan,
                "focus": scores.focus if scores is not None and scores.focus is not None else nan,
@@ -349,6 +353,31 @@ class DataDropout:
                         focus=focus)
 
     # ------------------------------------------------------------ the user-facing loop API
+    @property
+    def epochs(self) -> int:
+        """Epochs to train: the ``epochs`` given, or for full with a budget the compressed count."""
+        return self.selector.epochs
+
+    def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """The per-sample training loss of your update's forward. It also records each sample's loss
+        (and p, EL2N) in the score bank for the rules that read it from the update (InfoBatch,
+        ``score_source=update``), as InfoBatch's ``dataset.update(loss)`` does: for ``idx``, or
+        for the samples the last ``select`` returned when ``idx`` is not given."""
+        per_sample = self._loss_fn(logits, y)
+        if idx is None and self._returned is not None and len(self._returned[0]) == len(y):
+            idx = self._returned[0]
+        if idx is not None and self.selector.score_source == "update" and len(idx):
+            epoch = self._returned[1] if self._returned is not None else self._epoch_of_sampler
+            self.record_update(idx.to(self.device), None, logits.detach(), per_sample.detach(), y.to(self.device), epoch)
+        return per_sample
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The update's loss for a batch of the samples ``idx`` from per-epoch selection
+        (``EpochSampler``): per-sample losses recorded (``per_sample_loss``), weighted by the
+        rule's ``weights[idx]`` (InfoBatch's 1 / (1 - r)) and averaged over the batch."""
+        idx = idx.to(self.device)
+        return (self.per_sample_loss(logits, y, idx) * self.weights[idx]).mean()
+
     def generator(self, epoch: int) -> torch.Generator:
         """The rule's random draws for ``epoch``: reproducible from (seed, epoch)."""
         if self._gen is None or self._gen[0] != epoch:
@@ -370,6 +399,7 @@ class DataDropout:
         for name in LOG_FIELDS:
             self._log[name].append(log[name])
         keep = result.keep
+        self._returned = (idx[keep], epoch)
         return x[keep], y[keep], idx[keep], log["weight"][keep]
 
     def epoch_indices(self, epoch: int, dataset, num_classes: int | None = None) -> torch.Tensor:
@@ -392,6 +422,7 @@ class DataDropout:
         for name in LOG_FIELDS:
             self._log[name].append(log[name])
         self.weights = log["weight"]
+        self._returned, self._epoch_of_sampler = None, epoch
         return ids[result.keep]
 
     def _num_classes(self, x: torch.Tensor, y: torch.Tensor) -> int:

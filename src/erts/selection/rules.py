@@ -86,16 +86,42 @@ def focus_rank_keep(candidates: torch.Tensor, p: torch.Tensor, focus: torch.Tens
 
 def infobatch_keep(loss: torch.Tensor, mean: float, r: float,
                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """InfoBatch (Qin et al., ICLR 2024): a sample whose last known loss is below ``mean`` (the
-    mean over the training set) is pruned with probability r; the kept ones among those have
-    their loss scaled by 1 / (1 - r), so the expected gradient is the full-data gradient.
+    """InfoBatch (Qin et al., ICLR 2024), as the official sampler prunes (NUS-HPC-AI-Lab/InfoBatch
+    @ 8bbb012, ``InfoBatch.prune``): of the n samples whose last known loss is below ``mean`` (the
+    mean over the training set), exactly int((1 - r) n) are kept, drawn at random without
+    replacement, their loss scaled by 1 / (1 - r), so the expected gradient is the full data's.
     Returns (keep, weight, hard): ``hard`` = the above-mean samples, kept unconditionally."""
     well_learned = loss < mean
-    draw = torch.rand(len(loss), generator=generator).to(loss.device)
-    keep = ~well_learned | (draw >= r)
-    weight = torch.where(well_learned & keep, torch.tensor(1.0 / (1.0 - r), device=loss.device),
-                         torch.tensor(1.0, device=loss.device))
+    keep_ratio = 1.0 - r
+    low = torch.nonzero(well_learned).squeeze(1)
+    n_keep = int(keep_ratio * len(low) + 1e-9)
+    chosen = low[torch.randperm(len(low), generator=generator)[:n_keep].to(low.device)]
+    keep = ~well_learned
+    keep[chosen] = True
+    weight = torch.ones(len(loss), device=loss.device)
+    weight[chosen] = 1.0 / keep_ratio
     return keep, weight, ~well_learned
+
+
+def rs2_subset(universe: torch.Tensor, fraction: float, round_index: int, seed: int) -> torch.Tensor:
+    """RS2 (Okanovic et al., ICLR 2024, repeated sampling of random subsets without replacement):
+    the ids of round ``round_index``'s subset of ``universe``, round(fraction x n) of them. The
+    rounds walk through a seeded permutation of the universe, a fresh one once it is exhausted,
+    so no sample is drawn twice before every sample was drawn once. Stateless: round r's subset
+    follows from (seed, r) alone, so a resumed run draws what an uninterrupted one would."""
+    n = len(universe)
+    k = min(n, max(1, round(fraction * n)))
+    cycle, offset = divmod(round_index * k, n)
+
+    def order(c: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + c * 7919 + 17) % 2**63)
+        return universe[torch.randperm(n, generator=gen).to(universe.device)]
+
+    take = order(cycle)[offset:offset + k]
+    if len(take) < k:  # this round spans two permutations: the rest from the next, no id twice
+        nxt = order(cycle + 1)
+        take = torch.cat([take, nxt[~torch.isin(nxt, take)][:k - len(take)]])
+    return take
 
 
 def loss_percentile_keep(loss: torch.Tensor, history: torch.Tensor, beta: float,

@@ -9,8 +9,11 @@ from 15. A value the user sets is used as given.
 
 InfoBatch keeps its own schedule (Qin et al. 2024): one warm-up epoch fills the
 score bank (InfoBatch initialises every score alike, so its first epoch prunes
-nothing either), then it prunes until the last ``1 - delta`` of the epochs
-(12.5 % by default), which train on everything.
+nothing either), then it prunes while epoch + 1 <= delta x epochs, as the
+official sampler counts (NUS-HPC-AI-Lab/InfoBatch @ 8bbb012: its iteration
+counter is one ahead of the epoch), so the revision starts at floor(delta x
+epochs): epoch 26 of 30 trains on everything, and a 7-epoch run has one
+full-data epoch (6).
 """
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ def resolve_schedule(method: str, epochs: int, warmup: int | None, gradcam_start
     infobatch = method.removeprefix("erts-") == "infobatch"
     w = warmup if warmup is not None else (1 if infobatch else max(1, _frac(WARMUP_FRAC, epochs)))
     g = gradcam_start if gradcam_start is not None else max(w + 1, _frac(GRADCAM_FRAC, epochs))
-    default_r = _frac(infobatch_delta, epochs) if infobatch else _frac(REVISION_FRAC, epochs)
+    default_r = math.floor(infobatch_delta * epochs + 1e-9) if infobatch else _frac(REVISION_FRAC, epochs)
     r = revision if revision is not None else max(g + 1, default_r)
     return Schedule(epochs, w, g, r, method)
 
@@ -99,3 +102,13 @@ def schedule_problem(s: Schedule) -> str | None:
         return (f"method={s.method} runs no ERTS epoch: {numbers} (the focus filter runs in epochs "
                 f"max(warmup_epochs, gradcam_start) .. revision_epoch-1); raise epochs or set the boundaries")
     return None
+
+
+def budget_epochs(epochs: int, budget: float | None) -> tuple[int, float]:
+    """full with a budget: (epochs trained, fraction of the data the last one trains on), so that the
+    effective epochs are budget x epochs: 0.62 of 30 is 19 epochs, the last on 60 % of the data."""
+    if budget is None or budget >= 1:
+        return epochs, 1.0
+    target = budget * epochs
+    n = max(1, math.ceil(target - 1e-9))
+    return n, min(1.0, target - (n - 1))

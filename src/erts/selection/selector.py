@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from erts.config import METHODS, SelectionConfig
+from erts.config import METHODS, SelectionConfig, fraction_for_budget
 from erts.selection.rules import (class_rescue, dbpd_keep, focus_rank_keep, focus_threshold_keep,
-                                  class_prior_weights, infobatch_keep, loss_percentile_keep, random_keep, srd_count,
-                                  top_fraction_keep)
-from erts.selection.schedule import resolve_schedule
+                                  class_prior_weights, infobatch_keep, loss_percentile_keep, random_keep, rs2_subset,
+                                  srd_count, top_fraction_keep)
+from erts.selection.schedule import budget_epochs, resolve_schedule
 
 
 @dataclass
@@ -58,15 +58,20 @@ class Selection:
 
 
 class Selector:
-    def __init__(self, cfg: SelectionConfig, epochs: int):
+    """``epochs``: the run's epochs (for full with a budget, the reference the budget is a share of:
+    ``self.epochs`` is then the compressed count). ``seed``: the run's, for RS2's subsets."""
+
+    def __init__(self, cfg: SelectionConfig, epochs: int, seed: int = 0):
         if cfg.method not in METHODS:
             raise ValueError(f"unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
-        self.cfg = cfg
-        self.epochs = epochs
+        self.cfg, self.seed = cfg, seed
         self.rule = cfg.method.removeprefix("erts-")
         self.uses_erts = cfg.method.startswith("erts-")
-        self.schedule = resolve_schedule(cfg.method, epochs, cfg.warmup_epochs, cfg.gradcam_start,
+        self.epochs, self.last_fraction = budget_epochs(epochs, cfg.budget if cfg.method == "full" else None)
+        self.schedule = resolve_schedule(cfg.method, self.epochs, cfg.warmup_epochs, cfg.gradcam_start,
                                          cfg.revision_epoch, cfg.infobatch_delta)
+        self.random_fraction = (fraction_for_budget(self.schedule, cfg.budget) if self.rule == "random" and cfg.budget
+                                else cfg.random_fraction)
         auto = "update" if self.rule == "infobatch" else "pass"
         self.score_source = auto if cfg.score_source == "auto" else cfg.score_source
         self.loss_history = torch.empty(0)  # loss-topk: the most recent losses (saved with the run state)
@@ -97,8 +102,21 @@ class Selector:
         return self.schedule.erts_active(epoch)
 
     def needs_scores(self, epoch: int) -> bool:
-        """SRD alone needs no scores; every other rule (and ERTS) does, from a pass or the bank."""
-        return self.phase(epoch) == "select" and (self.rule != "srd" or self.erts_active(epoch))
+        """SRD and random alone need no scores; every other rule (and ERTS) does, from a pass or the bank."""
+        return self.phase(epoch) == "select" and (self.rule not in ("srd", "random") or self.erts_active(epoch))
+
+    def partial(self, epoch: int) -> bool:
+        """full with a budget: the last epoch trains on a random ``last_fraction`` of the data."""
+        return self.rule == "full" and self.last_fraction < 1 and epoch == self.epochs - 1
+
+    def subset(self, epoch: int, ids: torch.Tensor, universe: torch.Tensor) -> torch.Tensor:
+        """Keep-mask of the pool ``ids``: members of this epoch's random subset of ``universe`` (the
+        training ids): RS2's round for random, the partial last epoch's part for full."""
+        if self.rule == "random":
+            chosen = rs2_subset(universe, self.random_fraction, epoch - self.schedule.warmup, self.seed)
+        else:
+            chosen = rs2_subset(universe, self.last_fraction, 0, self.seed + 7_777_777)
+        return torch.isin(ids, chosen.to(ids.device))
 
     def needs_pass(self, epoch: int) -> bool:
         """Whether this epoch's scores come from a scoring forward (else from the score bank).
@@ -132,7 +150,7 @@ class Selector:
     # ------------------------------------------------------------ the PDD rule
     def _rule_rescues(self, rule: str) -> bool:
         mode = self.cfg.class_rescue
-        if mode == "off" or rule == "smrd":  # SMRD is the size control: its count already holds DBPD's rescues
+        if mode == "off" or rule in ("smrd", "random"):  # size controls: SMRD's count holds DBPD's rescues
             return False
         return mode == "always" or (rule == "dbpd" and not self.uses_erts)
 
@@ -152,19 +170,26 @@ class Selector:
         return int(hard.sum())
 
     def pdd_candidates(self, epoch: int, member: torch.Tensor, scores: PoolScores | None,
-                       generator: torch.Generator, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       generator: torch.Generator, count: int | None = None, ids: torch.Tensor | None = None,
+                       universe: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The PDD rule's keep-mask for a pool (all True outside select epochs) and its rescued samples
         (dbpd, smrd, srd; ``loss_rule`` holds the literature's).
 
         ``member`` is the pool's (n, K) class membership; ``scores`` may be None only for plain
         SRD, whose rescue (``class_rescue=always``) then picks a random sample of the wiped-out
         class. ``count`` fixes SMRD's size (a replayed schedule); by default it is DBPD's count.
+        random (RS2) and full's partial last epoch keep the pool's members of the epoch's subset of
+        ``universe`` (the pool ``ids`` are dataset indices).
         """
         n, device = len(member), member.device
         none = torch.zeros(n, dtype=torch.bool, device=device)
+        if self.partial(epoch):
+            return self.subset(epoch, ids, universe), none
         if self.phase(epoch) != "select":
             return torch.ones(n, dtype=torch.bool, device=device), none
-        if self.rule == "srd":
+        if self.rule == "random":
+            keep = self.subset(epoch, ids, universe)
+        elif self.rule == "srd":
             keep = random_keep(n, srd_count(n, self.cfg.gamma, epoch), generator, device)
         elif self.rule == "dbpd":
             keep = dbpd_keep(scores.p, scores.correct, self.cfg.tau)
@@ -218,7 +243,8 @@ class Selector:
         return rescued, rescued & ~keep
 
     def select(self, epoch: int, member: torch.Tensor, scores: PoolScores | None, generator: torch.Generator,
-               focus_fn=None, count: int | None = None) -> Selection:
+               focus_fn=None, count: int | None = None, ids: torch.Tensor | None = None,
+               universe: torch.Tensor | None = None) -> Selection:
         """Rule, then (in ERTS epochs) ``focus_fn(candidates)`` fills ``scores.focus`` and the filter runs
         on the candidates the rule deems hard (all of them, but for InfoBatch the above-mean ones)."""
         weight = None
@@ -226,7 +252,7 @@ class Selector:
             candidates, weight, hard = self.loss_rule(scores, generator)
             rescued = torch.zeros_like(candidates)
         else:
-            candidates, rescued = self.pdd_candidates(epoch, member, scores, generator, count)
+            candidates, rescued = self.pdd_candidates(epoch, member, scores, generator, count, ids, universe)
             hard = candidates
             if self.cfg.easy_keep > 0 and self.phase(epoch) == "select":
                 candidates, weight = self._keep_some_easy(candidates, generator)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from erts.config import Config, ConfigError
+from erts.config import Config, ConfigError, trained_epochs
 from erts.data.records import RecordSet
 
 
@@ -191,10 +191,11 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
 
 
 def build_scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """Stepped once per epoch."""
+    """Stepped once per epoch, over the epochs the run trains (full with a budget: the whole
+    schedule compressed to them, as in budgeted training, Li et al. 2020)."""
     s = cfg.optim.schedule
     if s == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=trained_epochs(cfg))
     if s == "step":
         return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.optim.step_gamma)
     return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)

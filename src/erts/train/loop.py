@@ -489,7 +489,7 @@ class Trainer:
         measured (rules, log and checkpoint writes, the previous epoch's last.pt) is ``other``, and
         the run's totals add up to the wall clock of fit()."""
         ckpt_dir = self.run_dir / "checkpoints"
-        total = self.cfg.train.epochs
+        total = self.selector.epochs  # full with a budget: the compressed count
         epochs = range(self.start_epoch, total)
         main = self.dist.main
         if main:
@@ -562,7 +562,8 @@ class Trainer:
         metrics = {"run": self.run_dir.name, "dataset": cfg.data.dataset, "model": cfg.model.model,
                    "method": cfg.selection.method, "granularity": cfg.selection.granularity, "seed": cfg.train.seed,
                    "loss": self.loss_name, "class_names": list(self.rs.class_names), "multilabel": self.rs.multilabel,
-                   "epochs": cfg.train.epochs, "best_epoch": self.best_epoch, "val": val, "test": test,
+                   "epochs": self.selector.epochs, "budget": cfg.selection.budget,
+                   "reference_epochs": cfg.train.epochs, "best_epoch": self.best_epoch, "val": val, "test": test,
                    "cost": self.cost.summary(len(self.idx["train"])),
                    "device": str(self.device), "world_size": d.world, "rank_seconds": rank_seconds,
                    "skipped_records": len(self.rs.skipped),
