@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from erts.explain import cam_from_features, focus_measure, focus_score, gradcam, upsample_to
-from erts.models import create_model, list_models
+from erts.models import HEADS, create_model, list_models
 
 K = 4
 INDEX_TARGET = torch.tensor([0, 3, 1])
 MULTI_HOT = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
+LAST_STRIDE = {"resnet1d_wang": 4}  # time downsampling at the last stage; 32 for the others
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,24 +48,28 @@ def reference_gradcam(model: nn.Module, x: torch.Tensor, weights: torch.Tensor, 
     return cam.mean(1) if cam.ndim == 3 else cam
 
 
-@pytest.mark.parametrize("head", ["linear", "mlp"])
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("name", list_models())
 def test_fast_path_equals_autograd(name, head):
     model, x = calibrated(name, head)
-    for target in (INDEX_TARGET, MULTI_HOT):
-        fast = gradcam(model, x, target, layer="last", fast=True)
-        slow = gradcam(model, x, target, layer="last", fast=False)
-        scale = slow.maps.abs().max().item()
+    # each target and its negation (weights -w): the ReLU keeps the positive side of the one and the
+    # negative side of the other, so the pair compares the whole sum_k alpha_k A_k (a random model's
+    # map can be all zero for one sign: xresnet1d101 with the mlp head and MULTI_HOT)
+    for target, negated in ((INDEX_TARGET, -nn.functional.one_hot(INDEX_TARGET, K).float()), (MULTI_HOT, -MULTI_HOT)):
+        runs = [(gradcam(model, x, t, layer="last", fast=True), gradcam(model, x, t, layer="last", fast=False))
+                for t in (target, negated)]
+        scale = max(slow.maps.abs().max().item() for _, slow in runs)
         assert scale > 1e-3  # a real map, not an all-zero one
-        torch.testing.assert_close(fast.maps, slow.maps, rtol=0, atol=1e-5 * scale)  # float32 rounding only
-        torch.testing.assert_close(fast.logits, slow.logits)
-        if model.is_2d:
-            assert fast.maps_2d.shape[:2] == (3, 1) and slow.maps_2d is not None
-            torch.testing.assert_close(fast.maps_2d, slow.maps_2d, rtol=0, atol=1e-5 * scale)
-            torch.testing.assert_close(fast.maps, fast.maps_2d.mean(1))
-        else:
-            assert fast.maps_2d is None and slow.maps_2d is None
-        assert fast.maps.shape == (3, 8)  # 256 samples / 32
+        for fast, slow in runs:
+            torch.testing.assert_close(fast.maps, slow.maps, rtol=0, atol=1e-5 * scale)  # float32 rounding only
+            torch.testing.assert_close(fast.logits, slow.logits)
+            if model.is_2d:
+                assert fast.maps_2d.shape[:2] == (3, 1) and slow.maps_2d is not None
+                torch.testing.assert_close(fast.maps_2d, slow.maps_2d, rtol=0, atol=1e-5 * scale)
+                torch.testing.assert_close(fast.maps, fast.maps_2d.mean(1))
+            else:
+                assert fast.maps_2d is None and slow.maps_2d is None
+            assert fast.maps.shape == (3, 256 // LAST_STRIDE.get(name, 32))
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -127,7 +132,7 @@ def test_mode_restored(fast):
         torch.testing.assert_close(res.logits, model.eval()(x))  # eval-mode logits (dropout off)
 
 
-@pytest.mark.parametrize("head", ["linear", "mlp"])
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("ctx", [torch.inference_mode, torch.no_grad])
 def test_cam_from_features_under_inference_mode(head, ctx):
     model, x = calibrated("mobilenet_v2", head)

@@ -12,6 +12,7 @@ from erts.models import ClassifierHead, create_model, list_models
 
 MODELS_1D = ["resnet18_1d", "mobilenetv2_1d", "efficientnetv2s_1d"]
 MODELS_2D = ["resnet18", "mobilenet_v2", "efficientnet_v2_s"]
+PTBXL_ANCHORS = ["resnet1d_wang", "xresnet1d101"]  # the PTB-XL benchmark's models: tests/test_models_field.py
 OUT_CHANNELS = {"resnet18": 512, "mobilenet_v2": 1280, "efficientnet_v2_s": 1280}
 TWIN = dict(zip(MODELS_1D, MODELS_2D))  # 1-D transposition -> torchvision original
 
@@ -23,8 +24,8 @@ def _tv(name: str) -> nn.Module:
     return getattr(torchvision.models, name)(weights=None)
 
 
-def test_registry_lists_all_six():
-    assert sorted(list_models()) == sorted(MODELS_1D + MODELS_2D)
+def test_registry_lists_all_eight():
+    assert sorted(list_models()) == sorted(MODELS_1D + MODELS_2D + PTBXL_ANCHORS)
 
 
 def test_unknown_name_lists_available():
@@ -166,8 +167,10 @@ def test_heads():
     assert torch.allclose(mlp.from_pooled(z), mlp.fc(torch.relu(mlp.fc1(z))))
     feats = torch.randn(3, 16, 5, 7)  # 2-D features: pooled over rows and time
     assert torch.allclose(mlp(feats), mlp.from_pooled(feats.mean((2, 3))), atol=1e-6)
-    with pytest.raises(ValueError, match="unknown head 'conv'; available: linear, mlp"):
+    with pytest.raises(ValueError, match="unknown head 'conv'; available: linear, mlp, concat"):
         create_model("resnet18_1d", 12, 5, head="conv")
+    with pytest.raises(ValueError, match="unknown head 'concat'; available: linear, mlp"):
+        ClassifierHead(16, 4, kind="concat")  # the concat head is its own class (ConcatPoolHead)
 
 
 def test_backbone_kwargs():

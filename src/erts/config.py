@@ -63,8 +63,9 @@ class DataConfig:
 class ModelConfig:
     model: str = "resnet18_1d"  # see erts.models.list_models()
     dropout: float = 0.0  # dropout rate before the classifier head's last linear layer
-    head: Literal["linear", "mlp"] = "linear"  # classifier head on the pooled features (mlp: published)
-    head_hidden: int = 128  # hidden units of the mlp head (the published head)
+    # classifier head on the pooled features (mlp: published; concat: the PTB-XL benchmark's, with dropout=0.5)
+    head: Literal["linear", "mlp", "concat"] = "linear"
+    head_hidden: int = 128  # hidden units of the mlp and concat heads (the published head; the benchmark's lin_ftrs_head)
     lead_rows: int = 32  # 2-D backbones: leads padded to this many image rows
     lead_pad: Literal["below", "center"] = "below"  # 2-D: zero rows below the leads, or half above (published)
     memory_format: Literal["auto", "contiguous", "channels_last"] = "auto"  # 2-D: auto = channels_last on CPU/CUDA (docs/models.md); 1-D: always contiguous

@@ -6,32 +6,33 @@
 
 Every model is an ``ECGClassifier``: ``backbone`` (conv feature extractor ending
 at the last conv stage, no pooling) then ``head`` (global average pooling and a
-linear or MLP classifier). The split is what Grad-CAM needs: the last-stage
-activation and the head that pools it.
+linear or MLP classifier, or the PTB-XL benchmark's concat-pool head). The split
+is what Grad-CAM needs: the last-stage activation and the head that pools it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from erts.models.efficientnet1d import efficientnetv2s_1d
-from erts.models.heads import HEADS, ClassifierHead, build_head
+from erts.models.heads import HEADS, ClassifierHead, ConcatPoolHead, Head, build_head
 from erts.models.mobilenet1d import mobilenetv2_1d
-from erts.models.resnet1d import resnet18_1d
+from erts.models.resnet1d import resnet1d_wang, resnet18_1d
 from erts.models.tv2d import efficientnet_v2_s_2d, leads_to_image, mobilenet_v2_2d, resnet18_2d
+from erts.models.xresnet1d import xresnet1d101
 
 
 @dataclass(frozen=True)
 class _Entry:
     build: Callable[..., tuple[nn.Sequential, int]]  # (in_channels, **kwargs) -> (backbone, out_channels)
     is_2d: bool
-    published: str  # the Grad-CAM layer of the published code
+    published: str  # the Grad-CAM layer of the published code (a middle layer for the PTB-XL anchors)
+    head: str = "linear"  # create_model's default head and dropout for this model
+    dropout: float = 0.0
 
-
-_RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
 # Memory formats a model can run in. channels_last is a 4-D layout (NHWC): it applies to the 2-D
 # backbones only; a 1-D model is (B, C, T) throughout and always runs contiguous.
@@ -40,7 +41,10 @@ MEMORY_FORMATS: dict[str, torch.memory_format] = {
 
 # "published": ResNet-18 layer3; MobileNetV2 features.17 = features[-2], the last inverted-residual
 # block (320 ch) before the 1x1 conv to 1280; EfficientNetV2-S features.6 = features[-2], the last
-# MBConv stage (15 blocks, 256 ch) before the 1x1 conv to 1280.
+# MBConv stage (15 blocks, 256 ch) before the 1x1 conv to 1280. The PTB-XL benchmark's anchors (no
+# published Grad-CAM layer) keep their concat-pool head with lin_ftrs_head=[128], ps_head=0.5; their
+# middle layer is the second-to-last stage, as for the others: resnet1d_wang layer2 (128 ch, stride 2
+# of 4), xresnet1d101 layer3 (23 blocks, 256 ch, stride 16 of 32, ResNet-18's layer3 in depth order).
 _MODELS: dict[str, _Entry] = {
     "resnet18_1d": _Entry(resnet18_1d, False, "layer3"),
     "mobilenetv2_1d": _Entry(mobilenetv2_1d, False, "features.17"),
@@ -48,6 +52,8 @@ _MODELS: dict[str, _Entry] = {
     "resnet18": _Entry(resnet18_2d, True, "layer3"),
     "mobilenet_v2": _Entry(mobilenet_v2_2d, True, "features.17"),
     "efficientnet_v2_s": _Entry(efficientnet_v2_s_2d, True, "features.6"),
+    "resnet1d_wang": _Entry(resnet1d_wang, False, "layer2", head="concat", dropout=0.5),
+    "xresnet1d101": _Entry(xresnet1d101, False, "layer3", head="concat", dropout=0.5),
 }
 
 
@@ -57,7 +63,7 @@ def list_models() -> list[str]:
 
 
 class ECGClassifier(nn.Module):
-    """backbone -> ClassifierHead, with named Grad-CAM target layers.
+    """backbone -> head (``ClassifierHead`` or ``ConcatPoolHead``), with named Grad-CAM target layers.
 
     1-D backbones take (B, leads, T). 2-D backbones take (B, leads, T), padded
     here to the one-channel image (B, 1, lead_rows, T), or that image directly.
@@ -66,7 +72,7 @@ class ECGClassifier(nn.Module):
     def __init__(
         self,
         backbone: nn.Sequential,
-        head: ClassifierHead,
+        head: Head,
         *,
         name: str,
         in_channels: int,
@@ -125,7 +131,7 @@ class ECGClassifier(nn.Module):
     def _stage_names(self) -> list[str]:
         if hasattr(self.backbone, "features"):
             return [f"features.{i}" for i in range(len(self.backbone.features))]
-        return list(_RESNET_LAYERS)
+        return [n for n, _ in self.backbone.named_children() if n.startswith("layer")]  # ResNets: layer1..
 
     def gradcam_layers(self) -> dict[str, nn.Module]:
         """Named Grad-CAM target layers, shallow to deep, plus the aliases "last" and "published"."""
@@ -153,8 +159,8 @@ def create_model(
     in_channels: int,
     num_classes: int,
     *,
-    dropout: float = 0.0,
-    head: str = "linear",
+    dropout: Optional[float] = None,
+    head: Optional[str] = None,
     head_hidden: int = 128,
     lead_rows: int = 32,
     lead_pad: str = "below",
@@ -162,6 +168,10 @@ def create_model(
     **backbone_kwargs: Any,
 ) -> ECGClassifier:
     """Builds a registered model (randomly initialised; seed torch first for determinism).
+
+    ``head`` and ``dropout`` default (None) to the model's own: ``linear`` and 0.0, except the
+    PTB-XL benchmark's ``resnet1d_wang`` and ``xresnet1d101``: ``concat`` and 0.5, their reference
+    head. (A run config passes its own ``head``/``dropout``, ``linear``/0.0 unless set.)
 
     ``memory_format`` ("contiguous" or "channels_last") is the layout a 2-D backbone runs in
     (``ECGClassifier.set_memory_format``); the run config's ``memory_format=auto`` picks it per
@@ -180,6 +190,8 @@ def create_model(
     if entry.is_2d and in_channels > lead_rows:
         raise ValueError(f"{name}: {in_channels} leads do not fit in lead_rows={lead_rows}")
     backbone, out_channels = entry.build(in_channels, **backbone_kwargs)
+    head = entry.head if head is None else head
+    dropout = entry.dropout if dropout is None else dropout
     return ECGClassifier(
         backbone,
         build_head(out_channels, num_classes, head, head_hidden, dropout),
@@ -197,4 +209,4 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ECGClassifier", "ClassifierHead", "HEADS", "MEMORY_FORMATS", "create_model", "list_models", "count_params"]
+__all__ = ["ECGClassifier", "ClassifierHead", "ConcatPoolHead", "HEADS", "MEMORY_FORMATS", "create_model", "list_models", "count_params"]

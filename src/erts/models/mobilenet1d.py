@@ -45,11 +45,12 @@ def conv_bn_act(
     return nn.Sequential(*layers)
 
 
-def init_conv_bn(module: nn.Module) -> None:
-    """torchvision's init for these families: kaiming fan-out convs, unit/zero BatchNorm."""
+def init_conv_bn(module: nn.Module, mode: str = "fan_out") -> None:
+    """torchvision's init for these families: kaiming convs (fan-out; the PTB-XL benchmark's
+    ``weight_init`` is fan-in), unit/zero BatchNorm."""
     for m in module.modules():
         if isinstance(m, nn.Conv1d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            nn.init.kaiming_normal_(m.weight, mode=mode)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm1d):
