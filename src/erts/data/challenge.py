@@ -34,13 +34,12 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from erts.config import ConfigError
 from erts.data.cache import cached, entry_path
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
 from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, decode_challenge_mat, parse_dx, parse_header, progress
-from erts.errors import DataError
+from erts.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,12 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from erts.config import ConfigError
 from erts.data.cache import cached, files_fingerprint
 from erts.data.splits import preprocess_key
 from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
 from erts.data.records import RecordSet
 from erts.data.wfdb_io import Source, progress, read_wfdb
-from erts.errors import DataError
+from erts.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

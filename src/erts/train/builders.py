@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from erts.config import Config, ConfigError
+from erts.config import Config
+from erts.errors import ConfigError
 from erts.data.records import RecordSet
 
 
