@@ -222,3 +222,20 @@ def test_other_formats_still_go_through_wfdb(tmp_path, monkeypatch):
     (tmp_path / "multi.hea").write_text("multi/2 2 360 250\nseg1 100\nseg2 150\n")
     assert _same_as_wfdb(tmp_path / "multi").shape == (2, 250)
     assert calls == ["m", "m", "s", "s", "multi", "multi"]  # once by read_wfdb, once as the reference
+
+
+@pytest.mark.parametrize("fs, folder, native, header_rate", [(None, "records100", 100, 500),
+                                                              (500, "records500", 500, 100)])
+def test_header_at_another_rate_is_skipped_not_resampled(root, tmp_path, fs, folder, native, header_rate):
+    """A records100 header saying 500 Hz was resampled and zero-padded (800 of 1,000 samples zero);
+    a records500 one saying 100 Hz was stretched five times. Both are skipped with the reason."""
+    bad = tmp_path / "ptb-xl"
+    shutil.copytree(root, bad)
+    name = f"00002_{'lr' if native == 100 else 'hr'}"
+    hea = bad / folder / "00000" / f"{name}.hea"
+    text = hea.read_text()
+    hea.write_text(text.replace(f"{name} 12 {native} ", f"{name} 12 {header_rate} ", 1))
+    assert hea.read_text() != text  # the corruption took
+    rs = ptbxl.load(_cfg(bad, tmp_path, fs=fs))
+    assert dict(rs.skipped)["2"] == f"sampling rate {header_rate} Hz, expected {native} Hz in {folder}/"
+    assert sorted(rs.record_ids) == sorted(set(EXPECTED["superdiagnostic"]) - {"2"})

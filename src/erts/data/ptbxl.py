@@ -31,14 +31,14 @@ import pandas as pd
 
 from erts.data.cache import cached, files_fingerprint
 from erts.data.splits import preprocess_key
-from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
+from erts.data.preprocess import BadRecord, BadRecordLog, check_rate, preprocess
 from erts.data.records import RecordSet
 from erts.data.wfdb_io import Source, progress, read_wfdb
 from erts.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-VERSION = 1  # bump when the prepared arrays change for the same inputs
+VERSION = 2  # bump when the prepared arrays change for the same inputs (2: a header at another rate is skipped)
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 TASKS = ("superdiagnostic", "subdiagnostic", "diagnostic", "form", "rhythm", "all", "superclass_single")
 NATIVE_RATES = {100: "filename_lr", 500: "filename_hr"}
@@ -169,7 +169,7 @@ def _build(src: Source, prefix: PurePosixPath, db: pd.DataFrame, statements: pd.
     classes = task_classes(statements, task)
     rows, labels, unlabeled = _label_rows(db, statements, task, bad)
     prep = dataclasses.replace(cfg, fs=float(cfg.fs or rate), length_s=cfg.length_s or 10.0)
-    signals, kept = _read_signals(src, prefix, db.iloc[rows], NATIVE_RATES[rate], prep, bad)
+    signals, kept = _read_signals(src, prefix, db.iloc[rows], rate, prep, bad)
     sub = db.iloc[[rows[j] for j in kept]]
     if task == "superclass_single":
         y = np.array([classes.index(labels[j]) for j in kept], dtype=np.int64)
@@ -212,8 +212,10 @@ def _label_rows(db: pd.DataFrame, statements: pd.DataFrame, task: str, bad: BadR
     return rows, labels, unlabeled
 
 
-def _read_signals(src: Source, prefix: PurePosixPath, rows: pd.DataFrame, column: str, prep, bad: BadRecordLog):
-    """Reads and preprocesses ``rows``; returns (signals of the good ones, their positions in ``rows``)."""
+def _read_signals(src: Source, prefix: PurePosixPath, rows: pd.DataFrame, rate: int, prep, bad: BadRecordLog):
+    """Reads and preprocesses ``rows`` from the files of the native ``rate``; returns (signals of the
+    good ones, their positions in ``rows``). A header at another rate is a bad record."""
+    column = NATIVE_RATES[rate]
     n_t = int(round(prep.length_s * prep.fs))
     signals = np.empty((len(rows), len(LEADS), n_t), dtype=np.float32)
     kept: list[int] = []
@@ -223,6 +225,7 @@ def _read_signals(src: Source, prefix: PurePosixPath, rows: pd.DataFrame, column
             rid = str(int(ecg_id))
             try:
                 x, fs, leads = _read_record(src, zip_names, prefix / str(filename), rid, Path(tmp))
+                check_rate(fs, rate, rid, f"in {PurePosixPath(str(filename)).parts[0]}/")
                 _check_leads(leads, rid)
                 x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS), lead_names=leads)
             except BadRecord as e:
