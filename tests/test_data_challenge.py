@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,21 @@ def test_two_second_crop_and_fail_policy(root, tmp_path):
     assert rs.signals.shape[2] == 1000  # the published 2-s setting (centre crop)
     with pytest.raises(BadRecord, match="^A0031: no diagnosis"):
         challenge.load_cpsc2018(_cfg(root, tmp_path, bad_records="fail"))
+
+
+@pytest.mark.parametrize("name", ["cpsc2018", "georgia"])
+def test_header_at_another_rate_is_skipped_not_stretched(root, tmp_path, name):
+    """Both sets are 500 Hz: a header saying 250 Hz was resampled to 500 Hz (the record stretched
+    to twice its length); it is skipped with the reason."""
+    bad = tmp_path / "cpsc_2018"
+    shutil.copytree(root, bad)
+    hea = bad / "g1" / "A0005.hea"
+    text = hea.read_text()
+    hea.write_text(text.replace("A0005 12 500 5000", "A0005 12 250 5000", 1))
+    assert hea.read_text() != text  # the corruption took
+    rs = challenge.load_challenge(DataConfig(dataset=name, root=str(bad), cache_dir=str(tmp_path / "c")), name)
+    assert dict(rs.skipped)["A0005"] == f"sampling rate 250 Hz, expected 500 Hz (the rate of every {name} record)"
+    assert "A0005" not in rs.record_ids and len(rs.record_ids) == 31
 
 
 def test_georgia_and_errors(tmp_path):

@@ -3,11 +3,13 @@ and the format-16 reader it relies on (numpy, bit-exact with wfdb.rdrecord)."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from fixtures_wfdb import PTBXL_STATEMENTS as STATEMENTS
 from fixtures_wfdb import ptbxl_signal, write_ptbxl, write_wfdb_record
@@ -16,6 +18,7 @@ from erts.config import DataConfig
 from erts.data import load_dataset, ptbxl
 from erts.data.preprocess import BadRecord
 from erts.data.wfdb_io import read_wfdb
+from erts.errors import DataError
 
 # ecg_id: (scp_codes, strat_fold, what is wrong with the record files)
 RECORDS = {
@@ -222,3 +225,60 @@ def test_other_formats_still_go_through_wfdb(tmp_path, monkeypatch):
     (tmp_path / "multi.hea").write_text("multi/2 2 360 250\nseg1 100\nseg2 150\n")
     assert _same_as_wfdb(tmp_path / "multi").shape == (2, 250)
     assert calls == ["m", "m", "s", "s", "multi", "multi"]  # once by read_wfdb, once as the reference
+
+
+@pytest.mark.parametrize("fs, folder, native, header_rate", [(None, "records100", 100, 500),
+                                                              (500, "records500", 500, 100)])
+def test_header_at_another_rate_is_skipped_not_resampled(root, tmp_path, fs, folder, native, header_rate):
+    """A records100 header saying 500 Hz was resampled and zero-padded (800 of 1,000 samples zero);
+    a records500 one saying 100 Hz was stretched five times. Both are skipped with the reason."""
+    bad = tmp_path / "ptb-xl"
+    shutil.copytree(root, bad)
+    name = f"00002_{'lr' if native == 100 else 'hr'}"
+    hea = bad / folder / "00000" / f"{name}.hea"
+    text = hea.read_text()
+    hea.write_text(text.replace(f"{name} 12 {native} ", f"{name} 12 {header_rate} ", 1))
+    assert hea.read_text() != text  # the corruption took
+    rs = ptbxl.load(_cfg(bad, tmp_path, fs=fs))
+    assert dict(rs.skipped)["2"] == f"sampling rate {header_rate} Hz, expected {native} Hz in {folder}/"
+    assert sorted(rs.record_ids) == sorted(set(EXPECTED["superdiagnostic"]) - {"2"})
+
+
+def _corrupt_database(root: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the fixture whose ptbxl_database.csv lines went through ``edit`` (one thing changed)."""
+    bad = tmp_path / "ptb-xl"
+    shutil.copytree(root, bad)
+    db = bad / "ptbxl_database.csv"
+    lines = db.read_text().splitlines(keepends=True)
+    db.write_text("".join(edit(lines)))
+    return bad
+
+
+def test_duplicated_database_row_is_an_error(root, tmp_path):
+    """A row listed twice made its record appear twice; wfdb-folder rejects the same with one line."""
+    bad = _corrupt_database(root, tmp_path, lambda lines: lines[:5] + [lines[4]] + lines[5:])  # ecg_id 4 again
+    with pytest.raises(DataError, match=r"ptbxl_database.csv: ecg_id\(s\) listed twice: 4$"):
+        ptbxl.load(_cfg(bad, tmp_path))
+
+
+@pytest.mark.parametrize("line", [2, 12])  # the first row (ecg_id 1), the last (ecg_id 11)
+def test_unterminated_quote_in_database_is_an_error(root, tmp_path, line):
+    """A scp_codes field whose closing quote is gone runs into the lines after it: the first row's
+    shifted every column (then every record failed with a misleading reason), the last row's was
+    pandas' traceback. Either is one line naming the row, and nothing is read."""
+    def drop_closing_quote(lines):
+        assert '}"' in lines[line - 1]
+        return lines[:line - 1] + [lines[line - 1].replace('}"', "}", 1)] + lines[line:]
+
+    bad = _corrupt_database(root, tmp_path, drop_closing_quote)
+    with pytest.raises(DataError, match=f"ptbxl_database.csv: line {line}: this row does not match the header"):
+        ptbxl.load(_cfg(bad, tmp_path))
+
+
+def test_database_rows_that_swallow_lines_are_found():
+    """An open quote that swallows the next line into one field, with the commas adding up, is one
+    row where there are two lines: pandas reads it without a word; read_database names the line."""
+    text = 'ecg_id,scp_codes,strat_fold,filename_lr,filename_hr\n1,"{\'NORM\': 1.0},1,a\n2,b",1,c,d\n3,{},1,e,f\n'
+    assert len(pd.read_csv(io.StringIO(text))) == 2  # pandas alone: ecg_id 2 is gone, without a word
+    with pytest.raises(DataError, match=r"^db.csv: line 2: this row does not match the header"):
+        ptbxl.read_database(text, "db.csv")

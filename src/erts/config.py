@@ -19,6 +19,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from erts.errors import ConfigError  # noqa: F401 (re-exported: `from erts.config import ConfigError` keeps working)
+from erts.registry import DATASETS, check_dataset
 from erts.selection.schedule import Schedule, budget_epochs, resolve_schedule, schedule_problem
 
 
@@ -190,10 +192,6 @@ class Config:
 SECTIONS = [f.name for f in dataclasses.fields(Config)]
 
 
-class ConfigError(ValueError):
-    """A config key or value that cannot be accepted; the message says why and what is."""
-
-
 def _leaf_index() -> dict[str, str]:
     """Maps every leaf name to its section, checking that flat names are unambiguous."""
     index: dict[str, str] = {}
@@ -336,6 +334,7 @@ def validate(cfg: Config) -> None:
     s, o, t, d = cfg.selection, cfg.optim, cfg.train, cfg.data
     if s.method not in METHODS:
         raise ConfigError(f"method={s.method!r} is not accepted; expected one of {', '.join(METHODS)}")
+    check_dataset(d.dataset)
     checks = [
         (0.0 <= s.tau <= 1.0, f"tau={s.tau} must be in [0, 1]"),
         (0.0 < s.gamma <= 1.0, f"gamma={s.gamma} must be in (0, 1]"),
@@ -500,8 +499,6 @@ def allowed_values(key: str) -> str:
     if key == "method":
         return "one of " + ", ".join(METHODS)
     if key == "dataset":
-        from erts.data import DATASETS
-
         return "one of " + ", ".join(DATASETS)
     if key == "model":
         names = _model_names()

@@ -3,12 +3,17 @@
 Why a class of its own: ``erts`` prints these as one line naming the setting or
 path and the reason, and exits 2; anything else is a bug and keeps its
 traceback. ``ERTS_DEBUG=1`` shows the traceback of these too. Raise them where
-the problem is found (the data loaders, the cache), not in each command.
+the problem is found (the data loaders, the cache), not in each command. This
+module imports nothing of erts, so every layer can raise them without a circle.
 """
 from __future__ import annotations
 
 import os
 import sys
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be accepted; the message says why and what is."""
 
 
 class DataError(ValueError):
@@ -22,16 +27,12 @@ def debug() -> bool:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception classes the command line reports as one line (exit 2)."""
-    from erts.config import ConfigError
-
     return (ConfigError, DataError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
             PermissionError)
 
 
 def describe(e: BaseException) -> str:
     """One line: ``config error: ...`` or ``error: <path>: <reason>``."""
-    from erts.config import ConfigError
-
     if isinstance(e, OSError) and e.filename is not None:  # e.g. "[Errno 2] No such file or directory: 'x'"
         text = f"{e.filename}: {e.strerror or e}"
     else:

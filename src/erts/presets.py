@@ -8,7 +8,7 @@ docs/presets.md lists every remaining difference from the published code.
 """
 from __future__ import annotations
 
-from erts.config import ConfigError
+from erts.errors import ConfigError
 
 # METHOD.md sec. 1-3 and the published code's defaults
 PUBLISHED: dict[str, object] = {

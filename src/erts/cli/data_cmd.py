@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from erts.config import ConfigError
+from erts.errors import ConfigError
 from erts.data import DATASETS
 
 

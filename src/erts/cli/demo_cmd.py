@@ -58,7 +58,8 @@ def demo_grid(args: argparse.Namespace):
     """The demo as a sweep grid: the demo settings (< --config < key=value) as base, the methods as the grid."""
     import yaml
 
-    from erts.config import Config, ConfigError, apply_dict, parse_overrides
+    from erts.config import Config, apply_dict, parse_overrides
+    from erts.errors import ConfigError
     from erts.train.sweep import Grid, load_grid
 
     if args.resume:

@@ -185,7 +185,7 @@ def finished_message(run_dir: Path) -> str:
 
 def check_model(cfg) -> None:
     """An unknown model name fails before the dataset is prepared, as a config error."""
-    from erts.config import ConfigError
+    from erts.errors import ConfigError
     from erts.models import list_models
 
     if cfg.model.model not in list_models():

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pandas as pd
 
 from erts.data.records import RecordSet
 from erts.errors import DataError
-from erts.train.runio import current_umask
+from erts.fileio import temp_dir, write_text
 
 CACHE_VERSION = 1
 ENTRY_RE = re.compile(r"^(?P<name>.+)-(?P<key>[0-9a-f]{16})(?P<tmp>\.tmp-.+)?$")  # <name>-<key>[.tmp-XXXX]
@@ -50,10 +49,8 @@ def files_fingerprint(paths: list[Path]) -> list[tuple[str, int, int]]:
 
 def save_recordset(rs: RecordSet, folder: Path) -> None:
     """Writes ``rs`` atomically into ``folder`` (replacing nothing that exists)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    tmp = temp_dir(folder.parent, prefix=folder.name + ".tmp-")
     try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; others sharing the cache may read it
         np.save(tmp / "signals.npy", np.ascontiguousarray(rs.signals, dtype=np.float32))
         np.save(tmp / "labels.npy", np.asarray(rs.labels))
         np.save(tmp / "split.npy", np.asarray(rs.split).astype("U5"))
@@ -106,11 +103,8 @@ def entry_path(name: str, key_parts: dict[str, Any], cache_dir: str | None = Non
 def write_split_file(path: str | Path, record_ids: np.ndarray, split: np.ndarray) -> Path:
     """Writes the split as CSV (columns ``record``, ``split``) so a run can be reproduced elsewhere."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame({"record": np.asarray(record_ids).astype(str), "split": np.asarray(split).astype(str)})
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_text(path, df.to_csv(index=False))
     return path
 
 

@@ -34,17 +34,16 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from erts.config import ConfigError
 from erts.data.cache import cached, entry_path
-from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
+from erts.data.preprocess import BadRecord, BadRecordLog, check_rate, preprocess
 from erts.data.records import RecordSet
 from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, decode_challenge_mat, parse_dx, parse_header, progress
-from erts.errors import DataError
+from erts.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-VERSION = 1  # bump when the prepared arrays change for the same inputs
+VERSION = 2  # bump when the prepared arrays change for the same inputs (2: a header at another rate is skipped)
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 NATIVE_FS = 500.0
 TASKS = ("paper8", "scored")
@@ -206,7 +205,7 @@ def _build(src: Source, heas: list[str], name: str, task: str, cfg) -> RecordSet
                              "point root= at a single dataset folder")
         seen[rid] = hea
         try:
-            x, codes, comments = _read_record(src, names, hea, rid, prep)
+            x, codes, comments = _read_record(src, names, hea, rid, prep, name)
         except BadRecord as e:
             bad.handle(e)
             continue
@@ -235,9 +234,10 @@ def _build(src: Source, heas: list[str], name: str, task: str, cfg) -> RecordSet
     )
 
 
-def _read_record(src: Source, names: set[str], hea: str, rid: str, prep) -> tuple[np.ndarray, list[str], list[str]]:
-    """One record: (preprocessed signal, Dx codes, header comments). The Dx line is checked
-    before the (larger) .mat is read."""
+def _read_record(src: Source, names: set[str], hea: str, rid: str, prep,
+                 name: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """One record of dataset ``name``: (preprocessed signal, Dx codes, header comments). The Dx line
+    is checked before the (larger) .mat is read; a header at another rate than 500 Hz is a bad record."""
     text = src.read_text(hea)
     h = parse_header(text, rid)
     codes = header_dx(h.comments, rid)
@@ -245,6 +245,7 @@ def _read_record(src: Source, names: set[str], hea: str, rid: str, prep) -> tupl
     if mat not in names:
         raise BadRecord(rid, f"signal file {PurePosixPath(mat).name} not found")
     x, fs, leads, comments = decode_challenge_mat(text, src.read_bytes(mat), rid)
+    check_rate(fs, NATIVE_FS, rid, f"(the rate of every {name} record)")
     if [n.lower() for n in leads] != [n.lower() for n in LEADS]:
         raise BadRecord(rid, f"leads {leads} are not the standard 12 in order {LEADS}")
     x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS), lead_names=leads)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from erts.data.cache import cached
-from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
+from erts.data.preprocess import BadRecord, BadRecordLog, check_rate, preprocess
 from erts.data.records import RecordSet
 from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, decode_challenge_mat, progress
@@ -182,8 +182,7 @@ def _read_record(src: Source, folder: str, rid: str, names: set[str], cfg) -> tu
     if mat not in names:
         raise BadRecord(rid, f"signal file {rid}.mat not found")
     x, fs, leads, _ = decode_challenge_mat(text, src.read_bytes(mat), rid)
-    if fs != FS:
-        raise BadRecord(rid, f"sampling rate {fs:g} Hz, expected {FS:g} Hz")
+    check_rate(fs, FS, rid)
     length_s = x.shape[1] / fs
     x, fs_out = preprocess(x, fs, cfg, rid, expected_leads=1, lead_names=leads)
     return x, fs_out, leads, length_s

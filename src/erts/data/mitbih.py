@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from erts.data.cache import cached
-from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
+from erts.data.preprocess import BadRecord, BadRecordLog, check_rate, preprocess
 from erts.data.records import RecordSet
 from erts.data.splits import preprocess_key
 from erts.data.wfdb_io import Source, progress, read_wfdb
@@ -102,8 +102,7 @@ def _record_beats(src: Source, rec: str, tmp: Path, cfg) -> tuple[np.ndarray, np
 
     path = _local_path(src, rec, tmp)
     x, fs, leads = read_wfdb(path, rec)
-    if fs != FS:
-        raise BadRecord(rec, f"sampling rate {fs:g} Hz, expected {FS:g} Hz")
+    check_rate(fs, FS, rec)
     if len(leads) != 2 or "MLII" not in leads:
         raise BadRecord(rec, f"leads {leads}, expected 2 leads including MLII")
     if leads[0] != "MLII":

@@ -37,6 +37,14 @@ class BadRecordLog:
         self.skipped.append((err.record_id, err.reason))
 
 
+def check_rate(fs: float, expected: float, record_id: str, why: str = "") -> None:
+    """A header whose sampling rate is not the dataset's is a BadRecord, never resampled:
+    such a header is wrong about its data (resampling would stretch the record in time, or
+    shrink it and zero-pad the rest). ``why`` says where the expected rate comes from."""
+    if fs != expected:
+        raise BadRecord(record_id, f"sampling rate {fs:g} Hz, expected {expected:g} Hz" + (f" {why}" if why else ""))
+
+
 def _lead(i: int, lead_names: list[str] | None) -> str:
     """A lead's name for messages (its index only when the names are unknown)."""
     return str(lead_names[i]) if lead_names is not None and i < len(lead_names) else f"#{i}"

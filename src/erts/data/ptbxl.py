@@ -20,6 +20,7 @@ MI stage (``infarction_stadium``) to the model, a label leak.
 from __future__ import annotations
 
 import ast
+import csv
 import dataclasses
 import io
 import logging
@@ -29,17 +30,16 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from erts.config import ConfigError
 from erts.data.cache import cached, files_fingerprint
 from erts.data.splits import preprocess_key
-from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
+from erts.data.preprocess import BadRecord, BadRecordLog, check_rate, preprocess
 from erts.data.records import RecordSet
 from erts.data.wfdb_io import Source, progress, read_wfdb
-from erts.errors import DataError
+from erts.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-VERSION = 1  # bump when the prepared arrays change for the same inputs
+VERSION = 2  # bump when the prepared arrays change for the same inputs (2: a header at another rate is skipped)
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 TASKS = ("superdiagnostic", "subdiagnostic", "diagnostic", "form", "rhythm", "all", "superclass_single")
 NATIVE_RATES = {100: "filename_lr", 500: "filename_hr"}
@@ -140,10 +140,7 @@ def load(cfg) -> RecordSet:
     src = Source(cfg.root)
     db_name, st_name = _find(src, "ptbxl_database.csv"), _find(src, "scp_statements.csv")
     prefix = PurePosixPath(db_name).parent
-    db = pd.read_csv(io.StringIO(src.read_text(db_name)))
-    for col in ("ecg_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr"):
-        if col not in db.columns:
-            raise DataError(f"{db_name} lacks column {col!r}; is this the official ptbxl_database.csv?")
+    db = read_database(src.read_text(db_name), db_name)
     rate = native_rate(cfg.fs)
     rec_files = [str(prefix / f"{f}{ext}") for f in db[NATIVE_RATES[rate]] for ext in (".hea", ".dat")]
     if src.is_zip:
@@ -155,6 +152,49 @@ def load(cfg) -> RecordSet:
            **preprocess_key(cfg)}
     statements = read_statements(src.read_text(st_name))
     return cached("ptbxl", key, lambda: _build(src, prefix, db, statements, task, rate, cfg), cfg.cache_dir)
+
+
+def read_database(text: str, name: str) -> pd.DataFrame:
+    """ptbxl_database.csv, checked: one row per line with the header's fields, the official columns,
+    each ecg_id once.
+
+    Why: a double quote left open swallows the lines after it into one field, and when
+    the commas happen to add up pandas reads that as one row (or, in the first row,
+    takes the extra field for an index and shifts every column), so records would
+    vanish without a word. The official file has no line breaks inside its fields."""
+    try:
+        db = pd.read_csv(io.StringIO(text))
+        rows = sum(1 for line in text.splitlines() if line.strip()) - 1
+        malformed = len(db) != rows or not db.index.equals(pd.RangeIndex(len(db)))
+    except pd.errors.ParserError:
+        malformed = True
+    if malformed:
+        line = _first_bad_row(text)
+        raise DataError(f"{name}: line {line}: this row does not match the header (a double quote left open or a "
+                        "stray one?); the records after it would be lost or shifted, so nothing is read")
+    for col in ("ecg_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr"):
+        if col not in db.columns:
+            raise DataError(f"{name} lacks column {col!r}; is this the official ptbxl_database.csv?")
+    dup = db.ecg_id[db.ecg_id.duplicated()].astype(str).unique()
+    if len(dup):
+        raise DataError(f"{name}: ecg_id(s) listed twice: {', '.join(dup[:5])}")
+    return db
+
+
+def _first_bad_row(text: str) -> int:
+    """The line where the first row starts that has a stray quote, a line break inside a field
+    or another number of fields than the header (read with the csv module, strictly)."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    start, width = 1, None
+    try:
+        for row in reader:
+            width = width or len(row)
+            if row and (len(row) != width or any("\n" in f or "\r" in f for f in row)):
+                return start
+            start = reader.line_num + 1
+    except csv.Error:
+        pass
+    return start
 
 
 def _find(src: Source, filename: str) -> str:
@@ -170,7 +210,7 @@ def _build(src: Source, prefix: PurePosixPath, db: pd.DataFrame, statements: pd.
     classes = task_classes(statements, task)
     rows, labels, unlabeled = _label_rows(db, statements, task, bad)
     prep = dataclasses.replace(cfg, fs=float(cfg.fs or rate), length_s=cfg.length_s or 10.0)
-    signals, kept = _read_signals(src, prefix, db.iloc[rows], NATIVE_RATES[rate], prep, bad)
+    signals, kept = _read_signals(src, prefix, db.iloc[rows], rate, prep, bad)
     sub = db.iloc[[rows[j] for j in kept]]
     if task == "superclass_single":
         y = np.array([classes.index(labels[j]) for j in kept], dtype=np.int64)
@@ -213,8 +253,10 @@ def _label_rows(db: pd.DataFrame, statements: pd.DataFrame, task: str, bad: BadR
     return rows, labels, unlabeled
 
 
-def _read_signals(src: Source, prefix: PurePosixPath, rows: pd.DataFrame, column: str, prep, bad: BadRecordLog):
-    """Reads and preprocesses ``rows``; returns (signals of the good ones, their positions in ``rows``)."""
+def _read_signals(src: Source, prefix: PurePosixPath, rows: pd.DataFrame, rate: int, prep, bad: BadRecordLog):
+    """Reads and preprocesses ``rows`` from the files of the native ``rate``; returns (signals of the
+    good ones, their positions in ``rows``). A header at another rate is a bad record."""
+    column = NATIVE_RATES[rate]
     n_t = int(round(prep.length_s * prep.fs))
     signals = np.empty((len(rows), len(LEADS), n_t), dtype=np.float32)
     kept: list[int] = []
@@ -224,6 +266,7 @@ def _read_signals(src: Source, prefix: PurePosixPath, rows: pd.DataFrame, column
             rid = str(int(ecg_id))
             try:
                 x, fs, leads = _read_record(src, zip_names, prefix / str(filename), rid, Path(tmp))
+                check_rate(fs, rate, rid, f"in {PurePosixPath(str(filename)).parts[0]}/")
                 _check_leads(leads, rid)
                 x, _ = preprocess(x, fs, prep, rid, expected_leads=len(LEADS), lead_names=leads)
             except BadRecord as e:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from erts.data.cache import cached
-from erts.data.preprocess import BadRecord, BadRecordLog, preprocess
+from erts.data.preprocess import BadRecord, BadRecordLog, check_rate, preprocess
 from erts.data.records import SPLITS, RecordSet
 from erts.data.splits import preprocess_key, stratified_split
 from erts.data.wfdb_io import Source, parse_header, progress, read_wfdb
@@ -95,8 +95,8 @@ def build(src: Source, cfg) -> RecordSet:
         try:
             y = _encode(row["labels"], classes, multilabel, rid)
             x, fs, leads = read_wfdb(src.root / rid, rid)
-            if cfg.fs is None and fs != fs_mode:
-                raise BadRecord(rid, f"sampling rate {fs:g} Hz, expected {fs_mode:g} Hz like the other records (set fs= to resample all)")
+            if cfg.fs is None:
+                check_rate(fs, fs_mode, rid, "like the other records (set fs= to resample all)")
             if lead_names is not None:
                 x, leads = match_leads(x, leads, lead_names, rid)
             x, fs_out = preprocess(x, fs, cfg, rid, expected_leads=n_leads, lead_names=leads)

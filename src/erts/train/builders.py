@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from erts.config import Config, ConfigError, trained_epochs
+from erts.config import Config, trained_epochs
+from erts.errors import ConfigError
 from erts.data.records import RecordSet
 
 

@@ -578,7 +578,7 @@ def load_kept_counts(run_dir: str, trainer: Trainer) -> dict[int, np.ndarray]:
     run, for SMRD to replay exactly (``smrd_schedule``): one count per batch of that run, or one
     per epoch for per-epoch selection. The runs must share the training set, the schedule and,
     per batch, the batch size, the granularity and the number of processes."""
-    from erts.config import ConfigError
+    from erts.errors import ConfigError
 
     ref = Path(run_dir)
     if not (ref / "config.yaml").exists():

@@ -1,4 +1,4 @@
-"""Run-directory files, all written atomically (temp file in the same folder + os.replace).
+"""Run-directory files, all written atomically (erts.fileio: temp file in the same folder + os.replace).
 
 Why: a run killed at any instant must leave either the old or the new version of
 every file, never a truncated one, so ``--resume`` and reports can trust them.
@@ -8,47 +8,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-
-def current_umask() -> int:
-    """The process umask, read from /proc where it can be (os.umask can only read it by setting it)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() would honour the umask
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text), "w")
+from erts.fileio import atomic_write, current_umask, write_text  # noqa: F401 (current_umask, write_text re-exported)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -64,7 +32,7 @@ def _json_default(o: Any) -> Any:
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    _atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -72,7 +40,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    _atomic(path, lambda f: f.write(buf.getvalue()))
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

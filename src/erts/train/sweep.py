@@ -35,7 +35,8 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from erts.config import ConfigError, load_config
+from erts.config import load_config
+from erts.errors import ConfigError
 from erts.train import runio
 from erts.train.costnames import flatten_cost
 

@@ -1,0 +1,103 @@
+"""The sweep report: every configuration over its seeds, compared with the baseline and with the rule ERTS filters."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from erts.errors import DataError
+from erts.eval.stats import erts_comparisons, paired_comparisons
+from erts.report import plots
+from erts.report.dropping import selection_sections, with_label_noise
+from erts.report.examples import add_examples, pick_example_run
+from erts.report.format import Report, Section, config_label
+from erts.report.provenance import provenance_section, sweep_config_section
+from erts.report.tables import (BASELINE, TIME_SPREAD_LIMIT, comparison_section, pareto_input, pareto_time,
+                                results_table, summary_warnings, sweep_summary)
+from erts.train.costnames import legacy_result_columns
+
+SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "ERTS against the rule it filters",
+                  "Accuracy against cost", "Kept fraction per epoch", "Which classes are dropped", "Focus scores",
+                  "Example records", "Configuration", "Provenance"]
+
+
+def config_columns(results: pd.DataFrame) -> list[str]:
+    """results.csv lists run, then the configuration keys, then seed, then metrics."""
+    cols = list(results.columns)
+    if "run" not in cols or "seed" not in cols:
+        raise DataError("results.csv needs the columns 'run' and 'seed' (written by erts sweep)")
+    return cols[cols.index("run") + 1: cols.index("seed")]
+
+
+def varying(results: pd.DataFrame, keys: list[str]) -> list[str]:
+    return [k for k in keys if results[k].nunique(dropna=False) > 1]
+
+
+def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3, n_boot: int = 2000) -> Report:
+    results = pd.read_csv(sweep_dir / "results.csv")
+    results = results.rename(columns=legacy_result_columns(results.columns))
+    if results.empty:
+        raise DataError(f"{sweep_dir}/results.csv has no finished runs yet")
+    keys = config_columns(results)
+    if "method" not in keys:
+        raise DataError(f"{sweep_dir}/results.csv: column 'method' is missing from the configuration keys {keys}")
+    shown = [k for k in keys if k == "method" or k in varying(results, keys)]
+    secs = {h: Section(h) for h in SWEEP_SECTIONS}
+    summary = sweep_summary(results, keys)
+    s = secs["Results"]
+    s.text(f"{len(results)} finished runs in {len(summary)} configurations. Test macro-F1: mean and 95% CI over "
+           "seeds (t distribution, clipped to [0, 1]); n counts the runs with a defined (finite) macro-F1. Cost "
+           "columns are means; ratios are relative to the full-data baseline with the same other settings. "
+           f"Time spread: slowest over fastest seed's wall clock, minus 1; above {TIME_SPREAD_LIMIT:.0%} it is "
+           "flagged as machine noise, and FLOPs / full is the machine-independent cost ratio to read instead. "
+           "CPU / full compares process CPU time (all threads), which other work on the machine skews far less "
+           "than the wall clock.")
+    s.table(results_table(summary, shown), "results")
+    warnings = summary_warnings(summary, shown)
+    comp = paired_comparisons(results, keys)
+    comparison_section(secs["Paired comparisons with the baseline"], comp, shown,
+                       "Each method against the full-data baseline (full) with the same other settings, paired by "
+                       "seed: does dropping data cost accuracy?",
+                       "every method against full",
+                       "No method could be paired with a full-data baseline run (same settings, same seeds).",
+                       "comparisons", BASELINE)
+    erts = erts_comparisons(results, keys)
+    comparison_section(secs["ERTS against the rule it filters"], erts, shown,
+                       "The paper's claim: the focus filter improves on the dropout rule it filters. Each ERTS method "
+                       "against that rule (erts-X against X: erts-dbpd against dbpd, erts-smrd against smrd, ...) "
+                       "with the same other settings, paired by seed.",
+                       "every ERTS method against its rule (erts-X against X), a family separate from the "
+                       "comparisons with full",
+                       "No ERTS method could be paired with the rule it filters (erts-X needs X in the sweep, with the "
+                       "same other settings and seeds).", "erts_comparisons", "its rule")
+    label_keys = [k for k in shown if k != "dataset"]
+    datasets = list(dict.fromkeys(results["dataset"])) if "dataset" in results.columns else [None]
+    for ds in datasets:
+        sub = summary if ds is None else summary[summary["dataset"] == ds]
+        scope = ds or sweep_dir.name
+        time_col = pareto_time(sub)
+        time = "CPU time" if time_col == "cpu_seconds_total" else "wall-clock time"
+        points = pareto_input(sub, label_keys, time_col)
+        secs["Accuracy against cost"].figure(
+            f"pareto_{scope}", plots.pareto_figure(points, f"{scope}: accuracy against cost", time),
+            f"Test macro-F1 (mean over seeds, bars: 95% CI) against {time} per run in seconds (left) and effective "
+            "epochs (right; horizontal bars: std over seeds). Up and left is better; the dashed line joins the "
+            "configurations no other one beats on both axes.")
+        rows = results if ds is None else results[results["dataset"] == ds]
+        groups = []
+        for key, g in rows.groupby(keys, sort=False, dropna=False):
+            row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+            groups.append((config_label(row, label_keys), row["method"], [sweep_dir / "runs" / r for r in g["run"]]))
+        selection_sections(groups, scope, secs["Kept fraction per epoch"], secs["Which classes are dropped"],
+                           secs["Focus scores"])
+    example_run = pick_example_run(sweep_dir, results)
+    add_examples(secs["Example records"], example_run, examples, max_leads)
+    config_groups = [(config_label(dict(zip(keys, key if isinstance(key, tuple) else (key,))), shown),
+                      [sweep_dir / "runs" / r for r in g["run"]])
+                     for key, g in results.groupby(keys, sort=False, dropna=False)]
+    sweep_config_section(secs["Configuration"], config_groups)
+    provenance_section(secs["Provenance"], [sweep_dir / "runs" / r for r in results["run"]])
+    intro = f"Sweep folder: {sweep_dir}. Configuration keys: {', '.join(keys)}; seeds: " \
+            f"{', '.join(map(str, sorted(results['seed'].unique())))}."
+    sections = with_label_noise([secs[h] for h in SWEEP_SECTIONS], config_groups, n_boot)
+    return Report(f"erts sweep report: {sweep_dir.name}", intro, sections, warnings)
