@@ -29,13 +29,16 @@ Holm adjustment over those comparisons only.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pandas as pd
 
-from erts.eval.stats import erts_comparisons, group_summary, paired_comparisons
+from erts.eval.stats import (equal_budget_comparisons, erts_comparisons, group_summary, is_control, label_controls,
+                             paired_comparisons)
+from erts.train import runio
 from erts.train.costnames import legacy_result_columns
-from erts.train.sweep import Grid, run_sweep
+from erts.train.sweep import Grid, config_keys, expand, run_row, run_state, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {
@@ -43,6 +46,8 @@ DATASETS = {
                  "length_s": 30.0, "crop_s": 5.0, "crop": "random", "labels": "original-train"},
     "mitbih": {"dataset": "mitbih", "root": str(ROOT.parent / "shared/data/mit-bih-arrhythmia-database-1.0.0.zip")},
     "synthetic": {"dataset": "synthetic"},
+    # the whole of PTB-XL 1.0.1 at 100 Hz, assembled by ../shared/data/ptbxl/assemble.sh (ERTS_PTBXL: where)
+    "ptbxl": {"dataset": "ptbxl", "root": os.environ.get("ERTS_PTBXL", str(Path.home() / "data/ptbxl"))},
 }
 # the schedule is left to the published proportions of the epochs (30: warm-up 2, Grad-CAM 3, revision 15)
 COMMON = {"model": "resnet18_1d", "epochs": 30, "batch_size": 64, "tau": 0.3, "phi": 0.7, "lr": 1e-3}
@@ -55,15 +60,93 @@ def parse_value(v: str):
     return yaml.safe_load(v)
 
 
-def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]:
-    """The printed summary of a results.csv: one line per method, then each ERTS method against its rule."""
+def control_budgets(sweep_dir: Path, seed: int, methods: list[str], which: str = "each") -> list[float]:
+    """The equal-budget controls' budgets for ``seed``: each method's measured effective epochs /
+    epochs (``each``), or only the cheapest method's (``cheapest``), rounded to 2 decimals (0.3 %
+    of a 30-epoch budget), so methods of about equal cost share one control."""
+    out = []
+    for m in methods:
+        if m == "full":
+            continue
+        run_dir = sweep_dir / "runs" / f"seed={seed},method={m}"
+        row = run_row(run_dir, ["method"])
+        out.append(round(row["effective_epochs"] / row["epochs"], 2))
+    return sorted(set(out))[:1] if which == "cheapest" else sorted(set(out))
+
+
+def run_controls(grid: Grid, seeds: list[int], methods: list[str], workers: int, which: str = "each") -> list[Grid]:
+    """full and random at each method's own effective epochs, per seed, in the main sweep folder
+    (run names carry the budget); returns the control grids, so results.csv can list every run."""
+    grids = []
+    for seed in seeds:
+        budgets = control_budgets(grid.sweep_dir, seed, methods, which)
+        feasible = [b for b in budgets if random_feasible(grid.base, b)]
+        for b in sorted(set(budgets) - set(feasible)):
+            print(f"control random at budget {b} (seed {seed}) skipped: its warm-up and revision alone exceed it")
+        for method, bs in (("full", budgets), ("random", feasible)):
+            if not bs:
+                continue
+            g = Grid(name=grid.name, out_dir=grid.out_dir, workers=workers, base=grid.base,
+                     grid={"seed": [seed], "method": [method], "budget": bs})
+            res = run_sweep(g, workers=workers)
+            if res.failed:
+                raise SystemExit(f"failed control runs: {', '.join(res.failed)}")
+            grids.append(g)
+    return grids
+
+
+def random_feasible(base: dict, budget: float) -> bool:
+    from erts.config import ConfigError, load_config
+
+    try:
+        load_config(overrides={**base, "method": "random", "budget": budget})
+        return True
+    except ConfigError:
+        return False
+
+
+def write_all_results(main: Grid, controls: list[Grid]) -> Path:
+    """results.csv of the main sweep folder with the main grid's and the controls' finished runs
+    (each control call of run_sweep wrote only its own)."""
+    keys = [*config_keys(main), "budget"]
+    runs = expand(main) + [r for g in controls for r in expand(g)]
+    rows = [run_row(r.run_dir, keys) for r in runs if run_state(r.run_dir) == "done"]
+    path = main.sweep_dir / "results.csv"
+    runio.write_text(path, pd.DataFrame(rows).to_csv(index=False))
+    return path
+
+
+def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macro_f1") -> list[str]:
+    """Each method against full and random at its own effective epochs (paired by seed, Holm over the family)."""
+    comp = equal_budget_comparisons(df, ["dataset", "model", "method", "budget"], metric)
+    out = ["Equal-budget controls: each method against full (schedule compressed) and random (RS2) at its own "
+           "effective epochs, paired by seed; Holm over these rows:"]
+    if comp.empty:
+        return out + ["  none run (--controls)"]
+    for r in comp.itertuples():
+        if r.method not in methods:
+            continue
+        beats = r.p_holm < 0.05 and r.mean_diff > 0
+        verdict = "beats it" if beats else ("worse" if r.p_holm < 0.05 else "does not beat it")
+        out.append(f"  {r.method:15s} vs {r.baseline:22s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
+                   f"{r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}: {verdict}")
+    return out
+
+
+def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str = "test_macro_f1") -> list[str]:
+    """The printed summary of a results.csv: one line per method (the controls labelled full@<method>,
+    random@<method>), each method against its equal-budget controls, then each ERTS method against its rule."""
     df = df.rename(columns=legacy_result_columns(df.columns))  # erts <= 0.2 names
+    controls_df = df
+    df = label_controls(df)
+    methods = methods + [m for m in dict.fromkeys(df["method"]) if is_control(m)]
     df = df.assign(seconds_train=df[["seconds_scoring", "seconds_gradcam", "seconds_update"]].sum(axis=1))
-    metrics = ["test_macro_f1", "effective_epochs"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
+    metrics = list(dict.fromkeys([metric, "test_macro_f1", "effective_epochs"])) + (["test_f1_nao"] if "test_f1_nao" in df else [])
     summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
     med = df.groupby("method")[["seconds_train", "seconds_total"]].median().loc[methods]
-    pairs = paired_comparisons(df, ["dataset", "model", "method"], metric="test_macro_f1").set_index("method")
-    out = [title + " (seconds: median over seeds, x full: ratio of medians)", f"{'method':10s} {'macro-F1 [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
+    pairs = paired_comparisons(df[~df["method"].map(is_control)], ["dataset", "model", "method"],
+                               metric=metric).set_index("method")
+    out = [title + " (seconds: median over seeds, x full: ratio of medians)", f"{'method':10s} {metric.removeprefix('test_') + ' [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
            + f"{'EE':>6s} {'train s':>8s} {'x full':>7s} {'total s':>8s} {'x full':>7s}  diff vs full [95% CI], p(Holm)"]
     cpu = {"cpu_seconds_train", "cpu_seconds_total"} <= set(df)
     if cpu:
@@ -71,7 +154,7 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]
         out[1] += "  CPU train s, x full, CPU total s, x full"
     for m in methods:
         s = summary.loc[m]
-        line = (f"{m:10s} {s.test_macro_f1_mean:.4f} [{s.test_macro_f1_ci_low:.4f}, {s.test_macro_f1_ci_high:.4f}] "
+        line = (f"{m:10s} {s[metric + '_mean']:.4f} [{s[metric + '_ci_low']:.4f}, {s[metric + '_ci_high']:.4f}] "
                 + (f"{s.test_f1_nao_mean:8.4f} " if "test_f1_nao" in df else "")
                 + f"{s.effective_epochs_mean:6.2f} {med.loc[m].seconds_train:8.1f} "
                   f"{med.loc[m].seconds_train / med.loc['full'].seconds_train:7.3f} {med.loc[m].seconds_total:8.1f} "
@@ -84,7 +167,8 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str) -> list[str]
             line += (f"  cpu {c.cpu_seconds_train:.1f} x{c.cpu_seconds_train / cf.cpu_seconds_train:.3f} "
                      f"{c.cpu_seconds_total:.1f} x{c.cpu_seconds_total / cf.cpu_seconds_total:.3f}")
         out.append(line)
-    erts = erts_comparisons(df[df["method"].isin(methods)], ["dataset", "model", "method"], metric="test_macro_f1")
+    out += control_lines(controls_df, methods, metric)
+    erts = erts_comparisons(df[df["method"].isin(methods)], ["dataset", "model", "method"], metric=metric)
     out.append("ERTS against the rule it filters (paired by seed; Holm over these rows only, not with the rows above):")
     if erts.empty:
         out.append("  none: an erts-<rule> method needs <rule> in --methods")
@@ -107,10 +191,16 @@ def main() -> None:
                     help="also run --variant-methods with this setting (its own sweep folder), seed by seed "
                          "alongside the main grid; shown as <method>+<KEY=VALUE> against the main grid's full")
     ap.add_argument("--variant-methods", default="dbpd,erts-dbpd")
+    ap.add_argument("--controls", default="each", choices=["each", "cheapest", "none"],
+                    help="equal-budget controls, full and random, at each method's effective epochs, at the "
+                         "cheapest method's only, or none")
+    ap.add_argument("--metric", default="test_macro_f1", help="the metric compared (e.g. test_macro_auroc)")
+    ap.add_argument("--preset", help="an erts preset applied to every run (e.g. ptbxl-benchmark)")
     ap.add_argument("--summary-only", action="store_true",
                     help="start no run: summarise the runs finished so far (safe while the sweep is running)")
     args = ap.parse_args()
-    base = {**DATASETS[args.dataset], **COMMON,
+    common = {"preset": args.preset} if args.preset else COMMON  # a preset brings its own model and optimiser
+    base = {**DATASETS[args.dataset], **common,
             **{k: parse_value(v) for k, v in (o.split("=", 1) for o in args.overrides)}}
     methods = args.methods.split(",")
     name = args.name or f"e2e-{args.dataset}"
@@ -131,11 +221,14 @@ def main() -> None:
             if res.failed:
                 raise SystemExit(f"failed runs: {', '.join(res.failed)}")
             results[suffix] = res.results_csv
+            if not suffix and args.controls != "none":  # the main grid: its methods' controls, seed by seed
+                controls = run_controls(grid, seeds, grid_methods, args.workers, args.controls)
+                results[suffix] = write_all_results(grid, controls)
     frames = [pd.read_csv(path).assign(method=lambda d, sfx=sfx: d["method"] + sfx) for sfx, path in results.items()]
     df = pd.concat(frames, ignore_index=True)
     shown = methods + [m + sfx for sfx in results if sfx for m in args.variant_methods.split(",")]
     title = f"{args.dataset}: {base['model']}, {base['epochs']} epochs, {args.seeds} seeds, same loss/data/budget"
-    print("\n" + "\n".join(summary_lines(df, shown, title)))
+    print("\n" + "\n".join(summary_lines(df, shown, title, args.metric)))
     for path in results.values():
         print(f"results table: {path}")
 

@@ -66,7 +66,7 @@ def test_every_key_says_what_it_means_and_what_it_accepts(capsys):
         for t in texts:  # no comment lost
             assert " ".join(t.split()) in got[key], (key, t)
         assert "accepts: " in got[key]
-    assert got["granularity"].startswith("granularity = batch") and "one of 'batch', 'epoch'" in got["granularity"]
+    assert got["granularity"].startswith("granularity = auto") and "one of 'auto', 'batch', 'epoch'" in got["granularity"]
     assert "erts-dbpd" in got["method"] and "el2n" in got["method"]
     assert "float or null" in got["crop_s"] and "int or null" in got["warmup_epochs"]
     assert "cinc2017" in got["dataset"] and "wfdb-folder" in got["dataset"]

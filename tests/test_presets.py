@@ -97,12 +97,12 @@ def test_cpsc_preset_with_published_length_runs_end_to_end(cpsc_root, tmp_path):
     assert np.load(run_dir / "predictions_test.npz")["probs"].shape == (8, 8)  # 1 test record per class
 
 
-def test_erts_presets_lists_all_63(capsys):
+def test_erts_presets_lists_the_63_published_and_the_ptbxl_benchmark(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [ln.split()[0] for ln in lines]
-    expected = {f"paper-{d}-{b}-{m}" for d in DATASETS for b in BACKBONES for m in MODES}
-    assert len(names) == 63 and set(names) == expected == set(PRESETS)
+    expected = {f"paper-{d}-{b}-{m}" for d in DATASETS for b in BACKBONES for m in MODES} | {"ptbxl-benchmark"}
+    assert len(names) == 64 and set(names) == expected == set(PRESETS)
     assert main(["presets", "paper-cpsc2018-efficientnet_v2_s-srd"]) == 0
     shown = json.loads(capsys.readouterr().out)
     # written out by hand from the published code (main.py, selective_gradient.py, model.py @133e7b9)

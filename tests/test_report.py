@@ -409,7 +409,7 @@ def test_sweep_report_shows_the_resolved_config(small_sweep, tmp_path):
     # set by make_run for every run: shown once
     assert shared["train.epochs"] == "6" and shared["selection.phi"] == "0.5"
     assert shared["selection.warmup_epochs"] == "2" and shared["data.dataset"] == "synthetic"
-    assert shared["data.bandpass"] == "null" and shared["data.standardize"] == "true"
+    assert shared["data.bandpass"] == "null" and shared["data.standardize"] == "record"
     # per-run by construction, or varying: not among the shared settings
     for k in ("train.seed", "train.name", "train.out_dir", "selection.method", "train.num_threads"):
         assert k not in shared, k

@@ -237,3 +237,39 @@ def test_bootstrap_ci_agrees_with_scipy_bootstrap(tmp_path):
     assert again["ci_high"] == pytest.approx(r["ci_high"], abs=1e-6)
     with pytest.raises(ValueError, match="prediction rows"):
         es.bootstrap_macro_f1(y[:5], probs)
+
+
+def test_equal_budget_controls_pair_each_method_with_full_and_random_at_its_own_budget():
+    from scipy import stats as sps
+
+    from erts.eval.stats import equal_budget_comparisons, label_controls
+
+    rows = []
+    f1 = {"dbpd": [0.60, 0.62, 0.61], "infobatch": [0.64, 0.66, 0.65], "full": [0.63, 0.64, 0.65],
+          "full@dbpd": [0.61, 0.60, 0.62], "random@dbpd": [0.58, 0.57, 0.59],
+          "full@infobatch": [0.62, 0.63, 0.61], "random@infobatch": [0.60, 0.61, 0.62]}
+    ee = {"dbpd": [18.3, 18.4, 18.2], "infobatch": [20.5, 20.6, 20.4]}
+    for seed in range(3):
+        rows.append({"run": f"full{seed}", "dataset": "d", "method": "full", "budget": None, "seed": seed,
+                     "test_macro_f1": f1["full"][seed], "effective_epochs": 30.0, "epochs": 30})
+        for m in ("dbpd", "infobatch"):
+            b = round(ee[m][seed] / 30, 4)
+            rows.append({"run": f"{m}{seed}", "dataset": "d", "method": m, "budget": None, "seed": seed,
+                         "test_macro_f1": f1[m][seed], "effective_epochs": ee[m][seed], "epochs": 30})
+            for c in ("full", "random"):
+                rows.append({"run": f"{c}{m}{seed}", "dataset": "d", "method": c, "budget": b, "seed": seed,
+                             "test_macro_f1": f1[f"{c}@{m}"][seed], "effective_epochs": b * 30,
+                             "epochs": 19 if c == "full" else 30})
+    df = pd.DataFrame(rows)
+    labelled = label_controls(df)
+    assert sorted(set(labelled["method"])) == sorted(f1)
+    comp = equal_budget_comparisons(df, ["dataset", "method", "budget"]).set_index(["method", "baseline"])
+    assert len(comp) == 4
+    for m in ("dbpd", "infobatch"):
+        for c in ("full", "random"):
+            r = comp.loc[(m, f"{c}@{m}")]
+            d = np.array(f1[m]) - np.array(f1[f"{c}@{m}"])
+            assert r.mean_diff == pytest.approx(d.mean())
+            assert r.p_ttest == pytest.approx(sps.ttest_rel(f1[m], f1[f"{c}@{m}"]).pvalue)
+    p = np.sort(comp["p_ttest"].to_numpy())
+    assert comp["p_holm"].min() == pytest.approx(min(1.0, 4 * p[0]))

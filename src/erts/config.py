@@ -80,7 +80,9 @@ class ModelConfig:
 class OptimConfig:
     lr: float = 1e-3  # AdamW learning rate (peak, before the schedule)
     weight_decay: float = 0.01  # AdamW weight decay
-    schedule: Literal["cosine", "step", "constant"] = "cosine"  # learning-rate schedule, stepped once per epoch
+    # learning-rate schedule, stepped once per epoch; onecycle: fastai's fit_one_cycle as the PTB-XL benchmark
+    # trains (lr / 25 rising to lr over the first 30 % of the epochs, cosine down to lr / 25e4; beta1 0.95 -> 0.85)
+    schedule: Literal["cosine", "step", "constant", "onecycle"] = "cosine"
     step_gamma: float = 0.98  # per-epoch decay of the step schedule
     batch_size: int = 64  # training batch (and the per-batch selection pool)
     # auto: ce for single-label, bce for multi-label. balanced_ce: weights n / (K n_c), weighted mean;

@@ -239,6 +239,60 @@ def erts_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str = "test_
     return paired_against(df, keys, erts_base, metric, method_key, seed_key, confidence)
 
 
+# --- equal-budget controls --------------------------------------------------------------
+
+CONTROL_METHODS = ("full", "random")
+
+
+def is_control(method: str) -> bool:
+    """A labelled equal-budget control: 'full@dbpd', 'random@erts-infobatch'."""
+    return "@" in str(method)
+
+
+def label_controls(df: pd.DataFrame, tolerance: float = 6e-3, seed_key: str = "seed") -> pd.DataFrame:
+    """Names each equal-budget control run after the method it matches: a ``full`` or ``random`` run
+    with a ``budget`` becomes ``full@<m>`` / ``random@<m>`` where ``m`` is a method of the same seed
+    (and dataset and model) whose effective epochs / epochs equal that budget (within
+    ``tolerance``: budgets are given to 2 decimals; one control may match several methods of
+    about equal cost: it is then repeated for each). Controls matching nothing keep the name ``<method>@<budget>``. Other rows unchanged."""
+    if "budget" not in df.columns:
+        return df
+    budget = pd.to_numeric(df["budget"], errors="coerce")
+    ctrl = df["method"].isin(CONTROL_METHODS) & budget.notna()
+    if not ctrl.any():
+        return df
+    same = [k for k in ("dataset", "model", seed_key) if k in df.columns]
+    methods = df[~ctrl & ~df["method"].isin(CONTROL_METHODS)]
+    share = methods["effective_epochs"] / methods["epochs"]
+    rows = [df[~ctrl]]
+    for i, r in df[ctrl].iterrows():
+        match = methods[(share - float(budget[i])).abs() <= tolerance]
+        for k in same:
+            match = match[_matches(match[k], r[k])]
+        names = list(dict.fromkeys(match["method"])) or [f"{float(budget[i]):g}"]
+        rows.append(pd.DataFrame([{**r.to_dict(), "method": f"{r['method']}@{m}"} for m in names]))
+    return pd.concat(rows, ignore_index=True)
+
+
+def equal_budget_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str = "test_macro_f1",
+                             method_key: str = "method", seed_key: str = "seed",
+                             confidence: float = 0.95) -> pd.DataFrame:
+    """Every method against ``full`` and ``random`` trained at the method's own effective epochs
+    (``label_controls``), paired by seed; ``p_holm`` is Holm over this family (both controls of
+    every method). A method that does not beat them spends its compute no better than training
+    less, or on a random subset."""
+    labelled = label_controls(df, seed_key=seed_key)
+    keys = [k for k in keys if k != "budget"]
+    parts = [paired_against(labelled, keys, lambda m, c=c: None if is_control(m) or m in CONTROL_METHODS
+                            else f"{c}@{m}", metric, method_key, seed_key, confidence)
+             for c in CONTROL_METHODS]
+    out = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) \
+        else pd.DataFrame()
+    if not out.empty:
+        out["p_holm"] = holm(out["p_ttest"].to_numpy())
+    return out
+
+
 # --- bootstrap CI of a single run's test macro-F1 -----------------------------------------
 
 def _predict(probs: np.ndarray, multilabel: bool, thresholds: np.ndarray | None) -> np.ndarray:

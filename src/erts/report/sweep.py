@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from erts.errors import DataError
-from erts.eval.stats import erts_comparisons, paired_comparisons
+from erts.eval.stats import equal_budget_comparisons, erts_comparisons, is_control, label_controls, paired_comparisons
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples, pick_example_run
@@ -16,7 +16,8 @@ from erts.report.tables import (BASELINE, TIME_SPREAD_LIMIT, comparison_section,
                                 results_table, summary_warnings, sweep_summary)
 from erts.train.costnames import legacy_result_columns
 
-SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "ERTS against the rule it filters",
+SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "Equal-budget controls",
+                  "ERTS against the rule it filters",
                   "Accuracy against cost", "Kept fraction per epoch", "Which classes are dropped", "Focus scores",
                   "Example records", "Configuration", "Provenance"]
 
@@ -41,6 +42,8 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
     keys = config_columns(results)
     if "method" not in keys:
         raise DataError(f"{sweep_dir}/results.csv: column 'method' is missing from the configuration keys {keys}")
+    budget_runs = results.copy()
+    results = label_controls(results)  # full / random at a budget -> full@<method> / random@<method>
     shown = [k for k in keys if k == "method" or k in varying(results, keys)]
     secs = {h: Section(h) for h in SWEEP_SECTIONS}
     summary = sweep_summary(results, keys)
@@ -54,13 +57,22 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
            "than the wall clock.")
     s.table(results_table(summary, shown), "results")
     warnings = summary_warnings(summary, shown)
-    comp = paired_comparisons(results, keys)
+    comp = paired_comparisons(results[~results["method"].map(is_control)], keys)
     comparison_section(secs["Paired comparisons with the baseline"], comp, shown,
                        "Each method against the full-data baseline (full) with the same other settings, paired by "
                        "seed: does dropping data cost accuracy?",
                        "every method against full",
                        "No method could be paired with a full-data baseline run (same settings, same seeds).",
                        "comparisons", BASELINE)
+    controls = equal_budget_comparisons(budget_runs, keys)
+    comparison_section(secs["Equal-budget controls"], controls, [k for k in shown if k != "budget"],
+                       "Each method against the simple ways of spending its compute: full trained for the method's "
+                       "own effective epochs, its schedule compressed (full@<method>), and a fresh random subset each "
+                       "epoch at the same effective epochs (random@<method>, RS2), paired by seed. A method whose "
+                       "difference is not above zero does not beat them: its saving is also had without it.",
+                       "every method against both of its equal-budget controls",
+                       "No equal-budget control runs (method=full or random with budget = the method's effective "
+                       "epochs / epochs; benchmarks/end_to_end.py runs them).", "equal_budget", "its control")
     erts = erts_comparisons(results, keys)
     comparison_section(secs["ERTS against the rule it filters"], erts, shown,
                        "The paper's claim: the focus filter improves on the dropout rule it filters. Each ERTS method "

@@ -199,4 +199,8 @@ def build_scheduler(cfg: Config, opt: torch.optim.Optimizer) -> torch.optim.lr_s
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=trained_epochs(cfg))
     if s == "step":
         return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.optim.step_gamma)
+    if s == "onecycle":  # total_steps + 1: the loop also steps after the last epoch
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.optim.lr, total_steps=trained_epochs(cfg) + 1,
+                                                   pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
+                                                   base_momentum=0.85, max_momentum=0.95)
     return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
