@@ -17,10 +17,17 @@ and update (train-mode forward + cross-entropy backward + fused AdamW step on
 contiguous / channels_last of the medians (above 1: channels_last faster), and
 the median and range of the same ratio taken round by round.
 
+Training step (`--bench step`): the `--models` side by side in this process, each
+with its own default head, one update per round (train-mode forward +
+binary cross-entropy on multi-hot targets + backward + fused AdamW step on
+`--batch` records of 12 x `--length`), rounds rotating which model goes first.
+Prints the median and fastest step per model and the median ratio to the first.
+
     python benchmarks/backbones.py                   # both: all six, 256 samples each; then the formats
     python benchmarks/backbones.py --models resnet18_1d,resnet18 --samples 512
     python benchmarks/backbones.py --bench format --repeats 7
     python benchmarks/backbones.py --bench format --threads 1 --clock cpu   # a busy shared machine
+    python benchmarks/backbones.py --bench step --models resnet18_1d,resnet1d_wang,xresnet1d101 --batch 128 --length 250
 """
 from __future__ import annotations
 
@@ -36,6 +43,16 @@ PAIRS = [("resnet18_1d", "resnet18"), ("mobilenetv2_1d", "mobilenet_v2"), ("effi
 
 
 FORMATS = ("contiguous", "channels_last")
+
+
+def timed_update(model, opt, x, y, loss, now) -> float:
+    """Seconds of one update: train-mode forward, ``loss(logits, y)`` backward, optimizer step."""
+    model.train()
+    t = now()
+    opt.zero_grad(set_to_none=True)
+    loss(model(x), y).backward()
+    opt.step()
+    return now() - t
 
 
 def measure(model: str, samples: int, batch: int, threads: int, memory_format: str = "auto") -> dict:
@@ -105,12 +122,7 @@ def format_bench(models: list[str], repeats: int, score_batch: int, batch: int, 
                 return now() - t
 
         def update(f: str) -> float:
-            m, opt = nets[f].train(), opts[f]
-            t = now()
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(m(xu), yu).backward()
-            opt.step()
-            return now() - t
+            return timed_update(nets[f], opts[f], xu, yu, F.cross_entropy, now)
 
         with torch.inference_mode():  # same weights, same outputs (checked before any update)
             a, b = (nets[f].eval()(xs[:2]) for f in FORMATS)
@@ -144,6 +156,43 @@ def format_bench(models: list[str], repeats: int, score_batch: int, batch: int, 
     return out
 
 
+def step_bench(models: list[str], repeats: int, batch: int, length: int, threads: int, clock: str = "wall",
+               leads: int = 12, classes: int = 5) -> dict:
+    """Training-step seconds of each model side by side (same inputs), rounds rotating the order."""
+    import torch
+    import torch.nn.functional as F
+
+    from erts.models import count_params, create_model
+
+    torch.set_num_threads(threads)
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, leads, length, generator=gen)
+    y = torch.randint(0, 2, (batch, classes), generator=gen).float()
+    nets, opts = {}, {}
+    for name in models:
+        torch.manual_seed(0)
+        nets[name] = create_model(name, leads, classes)
+        opts[name] = torch.optim.AdamW(nets[name].parameters(), lr=1e-3, fused=True)
+    loss = F.binary_cross_entropy_with_logits
+    times: dict = {name: [] for name in models}
+    for name in models:  # warm-up: oneDNN primitives, allocator, optimizer state
+        timed_update(nets[name], opts[name], x, y, loss, now)
+    for r in range(repeats):
+        for name in models[r % len(models):] + models[:r % len(models)]:
+            times[name].append(timed_update(nets[name], opts[name], x, y, loss, now))
+    first = models[0]
+    out = {}
+    for name in models:
+        ratio = statistics.median(t / f for t, f in zip(times[name], times[first]))
+        out[name] = {"median_s": statistics.median(times[name]), "min_s": min(times[name]), "ratio": ratio,
+                     "params": count_params(nets[name]), "head": nets[name].head.kind}
+        r = out[name]
+        print(f"{name:20s} {r['params'] / 1e6:6.2f} M params ({r['head']} head)  step median {r['median_s']:7.3f} s  "
+              f"fastest {r['min_s']:7.3f} s  x{ratio:.2f} of {first} (per-round median)", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(m for pair in PAIRS for m in pair))
@@ -152,13 +201,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--memory-format", default="auto", choices=("auto", *FORMATS),
                     help="epoch bench: the 2-D backbones' memory format (default auto, as a run)")
-    ap.add_argument("--bench", default="epoch,format", help="epoch, format, or both (default)")
-    ap.add_argument("--repeats", type=int, default=7, help="format bench: rounds (medians reported)")
+    ap.add_argument("--bench", default="epoch,format", help="epoch, format, step, comma-separated (default: epoch,format)")
+    ap.add_argument("--repeats", type=int, default=7, help="format and step benches: rounds (medians reported)")
     ap.add_argument("--score-batch", type=int, default=16, help="format bench: records per scoring forward")
-    ap.add_argument("--length", type=int, default=1000, help="format bench: samples per record")
+    ap.add_argument("--length", type=int, default=1000, help="format and step benches: samples per record")
     ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                     help="format bench: wall clock, or process CPU time (with --threads 1 on a busy machine)")
-    ap.add_argument("--json", help="format bench: also write its medians here")
+    ap.add_argument("--json", help="format or step bench: also write its medians here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -172,6 +221,13 @@ def main() -> None:
         print(f"\nmemory formats, 2-D backbones, {args.threads} threads, 12 x {args.length} records, {args.clock} "
               f"clock, medians of {args.repeats} rounds; x = contiguous / channels_last (above 1: channels_last faster):")
         res = format_bench(two_d, args.repeats, args.score_batch, args.batch, args.length, args.threads, args.clock)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=1)
+    if "step" in benches:
+        print(f"\ntraining step, {args.threads} threads, batch {args.batch} x 12 x {args.length}, {args.clock} clock, "
+              f"{args.repeats} rounds:")
+        res = step_bench(args.models.split(","), args.repeats, args.batch, args.length, args.threads, args.clock)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(res, f, indent=1)

@@ -11,8 +11,11 @@ mean over rows, ReLU first.
 Fast path: when A is the last conv stage, which the head averages over S,
 dy/dA_k(s) = (1/|S|) dy/dz_k with z the pooled vector, constant over S. So
 alpha = (1/|S|) dy/dz: for a linear head the target-weighted fc rows (CAM from
-the forward pass alone), for the MLP head the closed-form head gradient. This
-equals the autograd result exactly, up to float rounding.
+the forward pass alone), for the MLP head the closed-form head gradient. The
+concat-pool head (max and mean) has a gradient that is not constant over S,
+but alpha only needs its sum over S, (dy/dz_max + dy/dz_avg), also in closed
+form. Each head's ``grad_pooled`` returns that sum; this equals the autograd
+result exactly, up to float rounding.
 """
 from __future__ import annotations
 
@@ -63,8 +66,8 @@ def cam_from_features(model: nn.Module, feats: Tensor, target: Tensor) -> tuple[
     """Grad-CAM at the last conv stage from ``feats = model.forward_features(x)``, with no extra forward.
 
     Works on features computed under ``torch.inference_mode()`` or ``no_grad``:
-    nothing here needs autograd (the MLP head's gradient is computed in closed
-    form, see ``ClassifierHead.grad_pooled``). The head is treated as in eval
+    nothing here needs autograd (the MLP and concat heads' gradients are computed
+    in closed form, see ``ClassifierHead.grad_pooled`` and ``ConcatPoolHead.grad_pooled``). The head is treated as in eval
     mode (dropout off), which is how Grad-CAM is defined here.
     """
     head = model.head

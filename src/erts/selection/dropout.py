@@ -17,9 +17,9 @@ rule and its schedule (``Selector``), the per-sample score bank, the cost meter,
 and how scores and Grad-CAM focus are measured on the model:
 
 - the model is an erts model, or any module exposing ``forward_features`` and a
-  ``head`` (erts' ``ClassifierHead`` or an ``nn.Linear`` after global average
-  pooling): Grad-CAM at the last stage is exact from the scoring pass's own
-  features (no backward);
+  ``head`` (erts' ``ClassifierHead`` or ``ConcatPoolHead``, or an ``nn.Linear``
+  after global average pooling): Grad-CAM at the last stage is exact from the
+  scoring pass's own features (no backward);
 - any other model, or another layer (``gradcam_layer="layer3"``): autograd
   Grad-CAM at that named submodule, on the candidates only.
 """
