@@ -15,12 +15,14 @@ def blocks() -> list[str]:
 def test_api_examples_run(tmp_path, monkeypatch, cache_dir, capsys):
     monkeypatch.chdir(tmp_path)
     code = blocks()
-    assert len(code) == 3
+    assert len(code) == 4
     namespace: dict = {}
     for block in code:
         exec(compile(block, str(DOC), "exec"), namespace)
     out = capsys.readouterr().out
-    assert "effective epochs" in out and "samples this epoch" in out
+    assert "effective epochs" in out and "samples this epoch" in out and "samples trained per epoch" in out
+    trained = namespace["trained"]  # the InfoBatch example pruned (its own asserts ran too)
+    assert trained[0] == 256 and min(trained[1:7]) < 230
     assert (tmp_path / "runs" / "api-demo" / "metrics.json").exists()
     assert namespace["probs"].shape == (1, 5) and abs(namespace["probs"].sum() - 1) < 1e-5
     assert namespace["out"]["maps"].shape == (1, 200) and 0 <= namespace["out"]["focus"][0] <= 1
