@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from erts.eval.stats import (equal_budget_comparisons, erts_comparisons, group_summary, is_control, label_controls,
+from erts.eval.stats import (bootstrap_macro_auroc, equal_budget_comparisons, erts_comparisons, group_summary, is_control, label_controls,
                              paired_comparisons)
 from erts.train import runio
 from erts.train.costnames import legacy_result_columns
@@ -130,6 +130,25 @@ def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macr
         verdict = "beats it" if beats else ("worse" if r.p_holm < 0.05 else "does not beat it")
         out.append(f"  {r.method:15s} vs {r.baseline:22s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
                    f"{r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}: {verdict}")
+    return out
+
+
+def bootstrap_lines(sweep_dir: Path, df: pd.DataFrame, methods: list[str]) -> list[str]:
+    """Each method's per-run test macro-AUROC with its record bootstrap 95 % interval (1,000 resamples
+    with every class present, as the PTB-XL benchmark draws them), read from predictions_test.npz."""
+    import numpy as np
+
+    out = ["Test macro-AUROC per run with its bootstrap 95 % CI over test records (seed: point [low, high]):"]
+    labelled = label_controls(df)
+    for m in methods:
+        parts = []
+        for r in labelled[labelled["method"] == m].sort_values("seed").itertuples():
+            npz = sweep_dir / "runs" / r.run / "predictions_test.npz"
+            if npz.exists():
+                with np.load(npz) as z:
+                    b = bootstrap_macro_auroc(z["y_true"], z["probs"], n_boot=1000, seed=0)
+                parts.append(f"s{r.seed}: {b['macro_auroc']:.4f} [{b['ci_low']:.4f}, {b['ci_high']:.4f}]")
+        out.append(f"  {m:22s} " + "; ".join(parts))
     return out
 
 
@@ -229,6 +248,8 @@ def main() -> None:
     shown = methods + [m + sfx for sfx in results if sfx for m in args.variant_methods.split(",")]
     title = f"{args.dataset}: {base['model']}, {base['epochs']} epochs, {args.seeds} seeds, same loss/data/budget"
     print("\n" + "\n".join(summary_lines(df, shown, title, args.metric)))
+    if args.metric == "test_macro_auroc" and "" in results:
+        print("\n".join(bootstrap_lines(results[""].parent, pd.read_csv(results[""]), methods)))
     for path in results.values():
         print(f"results table: {path}")
 

@@ -273,3 +273,20 @@ def test_equal_budget_controls_pair_each_method_with_full_and_random_at_its_own_
             assert r.p_ttest == pytest.approx(sps.ttest_rel(f1[m], f1[f"{c}@{m}"]).pvalue)
     p = np.sort(comp["p_ttest"].to_numpy())
     assert comp["p_holm"].min() == pytest.approx(min(1.0, 4 * p[0]))
+
+
+def test_bootstrap_macro_auroc_resamples_records_with_every_class_present():
+    from sklearn.metrics import roc_auc_score
+
+    from erts.eval.stats import bootstrap_macro_auroc
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((400, 3)) < [0.5, 0.2, 0.05]).astype(int)
+    probs = np.clip(y * 0.3 + rng.random((400, 3)) * 0.7, 0, 1)
+    r = bootstrap_macro_auroc(y, probs, n_boot=300, seed=1)
+    assert r["macro_auroc"] == pytest.approx(roc_auc_score(y, probs, average="macro"))
+    assert r["ci_low"] < r["macro_auroc"] < r["ci_high"]
+    # independently: the replicates' spread shrinks like 1/sqrt(n) (4x the records, about half the width)
+    big = bootstrap_macro_auroc(np.tile(y, (4, 1)), np.tile(probs, (4, 1)), n_boot=300, seed=1)
+    ratio = (big["ci_high"] - big["ci_low"]) / (r["ci_high"] - r["ci_low"])
+    assert 0.35 < ratio < 0.7
