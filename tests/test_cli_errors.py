@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_wfdb import write_cinc2017
+from fixtures_wfdb import write_cinc2017, write_wfdb_folder
 
 from erts.cli.main import main
 from erts.errors import DataError
@@ -66,6 +66,21 @@ def test_one_line_exit_2(places, capsys, args, needle):
     assert rc == 2
     line = one_line(err)
     assert line.startswith("erts: ") and needle in line, line
+
+
+def test_empty_splits_are_said_at_info_and_stop_training_before_its_folder(places, capsys, tmp_path):
+    """A small multi-label wfdb-folder (each record's rarest label on 2 records) got empty val and
+    test splits without a word at `erts data info`; the training run then failed after writing
+    runs/<name>/{config.yaml,run.json}. Now info warns in one line and train stops before the folder."""
+    write_wfdb_folder(tmp_path / "ml", {f"r{i:02d}": f"n;c{i % 5}" for i in range(10)}, seconds=2)
+    rc, err = run_cli(["data", "info", "wfdb-folder", "--root", "ml", "cache_dir=c"], capsys)
+    assert rc == 0
+    assert one_line(err).startswith("erts: warning: wfdb-folder: the val and test splits are empty "
+                                    "(10 train, 0 val, 0 test records); ")
+    rc, err = run_cli(["train", "dataset=wfdb-folder", "root=ml", "cache_dir=c", "out_dir=runs", "name=ml"], capsys)
+    assert rc == 2
+    assert one_line(err).startswith("erts: error: wfdb-folder: the val and test splits are empty")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_explain_missing_run_is_exit_2(places, capsys):

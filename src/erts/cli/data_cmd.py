@@ -97,20 +97,29 @@ def _fail(e: Exception) -> int:
     return 1
 
 
-def run_info(args: argparse.Namespace) -> int:
-    from erts.data import load_dataset
+def _load(cfg):
+    """The dataset with every split or not: a split without records is said, as a warning
+    (training on it stops with the same words)."""
+    from erts.data import load_dataset, split_problem
+    from erts.errors import warn
 
-    rs = load_dataset(_config(args).data)
+    rs = load_dataset(cfg.data, all_splits=False)
+    problem = split_problem(rs)
+    if problem:
+        warn(problem)
+    return rs
+
+
+def run_info(args: argparse.Namespace) -> int:
+    rs = _load(_config(args))
     print(describe(rs, n_skipped=None if args.all else 5))
     return 0
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from erts.data import load_dataset
-
     cfg = _config(args)
     t0 = time.time()
-    rs = load_dataset(cfg.data)
+    rs = _load(cfg)
     dt = time.time() - t0
     what = "already cached; loaded" if getattr(rs, "fresh", True) is False else "prepared"
     print(f"{rs.name}: {len(rs.record_ids):,} records {what} in {dt:.1f} s ({len(rs.skipped)} skipped)")
