@@ -89,6 +89,25 @@ def test_explain_missing_run_is_exit_2(places, capsys):
     assert "runs/none" in err.splitlines()[-1] and err.splitlines()[-1].startswith("erts: ")
 
 
+def test_explain_of_a_missing_run_is_one_line(places, capsys):
+    """It printed the run's (empty) keep/filter history on stdout, then the error."""
+    rc = main(["explain", "runs/nosuchrun", "--record", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert one_line(err) == "erts: error: runs/nosuchrun: no such run folder"
+
+
+@pytest.mark.parametrize("args", [["data", "info", "nosuchdataset"], ["data", "prepare", "nosuchdataset"],
+                                  ["data", "download", "nosuchdataset", "--root", "x"]])
+def test_unknown_dataset_at_erts_data_is_one_line(places, capsys, args):
+    """argparse printed its usage text before the error."""
+    rc = main(args)
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert one_line(err).startswith("erts: config error: dataset='nosuchdataset' ")
+    assert "available: synthetic, ptbxl" in err or "downloadable: ptbxl" in err
+
+
 @pytest.mark.parametrize("setting, needle", [
     ("fs=0", "fs=0.0 must be > 0"),
     ("length_s=-1", "length_s=-1.0 must be > 0"),
@@ -205,6 +224,35 @@ def test_interrupt_reads_the_checkpoint_not_a_newer_log(places, capsys, monkeypa
     monkeypatch.setattr(loop, "train", train)
     rc, err = run_cli(["train", "name=r3", "out_dir=runs"], capsys)
     assert rc == 130 and "interrupted during epoch 2 (epoch 1 completed and checkpointed)" in err
+
+
+STOP_WHILE_CACHING = """
+import os, signal, sys, time
+import numpy as np
+real = np.save
+def save(*a, **kw):  # SIGTERM after the first array of the entry is written into its .tmp- folder
+    real(*a, **kw)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+np.save = save
+from erts.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_preparing_leaves_no_partial_entry(tmp_path):
+    """SIGTERM (a scheduler's stop) during `erts data prepare` killed it on the spot: the partial
+    <entry>.tmp-* folder stayed and nothing was said. Now it stops as Ctrl-C does: one line, exit 143,
+    no partial entry."""
+    cache = tmp_path / "c"
+    env = {**os.environ, "ERTS_QUIET": "1"}
+    env.pop("ERTS_DEBUG", None)
+    res = subprocess.run([sys.executable, "-c", STOP_WHILE_CACHING, "data", "prepare", "synthetic",
+                          "n_records=40", "length_s=2", f"cache_dir={cache}"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 143, res.stderr
+    assert one_line(res.stderr) == "erts: stopped by SIGTERM"
+    assert cache.is_dir() and not list(cache.iterdir())  # neither the partial entry nor a finished one
 
 
 @pytest.mark.slow
