@@ -136,13 +136,15 @@ def run_prepare(args: argparse.Namespace) -> int:
 def describe(rs, n_skipped: int | None = 5) -> str:
     """A human summary of a record set: shape, counts per split, skipped records (the first
     ``n_skipped``; None: all), cache location."""
+    from erts.data.records import names_text
+
     kind = "multi-label" if rs.multilabel else "single-label"
     lines = [
         f"dataset: {rs.name}",
         f"records: {len(rs.record_ids):,} kept, {len(rs.skipped):,} skipped",
-        f"signal: {rs.num_leads} lead(s) ({', '.join(rs.lead_names)}), {rs.fs:g} Hz, "
+        f"signal: {rs.num_leads} lead(s) ({names_text(rs.lead_names)}), {rs.fs:g} Hz, "
         f"{rs.length} samples ({rs.length / rs.fs:g} s)",
-        f"labels: {kind}, {rs.num_classes} classes ({', '.join(rs.class_names)})",
+        f"labels: {kind}, {rs.num_classes} classes ({names_text(rs.class_names)})",
         "",
         rs.summary().to_string(),
     ]

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import signal as sps
 
 from erts.data.cache import cached
 from erts.data.preprocess import bandpass, standardize
@@ -495,6 +494,8 @@ def _baseline(rng: np.random.Generator, b: int, t: np.ndarray) -> np.ndarray:
 
 def _emg(rng: np.random.Generator, b: int, t: np.ndarray, fs: float) -> np.ndarray:
     """Muscle noise: band-limited white noise (10 Hz up to the recorder's band edge) with a slow envelope."""
+    from scipy import signal as sps  # here, not at import: a load from the cache never generates
+
     sos = sps.butter(2, [10.0, min(150.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
     white = rng.standard_normal((b, 8, len(t)), dtype=np.float32)
     band = sps.sosfilt(sos, white, axis=-1).astype(np.float32)
