@@ -60,6 +60,8 @@ def places(tmp_path, monkeypatch):
     (["report", "runs/none"], "runs/none"),
     (["data", "info", "cinc2017", "--root", "notzip.zip"], "notzip.zip is a file but not a zip archive"),
     (["data", "prepare", "cinc2017", "--root", "broken"], "no usable records"),
+    (["data", "info", "synthetic", "length_s=1", "cache_dir=c"], "config error: synthetic: fs=100.0 Hz and length_s=1.0"),
+    (["data", "info", "synthetic", "n_records=5", "cache_dir=c"], "config error: synthetic: n_records=5 is too small"),
 ])
 def test_one_line_exit_2(places, capsys, args, needle):
     rc, err = run_cli(args, capsys)
