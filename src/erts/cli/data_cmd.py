@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from erts.cli.stop import sigterm_raises
-from erts.registry import DATASETS
 from erts.errors import ConfigError
+from erts.registry import DATASETS
 
 
 class _Intermixed(argparse.ArgumentParser):

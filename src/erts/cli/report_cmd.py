@@ -87,8 +87,9 @@ def run_explain_cmd(args: argparse.Namespace) -> int:
     from erts.errors import DataError
     from erts.report.selection import history_text
 
-    problem = run_folder_problem(Path(args.run))
-    if problem:  # before the history: one line, not a history line and then the error
+    run = Path(args.run)
+    problem = run_folder_problem(run)  # before the history: one line, not a history line and then the error
+    if problem and not (args.history_only and run.is_dir()):  # the history alone needs no config.yaml
         raise DataError(f"{args.run}: {problem}")
     print(history_text(args.run, args.record))
     if args.history_only:
