@@ -75,8 +75,11 @@ def measure(model: str, samples: int, batch: int, threads: int, memory_format: s
     t.idx["train"] = t.idx["train"][:batch]
     t.run_epoch(0)  # warm-up batch (allocator, oneDNN primitives, FLOP counter)
     t.idx["train"] = torch.arange(samples) % n_train
+    sync = torch.cuda.synchronize if t.device.type == "cuda" else (lambda: None)  # queued kernels inside the clock
+    sync()
     start = time.perf_counter()
     t.run_epoch(1)
+    sync()
     sec = time.perf_counter() - start
     if t.device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
@@ -207,33 +210,33 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=1000, help="format and step benches: samples per record")
     ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                     help="format bench: wall clock, or process CPU time (with --threads 1 on a busy machine)")
-    ap.add_argument("--json", help="format or step bench: also write its medians here")
+    ap.add_argument("--json", help="also write the results here: {'epoch': per model, 'format' / 'step': medians}")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, args.samples, args.batch, args.threads, args.memory_format)))
         return
     benches = args.bench.split(",")
+    results: dict = {}
     if "epoch" in benches:
-        epoch_bench(args)
+        results["epoch"] = epoch_bench(args)
     if "format" in benches:
         two_d = [m for m in args.models.split(",") if m in {b for _, b in PAIRS}]
         print(f"\nmemory formats, 2-D backbones, {args.threads} threads, 12 x {args.length} records, {args.clock} "
               f"clock, medians of {args.repeats} rounds; x = contiguous / channels_last (above 1: channels_last faster):")
-        res = format_bench(two_d, args.repeats, args.score_batch, args.batch, args.length, args.threads, args.clock)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(res, f, indent=1)
+        results["format"] = format_bench(two_d, args.repeats, args.score_batch, args.batch, args.length,
+                                         args.threads, args.clock)
     if "step" in benches:
         print(f"\ntraining step, {args.threads} threads, batch {args.batch} x 12 x {args.length}, {args.clock} clock, "
               f"{args.repeats} rounds:")
-        res = step_bench(args.models.split(","), args.repeats, args.batch, args.length, args.threads, args.clock)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(res, f, indent=1)
+        results["step"] = step_bench(args.models.split(","), args.repeats, args.batch, args.length, args.threads,
+                                     args.clock)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
 
 
-def epoch_bench(args: argparse.Namespace) -> None:
+def epoch_bench(args: argparse.Namespace) -> dict:
     rows = {}
     for model in args.models.split(","):
         out = subprocess.run([sys.executable, __file__, "--child", model, "--samples", str(args.samples),
@@ -250,6 +253,7 @@ def epoch_bench(args: argparse.Namespace) -> None:
             a, b = rows[one_d], rows[two_d]
             print(f"{two_d:20s} vs {one_d:20s} time x{b['epoch_s'] / a['epoch_s']:.2f}  "
                   f"peak memory x{b['peak_mb'] / a['peak_mb']:.2f}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -24,12 +24,16 @@ with their ratio to `full` (less sensitive than the wall clock to other work on 
     python benchmarks/epoch_bench.py                       # CinC 2017 from ../shared/data
     python benchmarks/epoch_bench.py dataset=mitbih root=../shared/data/mit-bih-arrhythmia-database-1.0.0.zip
     python benchmarks/epoch_bench.py dataset=synthetic --repeats 2 bf16=true
+    python benchmarks/epoch_bench.py dataset=synthetic device=cuda --variants full,erts-dbpd,infobatch --json e.json
+
+On CUDA the clock is read after torch.cuda.synchronize(), so an epoch's queued kernels are in it.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import dataclasses
+import json
 import math
 import statistics
 import tempfile
@@ -55,6 +59,12 @@ DEFAULTS = {
 }
 
 
+def sync(t: Trainer) -> None:
+    """Waits for the GPU's queued kernels, so a clock read after it counts them (no-op on the CPU)."""
+    if t.device.type == "cuda":
+        torch.cuda.synchronize(t.device)
+
+
 def bare_epoch(t: Trainer) -> tuple[float, float]:
     """The floor: shuffle, index, forward, loss, backward, step. Nothing else."""
     model, opt, y = t.model, t.opt, t.data.y
@@ -68,6 +78,7 @@ def bare_epoch(t: Trainer) -> tuple[float, float]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    sync(t)
     return time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -144,8 +155,10 @@ def run_variant(t: Trainer, base: SelectionConfig, name: str, keep: float, phi: 
         t.dd.focus = lambda ids, y, scores, cand, inputs, k: published_focus(t, ids, scores, cand, inputs)
     else:
         t.dd.focus = DataDropout.focus.__get__(t.dd)
+    sync(t)
     start, cpu = time.perf_counter(), time.process_time()
     stats = t.run_epoch(epoch=1)
+    sync(t)
     seconds = time.perf_counter() - start
     return seconds, stats["n_updated"] / stats["n_train"], dict(t.cost.seconds), time.process_time() - cpu
 
@@ -157,6 +170,7 @@ def main() -> None:
     ap.add_argument("--phi", type=float, default=0.7)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-train", type=int, default=2000, help="subsample the training split (0: all)")
+    ap.add_argument("--json", help="also write the medians per variant here (seconds, x full, updated, cpu s)")
     ap.add_argument("--variants", default="bare,full,dbpd,erts-dbpd,erts-dbpd/ep,published,dbpd/upd,erts-dbpd/upd,"
                                           "erts-dbpd/ep-upd,infobatch,erts-infobatch")
     args = ap.parse_args()
@@ -189,6 +203,7 @@ def main() -> None:
     full = statistics.median(r[0] for r in results["full"]) if "full" in results else float("nan")
     full_cpu = statistics.median(r[3] for r in results["full"]) if "full" in results else float("nan")
     full_update = statistics.median(r[2]["update"] for r in results["full"]) if "full" in results else float("nan")
+    table: dict[str, dict] = {}
     print(f"\n{'variant':14s} {'seconds':>8s} {'x full':>7s} {'updated':>8s} {'x ideal':>8s} "
           f"{'scoring':>8s} {'gradcam':>8s} {'update':>8s} {'gradcam %':>9s} {'cpu s':>8s} {'x full':>7s}")
     for v, rows in results.items():
@@ -197,6 +212,8 @@ def main() -> None:
         ph = {k: statistics.median(r[2].get(k, 0.0) for r in rows) for k in ("scoring", "gradcam", "update")}
         ideal = full_update * kept
         cpu = statistics.median(r[3] for r in rows)
+        table[v] = {"seconds": sec, "x_full": sec / full, "updated": kept, "cpu_seconds": cpu,
+                    "cpu_x_full": cpu / full_cpu, **{f"{k}_seconds": x for k, x in ph.items()}}
         print(f"{v:14s} {sec:8.2f} {sec / full:7.3f} {kept:8.3f} {sec / ideal:8.3f} "
               f"{ph['scoring']:8.2f} {ph['gradcam']:8.3f} {ph['update']:8.2f} {100 * ph['gradcam'] / sec:8.2f}% "
               f"{cpu:8.2f} {cpu / full_cpu:7.3f}")
@@ -207,6 +224,11 @@ def main() -> None:
         if v in results:
             print(f"Grad-CAM share of the {v} epoch: "
                   f"{100 * statistics.median(r[2]['gradcam'] / r[0] for r in results[v]):.2f}%")
+    if args.json:
+        info = {"dataset": rs.name, "n_train": n, "model": cfg.model.model, "batch_size": cfg.optim.batch_size,
+                "bf16": cfg.train.bf16, "device": str(t.device), "repeats": args.repeats, "keep": args.keep,
+                "device_name": torch.cuda.get_device_name(t.device) if t.device.type == "cuda" else "cpu"}
+        Path(args.json).write_text(json.dumps({**info, "variants": table}, indent=1))
 
 
 if __name__ == "__main__":

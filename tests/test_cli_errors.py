@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_wfdb import write_cinc2017
+from fixtures_wfdb import write_cinc2017, write_wfdb_folder
 
 from erts.cli.main import main
 from erts.errors import DataError
@@ -60,6 +60,8 @@ def places(tmp_path, monkeypatch):
     (["report", "runs/none"], "runs/none"),
     (["data", "info", "cinc2017", "--root", "notzip.zip"], "notzip.zip is a file but not a zip archive"),
     (["data", "prepare", "cinc2017", "--root", "broken"], "no usable records"),
+    (["data", "info", "synthetic", "length_s=1", "cache_dir=c"], "config error: synthetic: fs=100.0 Hz and length_s=1.0"),
+    (["data", "info", "synthetic", "n_records=5", "cache_dir=c"], "config error: synthetic: n_records=5 is too small"),
 ])
 def test_one_line_exit_2(places, capsys, args, needle):
     rc, err = run_cli(args, capsys)
@@ -68,10 +70,44 @@ def test_one_line_exit_2(places, capsys, args, needle):
     assert line.startswith("erts: ") and needle in line, line
 
 
+def test_empty_splits_are_said_at_info_and_stop_training_before_its_folder(places, capsys, tmp_path):
+    """A small multi-label wfdb-folder (each record's rarest label on 2 records) got empty val and
+    test splits without a word at `erts data info`; the training run then failed after writing
+    runs/<name>/{config.yaml,run.json}. Now info warns in one line and train stops before the folder."""
+    write_wfdb_folder(tmp_path / "ml", {f"r{i:02d}": f"n;c{i % 5}" for i in range(10)}, seconds=2)
+    rc, err = run_cli(["data", "info", "wfdb-folder", "--root", "ml", "cache_dir=c"], capsys)
+    assert rc == 0
+    assert one_line(err).startswith("erts: warning: wfdb-folder: the val and test splits are empty "
+                                    "(10 train, 0 val, 0 test records); ")
+    rc, err = run_cli(["train", "dataset=wfdb-folder", "root=ml", "cache_dir=c", "out_dir=runs", "name=ml"], capsys)
+    assert rc == 2
+    assert one_line(err).startswith("erts: error: wfdb-folder: the val and test splits are empty")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_explain_missing_run_is_exit_2(places, capsys):
     rc, err = run_cli(["explain", "runs/none", "--record", "x"], capsys)
     assert rc == 2 and "Traceback" not in err
     assert "runs/none" in err.splitlines()[-1] and err.splitlines()[-1].startswith("erts: ")
+
+
+def test_explain_of_a_missing_run_is_one_line(places, capsys):
+    """It printed the run's (empty) keep/filter history on stdout, then the error."""
+    rc = main(["explain", "runs/nosuchrun", "--record", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert one_line(err) == "erts: error: runs/nosuchrun: no such run folder"
+
+
+@pytest.mark.parametrize("args", [["data", "info", "nosuchdataset"], ["data", "prepare", "nosuchdataset"],
+                                  ["data", "download", "nosuchdataset", "--root", "x"]])
+def test_unknown_dataset_at_erts_data_is_one_line(places, capsys, args):
+    """argparse printed its usage text before the error."""
+    rc = main(args)
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert one_line(err).startswith("erts: config error: dataset='nosuchdataset' ")
+    assert "available: synthetic, ptbxl" in err or "downloadable: ptbxl" in err
 
 
 @pytest.mark.parametrize("setting, needle", [
@@ -190,6 +226,35 @@ def test_interrupt_reads_the_checkpoint_not_a_newer_log(places, capsys, monkeypa
     monkeypatch.setattr(loop, "train", train)
     rc, err = run_cli(["train", "name=r3", "out_dir=runs"], capsys)
     assert rc == 130 and "interrupted during epoch 2 (epoch 1 completed and checkpointed)" in err
+
+
+STOP_WHILE_CACHING = """
+import os, signal, sys, time
+import numpy as np
+real = np.save
+def save(*a, **kw):  # SIGTERM after the first array of the entry is written into its .tmp- folder
+    real(*a, **kw)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+np.save = save
+from erts.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_preparing_leaves_no_partial_entry(tmp_path):
+    """SIGTERM (a scheduler's stop) during `erts data prepare` killed it on the spot: the partial
+    <entry>.tmp-* folder stayed and nothing was said. Now it stops as Ctrl-C does: one line, exit 143,
+    no partial entry."""
+    cache = tmp_path / "c"
+    env = {**os.environ, "ERTS_QUIET": "1"}
+    env.pop("ERTS_DEBUG", None)
+    res = subprocess.run([sys.executable, "-c", STOP_WHILE_CACHING, "data", "prepare", "synthetic",
+                          "n_records=40", "length_s=2", f"cache_dir={cache}"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 143, res.stderr
+    assert one_line(res.stderr) == "erts: stopped by SIGTERM"
+    assert cache.is_dir() and not list(cache.iterdir())  # neither the partial entry nor a finished one
 
 
 @pytest.mark.slow

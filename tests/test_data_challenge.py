@@ -186,3 +186,18 @@ def test_georgia_and_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .hea files"):
         challenge.load_georgia(DataConfig(dataset="georgia", root=str(tmp_path / "empty")))
+
+
+def test_mat_only_folder_gets_a_hint_that_fits(root, tmp_path):
+    """A folder of .mat files without headers (the original CPSC 2018 release is .mat + REFERENCE.csv)
+    was told "point root= at the cpsc2018 folder", which it already was."""
+    bad = tmp_path / "TrainingSet1"
+    shutil.copytree(root, bad)
+    for hea in bad.rglob("*.hea"):
+        hea.unlink()
+    with pytest.raises(FileNotFoundError) as e:
+        challenge.load_cpsc2018(_cfg(bad, tmp_path))
+    msg = str(e.value)
+    assert msg.startswith(f"no .hea files under {bad}; its .mat files have no .hea header beside them")
+    assert "Challenge 2020/21 layout" in msg and "erts data download cpsc2018 --root data/cpsc2018" in msg
+    assert "point root= at" not in msg

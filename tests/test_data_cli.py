@@ -71,3 +71,30 @@ def test_download_calls_the_downloader(tmp_path, capsys, monkeypatch):
     assert main(["data", "download", "cinc2017", "--root", str(tmp_path), "--base-url", "http://mirror/x", "--quiet"]) == 0
     assert calls == [("cinc2017", tmp_path, "http://mirror/x", True)]
     assert f"erts data prepare cinc2017 --root {tmp_path / 'training2017.zip'}" in capsys.readouterr().out
+
+
+def test_class_names_with_commas_are_quoted_in_info(tmp_path, capsys, monkeypatch):
+    """The class list was joined with ', ' although a class name may hold a comma: two classes
+    'AF' and 'AV block, 1st degree' read as three."""
+    monkeypatch.setenv("ERTS_QUIET", "1")
+    labels = {f"r{i:02d}": ['"AV block, 1st degree";AF', "AF", '"AV block; 2nd degree"'][i % 3] for i in range(12)}
+    root = write_wfdb_folder(tmp_path / "ecg", labels, n_leads=1, seconds=2.0)
+    assert main(["data", "info", "wfdb-folder", "--root", str(root), f"cache_dir={tmp_path / 'c'}"]) == 0
+    out = capsys.readouterr().out
+    assert 'labels: multi-label, 3 classes (AF, "AV block, 1st degree", "AV block; 2nd degree")' in out
+
+
+def test_cached_load_imports_no_signal_processing(cinc_zip, tmp_path):
+    """A load from the cache took 2.2 s, 1.4 s of it importing scipy.signal, which only preparing needs
+    (issue 25). In a fresh interpreter, `erts data info` on a prepared entry imports neither scipy.signal
+    nor scipy.io nor wfdb."""
+    import subprocess
+    import sys
+
+    args = ["data", "info", "cinc2017", "--root", str(cinc_zip), f"cache_dir={tmp_path}", "--quiet"]
+    assert main(args) == 0  # prepares the entry (here scipy is imported, in this process)
+    probe = ("import sys\nfrom erts.cli.main import main\nrc = main(sys.argv[1:])\n"
+             "print(rc, *[m for m in ('scipy.signal', 'scipy.io', 'wfdb') if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1] == "0"  # 0: exit code, then the modules imported (none)

@@ -112,3 +112,10 @@ def test_data_never_imports_train():
 @pytest.mark.parametrize("bottom", ["erts.errors", "erts.fileio"])
 def test_bottom_modules_import_nothing_of_erts(bottom):
     assert import_graph()[bottom] == set()
+
+
+def test_config_checks_dataset_names_without_the_data_package():
+    """The config is below the data loaders (they take its DataConfig): it reads the names from erts.registry."""
+    graph = import_graph()
+    assert "erts.registry" in graph["erts.config"]
+    assert not [t for t in graph["erts.config"] if t == "erts.data" or t.startswith("erts.data.")]

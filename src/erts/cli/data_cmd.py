@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+from erts.cli.stop import sigterm_raises
 from erts.errors import ConfigError
-from erts.data import DATASETS
+from erts.registry import DATASETS
 
 
 class _Intermixed(argparse.ArgumentParser):
@@ -43,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     for name, func, help_ in (("info", run_info, "record and class counts per split, skipped records, cache path"),
                               ("prepare", run_prepare, "decode and cache a dataset (progress bar, time, location)")):
         q = dsub.add_parser(name, help=help_)
-        q.add_argument("dataset", choices=list(DATASETS))
+        # a name is checked with the other settings (one line, exit 2), not by argparse (usage text first)
+        q.add_argument("dataset", metavar="DATASET", help="one of: " + ", ".join(DATASETS))
         q.add_argument("--root", help="dataset folder or archive (not needed for synthetic)")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
         q.add_argument("overrides", nargs="*", help="key=value settings")
@@ -60,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--clear", action="store_true", help="remove every entry")
     c.set_defaults(func=run_cache)
     d = dsub.add_parser("download", help="download a PhysioNet dataset into --root (resumable, checksums verified)")
-    d.add_argument("dataset", choices=[n for n in DATASETS if n not in ("synthetic", "wfdb-folder")])
+    d.add_argument("dataset", metavar="DATASET",
+                   help="one of: " + ", ".join(n for n in DATASETS if n not in ("synthetic", "wfdb-folder")))
     d.add_argument("--root", required=True, help="folder to download into")
     d.add_argument("--base-url", help="mirror to download from instead of physionet.org")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -83,8 +86,7 @@ def _config(args: argparse.Namespace):
 
     if args.quiet:
         os.environ["ERTS_QUIET"] = "1"
-    cfg = load_config(overrides=list(args.overrides))
-    cfg.data.dataset = args.dataset
+    cfg = load_config(overrides=[*args.overrides, f"dataset={args.dataset}"])  # checks the name too
     if args.root:
         cfg.data.root = str(args.root)
     return cfg
@@ -97,20 +99,31 @@ def _fail(e: Exception) -> int:
     return 1
 
 
-def run_info(args: argparse.Namespace) -> int:
-    from erts.data import load_dataset
+def _load(cfg):
+    """The dataset with every split or not: a split without records is said, as a warning
+    (training on it stops with the same words). SIGTERM stops it like Ctrl-C: the partial
+    cache entry is removed and the command says so (exit 143)."""
+    from erts.data import load_dataset, split_problem
+    from erts.errors import warn
 
-    rs = load_dataset(_config(args).data)
+    with sigterm_raises():
+        rs = load_dataset(cfg.data, all_splits=False)
+    problem = split_problem(rs)
+    if problem:
+        warn(problem)
+    return rs
+
+
+def run_info(args: argparse.Namespace) -> int:
+    rs = _load(_config(args))
     print(describe(rs, n_skipped=None if args.all else 5))
     return 0
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from erts.data import load_dataset
-
     cfg = _config(args)
     t0 = time.time()
-    rs = load_dataset(cfg.data)
+    rs = _load(cfg)
     dt = time.time() - t0
     what = "already cached; loaded" if getattr(rs, "fresh", True) is False else "prepared"
     print(f"{rs.name}: {len(rs.record_ids):,} records {what} in {dt:.1f} s ({len(rs.skipped)} skipped)")
@@ -123,13 +136,15 @@ def run_prepare(args: argparse.Namespace) -> int:
 def describe(rs, n_skipped: int | None = 5) -> str:
     """A human summary of a record set: shape, counts per split, skipped records (the first
     ``n_skipped``; None: all), cache location."""
+    from erts.data.records import names_text
+
     kind = "multi-label" if rs.multilabel else "single-label"
     lines = [
         f"dataset: {rs.name}",
         f"records: {len(rs.record_ids):,} kept, {len(rs.skipped):,} skipped",
-        f"signal: {rs.num_leads} lead(s) ({', '.join(rs.lead_names)}), {rs.fs:g} Hz, "
+        f"signal: {rs.num_leads} lead(s) ({names_text(rs.lead_names)}), {rs.fs:g} Hz, "
         f"{rs.length} samples ({rs.length / rs.fs:g} s)",
-        f"labels: {kind}, {rs.num_classes} classes ({', '.join(rs.class_names)})",
+        f"labels: {kind}, {rs.num_classes} classes ({names_text(rs.class_names)})",
         "",
         rs.summary().to_string(),
     ]
@@ -145,8 +160,10 @@ def describe(rs, n_skipped: int | None = 5) -> str:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from erts.data.download import DownloadError, download
+    from erts.data.download import REMOTES, DownloadError, download
 
+    if args.dataset not in REMOTES:
+        raise ConfigError(f"dataset={args.dataset!r} cannot be downloaded; downloadable: {', '.join(REMOTES)}")
     try:
         path = download(args.dataset, Path(args.root), base_url=args.base_url, quiet=args.quiet)
     except (ValueError, OSError, DownloadError) as e:

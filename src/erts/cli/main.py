@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 
+from erts.cli.stop import Terminated
 from erts.errors import debug, describe, user_errors
 
 # sub-command modules, in the order `erts --help` lists them
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs one sub-command. A user error (bad setting, missing or unusable path or data; see
     erts.errors) is one line on stderr and exit code 2; ``ERTS_DEBUG=1`` shows its traceback.
-    Ctrl-C is exit code 130 (``erts train`` first says where to resume)."""
+    Ctrl-C is exit code 130, SIGTERM where a command turns it into an exception 143 (``erts train``
+    first says where to resume)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -62,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"erts: {describe(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as e:  # Terminated: SIGTERM where a command asked for it (cli/stop.py)
         if debug():
             raise
-        print("erts: interrupted", file=sys.stderr)
-        return 130
+        term = isinstance(e, Terminated)
+        print(f"erts: {'stopped by SIGTERM' if term else 'interrupted'}", file=sys.stderr)
+        return 143 if term else 130
     except BrokenPipeError:  # `erts train --keys | head`: the reader left; say nothing more
         import os
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -82,8 +83,14 @@ def run_report_cmd(args: argparse.Namespace) -> int:
 
 
 def run_explain_cmd(args: argparse.Namespace) -> int:
+    from erts.cli.train_cmd import run_folder_problem
+    from erts.errors import DataError
     from erts.report.selection import history_text
 
+    run = Path(args.run)
+    problem = run_folder_problem(run)  # before the history: one line, not a history line and then the error
+    if problem and not (args.history_only and run.is_dir()):  # the history alone needs no config.yaml
+        raise DataError(f"{args.run}: {problem}")
     print(history_text(args.run, args.record))
     if args.history_only:
         return 0

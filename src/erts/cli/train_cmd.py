@@ -8,13 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-
-class Terminated(BaseException):
-    """SIGTERM (a scheduler's or `kill`'s stop), raised in the main thread like Ctrl-C's KeyboardInterrupt."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
+from erts.cli.stop import Terminated, main_thread, raise_terminated
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -142,11 +136,9 @@ def run_train(args: argparse.Namespace) -> int:
             print("erts: --resume continues a run with its saved config; drop the other settings", file=sys.stderr)
             return 2
         run_dir = Path(args.resume)
-        if not run_dir.is_dir():
-            print(f"erts: error: --resume {run_dir}: no such run folder", file=sys.stderr)
-            return 2
-        if not (run_dir / "config.yaml").exists():
-            print(f"erts: error: --resume {run_dir}: not a run folder (no config.yaml)", file=sys.stderr)
+        problem = run_folder_problem(run_dir)
+        if problem:
+            print(f"erts: error: --resume {run_dir}: {problem}", file=sys.stderr)
             return 2
         metrics = _interruptible(run_dir, lambda: resume(run_dir, progress=False if args.quiet else None))
     else:
@@ -169,6 +161,15 @@ def run_train(args: argparse.Namespace) -> int:
     if summary:
         print(summary)
     return 0
+
+
+def run_folder_problem(run_dir: Path) -> str | None:
+    """Why ``run_dir`` cannot be a run folder, in a few words; None when it has a config.yaml."""
+    if not run_dir.is_dir():
+        return "no such run folder"
+    if not (run_dir / "config.yaml").exists():
+        return "not a run folder (no config.yaml)"
+    return None
 
 
 def finished_message(run_dir: Path) -> str:
@@ -240,8 +241,8 @@ def _interruptible(run_dir: Path, work):
     """Runs ``work`` with SIGTERM raising like Ctrl-C; on either, prints where to resume and returns
     130 (SIGINT) or 143 (SIGTERM) instead of the metrics. Files are written atomically, so the last
     completed epoch's checkpoint is consistent whatever instant the signal came."""
-    main = _main_thread()  # signal handlers can only be set there
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+    main = main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, raise_terminated) if main else None
     try:
         return work()
     except Exception as e:  # torchrun: another rank died (killed, out of memory, node lost)
@@ -293,12 +294,6 @@ def _peer_failure(e: BaseException) -> bool:
     import torch.distributed as tdist
 
     return isinstance(e, tdist.DistError) or (isinstance(e, RuntimeError) and any(m in str(e) for m in PEER_FAILURE))
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _epochs(run_dir: Path) -> int | None:

@@ -174,12 +174,23 @@ def load_challenge(cfg, name: str) -> RecordSet:
                          f"`erts data download {name} --root data/{name}`")
     task = _task(cfg)
     src = Source(cfg.root)
-    heas = [n for n in src.names() if n.endswith(".hea")]
+    names = src.names()
+    heas = [n for n in names if n.endswith(".hea")]
     if not heas:
-        raise FileNotFoundError(f"no .hea files under {src.root}; point root= at the {name} folder")
+        raise FileNotFoundError(f"no .hea files under {src.root}; " + _layout_hint(name, names))
     rs = cached(name, _key(cfg, name, src), lambda: _build(src, heas, name, task, cfg), cfg.cache_dir)
     log.info("%s: split written to %s", name, rs.split_path)
     return rs
+
+
+def _layout_hint(name: str, names: list[str]) -> str:
+    """What to do about a root without headers: .mat files alone are another release of the data
+    (the original CPSC 2018 one: .mat + REFERENCE.csv), not a wrong folder."""
+    if any(n.endswith(".mat") for n in names):
+        return (f"its .mat files have no .hea header beside them (the original CPSC 2018 release is .mat + "
+                f"REFERENCE.csv); erts reads {name} in the PhysioNet/CinC Challenge 2020/21 layout, a .hea "
+                f"beside each .mat: `erts data download {name} --root data/{name}` fetches it")
+    return f"point root= at the {name} folder (`erts data download {name} --root data/{name}` fetches it)"
 
 
 def split_file(cfg, name: str) -> Path:

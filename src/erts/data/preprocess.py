@@ -3,14 +3,15 @@
 Why one module: "bad input gets a clear error" must mean the same thing for every
 dataset. Each check raises BadRecord with the record name and the reason; the
 loader then skips-and-reports or fails, as ``DataConfig.bad_records`` says.
-Nothing is ever zero-filled silently.
+Nothing is ever zero-filled silently. scipy.signal is imported where a record is
+filtered or resampled, not at import: it takes over a second to import, and a
+load from the cache (which imports the loaders) never filters anything.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import signal as sps
 
 from erts.errors import DataError
 
@@ -88,6 +89,8 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
         return x
     from fractions import Fraction
 
+    from scipy import signal as sps
+
     frac = Fraction(fs_out / fs_in).limit_denominator(1000)
     return sps.resample_poly(x, frac.numerator, frac.denominator, axis=-1).astype(np.float32)
 
@@ -101,6 +104,8 @@ def bandpass(x: np.ndarray, fs: float, low: float, high: float, order: int = 3) 
         raise DataError(f"bandpass=[{low:g}, {high:g}] cannot be applied at {fs:g} Hz: low must be > 0 and below "
                         f"high and below {0.45 * fs:g} Hz (0.45 x fs)")
     high = cap
+    from scipy import signal as sps
+
     sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
     return sps.sosfiltfilt(sos, x, axis=-1).astype(np.float32)
 

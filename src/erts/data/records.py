@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 SPLITS = ("train", "val", "test")
 
 
+def names_text(names) -> str:
+    """Class (or lead) names as one comma-separated text, a name that holds a comma, a semicolon
+    or a double quote written in double quotes (as in a wfdb-folder label field), so
+    ``AV block, 1st degree`` reads as one name, not two."""
+    return ", ".join(f'"{n}"' if any(c in str(n) for c in ',;"') else str(n) for n in names)
+
+
 def _no_meta() -> "pd.DataFrame":
     """An empty metadata table (pandas imported here, so `erts train --keys` need not import it)."""
     import pandas as pd

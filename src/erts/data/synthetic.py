@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import signal as sps
 
 from erts.data.cache import cached
 from erts.data.preprocess import bandpass, standardize
 from erts.data.records import SPLITS, RecordSet
+from erts.errors import ConfigError
 
 GENERATOR_VERSION = 1  # bump whenever generated arrays change, so old cache entries are not reused
 CLASS_NAMES = ["NORM", "MI", "STTC", "CD", "HYP"]
@@ -116,13 +116,14 @@ def load(cfg) -> RecordSet:
 
 def generate(n_records: int, *, seed: int = 0, corrupt_frac: float = 0.1, multilabel: bool = False,
              fs: float = DEFAULT_FS, length_s: float = DEFAULT_LENGTH_S) -> RecordSet:
-    """Generates the record set in millivolts (no cache, no standardisation); same seed, same arrays."""
+    """Generates the record set in millivolts (no cache, no standardisation); same seed, same arrays.
+    Settings it cannot honour are a ConfigError (one line at the command line)."""
     if n_records < 10:
-        raise ValueError(f"synthetic: n_records={n_records} is too small; need at least 10 for a 70/15/15 split")
+        raise ConfigError(f"synthetic: n_records={n_records} is too small; need at least 10 for a 70/15/15 split")
     if not 0.0 <= corrupt_frac < 1.0:
-        raise ValueError(f"synthetic: corrupt_frac={corrupt_frac} must be in [0, 1)")
+        raise ConfigError(f"synthetic: corrupt_frac={corrupt_frac} must be in [0, 1)")
     if fs < 50 or length_s < 2:
-        raise ValueError(f"synthetic: fs={fs} Hz and length_s={length_s} s are too low (need fs >= 50, length_s >= 2)")
+        raise ConfigError(f"synthetic: fs={fs} Hz and length_s={length_s} s are too low (need fs >= 50, length_s >= 2)")
     rng = np.random.default_rng(seed)
     n = n_records
     cls = rng.permutation(np.repeat(np.arange(5), _exact_counts(n, CLASS_FRACTIONS)))
@@ -495,6 +496,8 @@ def _baseline(rng: np.random.Generator, b: int, t: np.ndarray) -> np.ndarray:
 
 def _emg(rng: np.random.Generator, b: int, t: np.ndarray, fs: float) -> np.ndarray:
     """Muscle noise: band-limited white noise (10 Hz up to the recorder's band edge) with a slow envelope."""
+    from scipy import signal as sps  # here, not at import: a load from the cache never generates
+
     sos = sps.butter(2, [10.0, min(150.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
     white = rng.standard_normal((b, 8, len(t)), dtype=np.float32)
     band = sps.sosfilt(sos, white, axis=-1).astype(np.float32)

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import scipy.io
 
 from erts.data.preprocess import BadRecord
 from erts.errors import DataError
@@ -242,6 +241,8 @@ def decode_challenge_mat(hea_text: str, mat_bytes: bytes, record_id: str) -> tup
     h = parse_header(hea_text, record_id)
     if h.n_segments:
         raise BadRecord(record_id, "a multi-segment header cannot describe a .mat record")
+    import scipy.io  # here, not at import: a load from the cache never reads a .mat
+
     try:
         mat = scipy.io.loadmat(io.BytesIO(mat_bytes))
     except Exception as e:  # truncated/garbled files raise ValueError, OSError, TypeError...

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from erts.data.records import names_text
 from erts.report import plots
 from erts.report.dropping import run_selection
 from erts.report.format import Section, fmt
@@ -79,7 +80,7 @@ def add_examples(s: Section, run_dir: Path | None, k: int, max_leads: int) -> No
             target = rs.labels[i].astype(np.float32) if rs.multilabel else int(rs.labels[i])
             cam, _ = record_cam(model, x, target, layer)
             leads = min(max_leads, x.shape[0])
-            label = ", ".join(names[rs.labels[i] > 0.5]) if rs.multilabel else names[rs.labels[i]]
+            label = names_text(names[rs.labels[i] > 0.5]) if rs.multilabel else names[rs.labels[i]]
             focus_txt = fmt(float(r["focus"]), 2) + (" (no positive evidence)" if float(r["focus"]) == 0 else "")
             title = (f"{kind}: record {rs.record_ids[i]}, label {label} - p(true) {fmt(float(r['p']), 2)}, "
                      f"focus {focus_txt} (epoch {epoch})")
