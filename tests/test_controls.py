@@ -8,6 +8,7 @@ everyone; only the trained samples' scores are overwritten. erts is driven throu
 ``DataDropout`` with the same loss sequences.
 """
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -15,12 +16,15 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_overrides
+from conftest import ROOT, tiny_overrides
 from erts import DataDropout
 from erts.config import ConfigError, load_config
 from erts.selection.rules import rs2_subset
 from erts.selection.schedule import budget_epochs
 from erts.train.loop import train
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from infobatch_side_by_side import loss_sequences, ours as erts_epochs  # noqa: E402 (erts' side, as benchmarked)
 
 
 class OfficialInfoBatch:
@@ -56,37 +60,10 @@ class OfficialInfoBatch:
         self.scores[idx] = loss
 
 
-def loss_sequences(n: int, epochs: int, seed: int = 0) -> np.ndarray:
-    """Per-sample training losses that fall over the epochs, each sample at its own pace."""
-    rng = np.random.default_rng(seed)
-    difficulty = rng.lognormal(0.0, 1.0, n)
-    t = np.arange(epochs)[:, None]
-    return difficulty * np.exp(-t / (3 + 10 * rng.random(n))) * rng.uniform(0.8, 1.2, (epochs, n))
-
-
 class Identity(nn.Module):  # DataDropout needs a model; InfoBatch never runs it (scores from the update)
     def __init__(self):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(1))
-
-
-def erts_epochs(losses: np.ndarray, epochs: int, seed: int = 0):
-    """erts' per-epoch InfoBatch through DataDropout.epoch_indices, the update's losses recorded via
-    ``per_sample_loss``'s bank write (scores of trained samples only)."""
-    n = losses.shape[1]
-    dataset = torch.utils.data.TensorDataset(torch.zeros(n, 1, 4), torch.zeros(n, dtype=torch.long))
-    dd = DataDropout(Identity(), "infobatch", num_samples=n, epochs=epochs, seed=seed)
-    assert dd.cfg.granularity == "epoch"
-    out = []
-    for e in range(epochs):
-        kept = dd.epoch_indices(e, dataset, num_classes=2)
-        w = dd.weights[kept].numpy()
-        lo = losses[e][kept.numpy()]
-        dd.bank.write(kept, e, p=torch.zeros(len(kept)), correct=torch.zeros(len(kept), dtype=torch.bool),
-                      loss=torch.tensor(lo, dtype=torch.float32), el2n=torch.zeros(len(kept)))
-        out.append((kept.numpy(), w))
-        dd.epoch_end(e)
-    return out
 
 
 def official_epochs(losses: np.ndarray, epochs: int, seed: int = 0):
@@ -103,7 +80,7 @@ def official_epochs(losses: np.ndarray, epochs: int, seed: int = 0):
 def test_infobatch_matches_the_official_sampler(epochs):
     n = 2000
     losses = loss_sequences(n, epochs)
-    ours, theirs = erts_epochs(losses, epochs), official_epochs(losses, epochs)
+    ours, theirs = erts_epochs(losses, 0.5, 0.875), official_epochs(losses, epochs)
     full = [len(k) == n for k, _ in theirs]
     # the same epochs train on everything: epoch 0 (all scores equal) and from floor(delta x epochs)
     assert [len(k) == n for k, _ in ours] == full
@@ -177,6 +154,8 @@ def test_budget_epochs_and_the_random_fraction():
     assert budget_epochs(30, None) == (30, 1.0) and budget_epochs(10, 0.5) == (5, 1.0)
     cfg = load_config(overrides={"method": "full", "budget": 0.62, "epochs": 30})
     assert cfg.selection.granularity == "epoch"
+    assert [load_config(overrides={"method": m}).selection.granularity for m in ("infobatch", "random", "dbpd", "full")] \
+        == ["epoch", "epoch", "batch", "batch"]
     # random, 30 epochs: warm-up 2 + revision 15 full epochs; 0.7 x 30 = 21 -> f = (21 - 17) / 13
     dd = DataDropout(Identity(), "random", num_samples=10, epochs=30, budget=0.7)
     assert dd.selector.random_fraction == pytest.approx(4 / 13)
