@@ -585,3 +585,39 @@ def test_run_report_shows_undefined_f1_as_na(tmp_path):
     cells = {r["class"]: r["test F1"] for r in table_dicts(html, "per_class")}
     assert cells == {"NORM": "0.7000", "MI": "n/a", "STTC": "0.6000"}
     assert "MI has no record in the test split" in html
+
+
+def test_sweep_report_pairs_each_method_with_its_equal_budget_controls(tmp_path):
+    """dbpd and its controls (full and random at dbpd's own effective epochs, per seed): the report labels
+    the controls full@dbpd / random@dbpd, shows them over their seeds, and tests dbpd against each."""
+    from scipy import stats as sps
+
+    from erts.train.sweep import run_row
+
+    runs = tmp_path / "ctl" / "runs"
+    f1 = {"full": [0.80, 0.82, 0.81], "dbpd": [0.78, 0.80, 0.79], "full@dbpd": [0.79, 0.80, 0.81],
+          "random@dbpd": [0.70, 0.74, 0.72]}
+    rows = []
+    for seed in range(3):
+        for m in ("full", "dbpd"):
+            make_run(runs / f"{m}-s{seed}", method=m, seed=seed, f1=f1[m][seed])
+            rows.append(run_row(runs / f"{m}-s{seed}", ["dataset", "model", "method", "budget"]))
+        ee = json.loads((runs / f"dbpd-s{seed}" / "metrics.json").read_text())["cost"]["effective_epochs"]
+        for c in ("full", "random"):
+            d = runs / f"{c}-budget-s{seed}"
+            make_run(d, method=c, seed=seed, f1=f1[f"{c}@dbpd"][seed], config={"budget": round(ee / 6, 2)})
+            rows.append(run_row(d, ["dataset", "model", "method", "budget"]))
+    pd.DataFrame(rows).to_csv(tmp_path / "ctl" / "results.csv", index=False)
+    html_path, md_path = build_report(tmp_path / "ctl", out_dir=tmp_path / "out", warn=None)
+    html = html_path.read_text()
+    results = {r["method"]: r for r in table_dicts(html, "results")}
+    assert set(results) == {"full", "dbpd", "full@dbpd", "random@dbpd"}
+    assert results["random@dbpd"]["n seeds"] == "3" and results["random@dbpd"]["test macro-F1 (mean)"] == "0.7200"
+    table = {(r["method"], r["against"]): r for r in table_dicts(html, "equal_budget")}
+    assert set(table) == {("dbpd", "full@dbpd"), ("dbpd", "random@dbpd")}
+    for c in ("full@dbpd", "random@dbpd"):
+        d = np.array(f1["dbpd"]) - np.array(f1[c])
+        assert table[("dbpd", c)]["Δ macro-F1 (mean)"] == f"{d.mean():.4f}"
+        assert table[("dbpd", c)]["p (paired t)"] == f"{sps.ttest_rel(f1['dbpd'], f1[c]).pvalue:.3f}"
+    # the controls are not compared with full in the baseline family
+    assert {r["method"] for r in table_dicts(html, "comparisons")} == {"dbpd"}

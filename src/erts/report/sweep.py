@@ -42,8 +42,9 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
     keys = config_columns(results)
     if "method" not in keys:
         raise DataError(f"{sweep_dir}/results.csv: column 'method' is missing from the configuration keys {keys}")
-    budget_runs = results.copy()
+    budget_runs, budget_keys = results.copy(), list(keys)
     results = label_controls(results)  # full / random at a budget -> full@<method> / random@<method>
+    keys = [k for k in keys if k != "budget"]  # a control's budget is in its label (it differs by seed)
     shown = [k for k in keys if k == "method" or k in varying(results, keys)]
     secs = {h: Section(h) for h in SWEEP_SECTIONS}
     summary = sweep_summary(results, keys)
@@ -64,7 +65,7 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
                        "every method against full",
                        "No method could be paired with a full-data baseline run (same settings, same seeds).",
                        "comparisons", BASELINE)
-    controls = equal_budget_comparisons(budget_runs, keys)
+    controls = equal_budget_comparisons(budget_runs, budget_keys)
     comparison_section(secs["Equal-budget controls"], controls, [k for k in shown if k != "budget"],
                        "Each method against the simple ways of spending its compute: full trained for the method's "
                        "own effective epochs, its schedule compressed (full@<method>), and a fresh random subset each "
