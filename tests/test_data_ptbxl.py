@@ -282,3 +282,35 @@ def test_database_rows_that_swallow_lines_are_found():
     assert len(pd.read_csv(io.StringIO(text))) == 2  # pandas alone: ecg_id 2 is gone, without a word
     with pytest.raises(DataError, match=r"^db.csv: line 2: this row does not match the header"):
         ptbxl.read_database(text, "db.csv")
+
+
+def test_the_benchmark_preset_trains_and_evaluates_as_the_protocol_says(root, tmp_path):
+    """preset=ptbxl-benchmark end to end on the fixture: official folds, the scaler fitted on folds 1-8,
+    7 sliding windows per 10-s test record aggregated by their maximum (checked against the model run
+    by hand on the windows), macro-AUROC reported."""
+    import numpy as np
+    import torch
+
+    from erts.api import load_run
+    from erts.config import load_config
+    from erts.train.loop import fit_standardizer, train
+
+    cfg = load_config(overrides={"preset": "ptbxl-benchmark", "root": str(root), "cache_dir": str(tmp_path / "c"),
+                                 "epochs": 1, "batch_size": 4, "num_threads": 1, "quiet": True,
+                                 "out_dir": str(tmp_path), "name": "b"})
+    assert (cfg.data.standardize, cfg.data.eval_windows, cfg.data.eval_aggregate) == ("train", "sliding", "max")
+    m = train(cfg)
+    assert m["model"] == "resnet1d_wang" and "macro_auroc" in m["test"]
+    run = load_run(tmp_path / "b")
+    rs = load_dataset(cfg.data)
+    mean, std = fit_standardizer(rs)
+    train_x = np.concatenate([rs.signals[i].ravel() for i in rs.indices("train")])
+    assert mean == pytest.approx(train_x.mean(), rel=1e-6, abs=1e-9)
+    test_i = rs.indices("test")
+    with np.load(tmp_path / "b" / "predictions_test.npz") as z:
+        probs = z["probs"]
+    x = torch.from_numpy((rs.signals[test_i] - mean) / std).float()
+    windows = torch.stack([x[:, :, s:s + 250] for s in range(0, 751, 125)], 1)  # (n, 7, 12, 250)
+    with torch.inference_mode():
+        p = torch.sigmoid(run.model(windows.flatten(0, 1))).view(len(test_i), 7, -1).amax(1)
+    np.testing.assert_allclose(probs, p.numpy(), rtol=1e-4, atol=1e-5)
