@@ -38,7 +38,7 @@ def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    from erts.audit import audit
+    from erts.audit.core import audit
     from erts.audit.core import metrics_markdown
     from erts.train import runio
 
@@ -59,7 +59,7 @@ def main() -> None:
     frames = []
     for seed in (int(s) for s in args.seeds.split(",")):
         out = Path(args.out) / f"audit-{args.dataset}-e{epochs}-s{seed}"
-        res = audit(None, {**settings, "seed": seed}, folds=args.folds, epochs=epochs, out=out, n_boot=args.n_boot)
+        res = audit(None, {**settings, "seed": seed, "epochs": epochs}, folds=args.folds, out=out, n_boot=args.n_boot)
         m = res.metrics.assign(seed=seed)
         runio.write_text(measured / f"seed{seed}.md", f"# erts audit, {args.dataset}, seed {seed}, {args.folds} folds x "
                          f"{epochs} epochs\n\n" + metrics_markdown(res.metrics, "wrong"))

@@ -2,8 +2,9 @@
 
 crossfit: k-fold cross-training that scores every record after every epoch; signals: the
 per-record signals and the fixed combined score; metrics: AUROC, AP, top-5 % precision with
-bootstrap intervals; core: the one call; page: the HTML page of the top suspects.
+bootstrap intervals; core: the one call; page: the HTML page of the top suspects. The package
+is also callable: ``erts.audit(...)`` is the API's function (erts/api.py).
 """
-from erts.audit.core import AuditResult, audit
+from erts._callable import forward_calls
 
-__all__ = ["AuditResult", "audit"]
+forward_calls(__name__, "audit")

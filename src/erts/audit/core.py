@@ -146,12 +146,12 @@ def evaluate(table: pd.DataFrame, truth_col: str = "wrong", n_boot: int = 1000, 
 
 
 def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None, *,
-          folds: int = 3, epochs: int | None = None, out: str | Path | None = None, truth: str | Path | None = None,
+          folds: int = 3, out: str | Path | None = None, truth: str | Path | None = None,
           top: int = 12, n_boot: int = 1000, log: Callable[[str], None] | None = None) -> AuditResult:
     """Scores every training record of a run folder or config and ranks them, most suspicious first.
 
     ``target``: a run folder (its config.yaml), a config YAML, or None (``overrides`` alone);
-    ``folds``: k of the cross-training; ``epochs``: of each fold (default: the config's);
+    ``folds``: k of the cross-training, each fold trained for the config's ``epochs``;
     ``truth``: a CSV of records known to be wrong (else the dataset's own ground truth, if any).
     Writes ``audit.csv``, ``audit.html`` (``top`` suspects drawn), ``audit.json`` and, with ground
     truth, ``audit_metrics.csv``/``.md`` into ``out`` (default: <run>/audit, or
@@ -159,8 +159,6 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     if folds < 2:
         raise ConfigError(f"--folds {folds}: cross-training needs at least 2 folds")
-    if epochs is not None and epochs < 1:
-        raise ConfigError(f"--epochs {epochs} must be >= 1")
     if top < 0 or n_boot < 0:
         raise ConfigError("--top and --n-boot must be >= 0")
     cfg, run_dir = resolve_config(target, overrides)
@@ -175,7 +173,7 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
         raise DataError(f"{rs.name}: {len(ids)} training records are too few for {folds} folds")
     out_dir = Path(out) if out else (run_dir / "audit" if run_dir else
                                      Path(cfg.train.out_dir) / f"audit-{cfg.data.dataset}-{cfg.model.model}-s{cfg.train.seed}")
-    epochs = epochs or cfg.train.epochs
+    epochs = cfg.train.epochs
     assignment = fold_assignment(rs.labels[ids], folds, cfg.train.seed)
     started = time.perf_counter()
     results = [train_fold(cfg, rs, ids, assignment, f, out_dir / "folds", epochs, log) for f in range(folds)]
@@ -189,7 +187,7 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
         truth_what = gt[1]
     metrics = evaluate(table, n_boot=n_boot, seed=cfg.train.seed) if truth_what else None
     csv_path = out_dir / "audit.csv"
-    runio.write_text(csv_path, table.to_csv(index=False, float_format="%.6g"))
+    runio.write_text(csv_path, table.to_csv(index=False))  # full precision: ranks recomputed from it agree
     summary = {"config": cfg.to_dict(), "run": str(run_dir) if run_dir else None, "folds": folds, "epochs": epochs,
                "records": len(ids), "truth": truth_what, "combined": list(sig.COMBINED), "top_frac": TOP_FRAC,
                "fold_seconds": [r.seconds for r in results], "fold_cpu_seconds": [r.cpu_seconds for r in results],

@@ -13,9 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "(CinC 2017 relabels, synthetic corruption, --truth), prints AUROC, AP and "
                                    "top-5 %% precision with bootstrap intervals.")
     p.add_argument("items", nargs="*", metavar="RUN|CONFIG.yaml|key=value",
-                   help="a run folder or a config YAML (optional, first), then key=value settings")
+                   help="a run folder or a config YAML (optional, first), then key=value settings "
+                        "(epochs=N: epochs of each fold)")
     p.add_argument("--folds", type=int, default=3, help="k of the cross-training (default 3)")
-    p.add_argument("--epochs", type=int, help="epochs per fold (default: the config's epochs)")
     p.add_argument("--out", help="output folder (default: RUN/audit, or <out_dir>/audit-<dataset>-<model>-s<seed>)")
     p.add_argument("--truth", help="CSV of records known to be wrong (column record_id, optional column wrong)")
     p.add_argument("--top", type=int, default=12, help="suspects drawn on the HTML page (default 12)")
@@ -31,11 +31,11 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from erts.audit import audit
+    from erts.audit.core import audit
     from erts.audit.core import metrics_view
 
     target, overrides = split_items(args.items)
-    res = audit(target, overrides, folds=args.folds, epochs=args.epochs, out=args.out, truth=args.truth,
+    res = audit(target, overrides, folds=args.folds, out=args.out, truth=args.truth,
                 top=args.top, n_boot=args.n_boot)
     head = res.table.head(10)[["combined_rank", "record_id", "given_label", "predicted_label", "combined"]]
     print(head.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
