@@ -84,8 +84,8 @@ def strips_section(cfg: Config, rs: RecordSet, rows: pd.DataFrame, folds: list[F
         leads = min(3, x.shape[0])
         truth = truth_text(rs.meta.iloc[i]) if len(rs.meta) else ""
         title = (f"#{r.combined_rank} {r.record_id}: given {r.given_label}, held-out model predicts "
-                 f"{r.predicted_label} ({r.p_predicted:.2f}), p(given) {r.p_oof:.2f}; AUM {r.aum:.2f}, "
-                 f"mass {r.cam_mass:.2f}, {r.record_s:.1f} s recorded" + (f"\n{truth}" if truth else ""))
+                 f"{r.predicted_label} ({r.p_predicted:.2f}), p(given) {r.p_oof:.2f}\n"
+                 f"AUM {r.aum:.2f}, mass {r.cam_mass:.2f}, {r.record_s:.1f} s recorded" + (f"; {truth}" if truth else ""))
         fig = ecg_strip_figure(x[:leads], rs.fs, list(rs.lead_names)[:leads],
                                cam[:leads] if cam.ndim == 2 else cam, title, amplitude_unit(cfg))
         s.figure(f"suspect_{r.combined_rank:03d}_{r.record_id}", fig,
