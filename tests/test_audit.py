@@ -105,10 +105,20 @@ def test_record_quality_flags_flat_clipped_and_noisy_leads():
 
 def test_combined_is_the_mean_rank_of_its_signals_oriented_to_suspicion():
     table = pd.DataFrame({"p_oof": [0.9, 0.1, 0.5], "aum": [2.0, -1.0, 0.0], "cam_mass": [0.1, 0.3, 0.2],
-                          "record_s": [30.0, 30.0, 10.0]})
-    # suspicion ranks /3: p_oof low -> [1,3,2], aum low -> [1,3,2], mass high -> [1,3,2], short -> [1.5,1.5,3]
-    expected = np.array([1 + 1 + 1 + 1.5, 3 + 3 + 3 + 1.5, 2 + 2 + 2 + 3]) / 3 / 4
-    assert sig.combined_score(table) == pytest.approx(expected)
+                          "record_s": [30.0, 30.0, 10.0], "p_noise": [0.05, 0.2, 0.9]})
+    # suspicion ranks /3: p_oof low -> [1,3,2], aum low -> [1,3,2], mass high -> [1,3,2], short -> [1.5,1.5,3],
+    # p_noise high -> [1,2,3]
+    assert sig.combined_score(table) == pytest.approx(np.array([1 + 1 + 1 + 1.5, 3 + 2 + 3 + 1.5, 2 + 3 + 2 + 3]) / 12)
+    assert sig.combined_score(table, sig.COMBINED_V1) == pytest.approx(
+        np.array([1 + 1 + 1 + 1.5, 3 + 3 + 3 + 1.5, 2 + 2 + 2 + 3]) / 12)
+    no_noise_class = table.assign(p_noise=np.nan)  # a dataset without one: that signal is left out
+    assert sig.combined_score(no_noise_class) == pytest.approx(np.array([1 + 1 + 1.5, 3 + 3 + 1.5, 2 + 2 + 3]) / 9)
+
+
+def test_noise_probability_is_no_suspicion_for_records_labelled_noise():
+    probs = np.array([[0.7, 0.3], [0.2, 0.8], [0.4, 0.6]])
+    assert sig.noise_probability(probs, np.array([0, 1, 0]), noise=1).tolist() == [0.3, 0.0, 0.6]
+    assert np.isnan(sig.noise_probability(probs, np.array([0, 1, 0]), noise=None)).all()
 
 
 # ---------------------------------------------------------------- one tiny audit of the synthetic set
@@ -140,8 +150,9 @@ def test_csv_has_every_column_and_is_ranked(tiny_audit):
     assert len(df) == 252 and df["record_id"].is_unique  # the 70 % training split of 360
     assert set(df["predicted_label"]) <= {"NORM", "MI", "STTC", "CD", "HYP"}
     assert df[["mean_p", "aum", "p_oof", "cam_mass"]].notna().all().all()
-    recomputed = sig.combined_score(df)
-    assert np.allclose(recomputed, df["combined"], atol=1e-5)
+    assert df["p_noise"].isna().all()  # the synthetic set has no noise class
+    assert np.allclose(sig.combined_score(df), df["combined"], atol=1e-5)
+    assert np.allclose(sig.combined_score(df, sig.COMBINED_V1), df["combined_v1"], atol=1e-5)
 
 
 def test_metrics_agree_with_sklearn_on_the_csv(tiny_audit):
@@ -214,6 +225,7 @@ def one_line(err: str) -> str:
     (["audit", "--folds", "1"], "config error: --folds 1: cross-training needs at least 2 folds"),
     (["audit", "epochs=0"], "config error: epochs=0 must be >= 1"),
     (["audit", "dataset=synthetic", "multilabel=true", "n_records=60"], "is multi-label"),
+    (["audit", "dataset=synthetic", "n_records=60", "--noise-class", "~"], "--noise-class ~: synthetic has no such class"),
     (["audit", "dataset=synthetic", "n_records=60", "--truth", "missing.csv"],
      "missing.csv: no such ground-truth CSV file"),
     (["audit", "dataset=synthetic", "n_records=60", "--truth", "bad.csv"], "bad.csv: needs a 'record_id' column"),

@@ -142,7 +142,8 @@ def explain(run: Run | str | Path, signals: Sequence[np.ndarray] | np.ndarray, f
     return {"maps": maps.numpy(), "focus": focus.numpy(), "probs": probs.numpy(), "target": tgt.numpy()}
 
 
-def audit(target: str | Path | None = None, *, folds: int = 3, out: str | Path | None = None, truth: str | Path | None = None, top: int = 12, n_boot: int = 1000,
+def audit(target: str | Path | None = None, *, folds: int = 3, out: str | Path | None = None,
+          truth: str | Path | None = None, top: int = 12, n_boot: int = 1000, noise_class: str = "auto",
           **overrides: Any):
     """Ranks the training records of a run folder or config by how likely their label is wrong (as
     ``erts audit``); returns an ``AuditResult`` (``.table`` ranked, ``.metrics`` with ground truth).
@@ -151,4 +152,5 @@ def audit(target: str | Path | None = None, *, folds: int = 3, out: str | Path |
     (``epochs``: of each fold) override the run's or config's."""
     from erts.audit.core import audit as _audit
 
-    return _audit(target, overrides, folds=folds, out=out, truth=truth, top=top, n_boot=n_boot)
+    return _audit(target, overrides, folds=folds, out=out, truth=truth, top=top, n_boot=n_boot,
+                  noise_class=noise_class)

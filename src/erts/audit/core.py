@@ -25,7 +25,8 @@ from erts.data.records import RecordSet
 from erts.errors import DataError, warn
 from erts.train import runio
 
-TRUTH_COLUMNS = ("record_id", "wrong")
+# datasets with a class for recordings too noisy to classify: the audit's noise-class signal
+NOISE_CLASSES = {"cinc2017": "~"}
 
 
 @dataclass
@@ -104,7 +105,21 @@ def dataset_truth(rs: RecordSet, ids: np.ndarray) -> tuple[np.ndarray, str] | No
     return (gt != "clean").to_numpy(), what
 
 
-def build_table(rs: RecordSet, ids: np.ndarray, folds: list[FoldScores], warn_fn: Callable[[str], None]) -> pd.DataFrame:
+def resolve_noise_class(rs: RecordSet, name: str) -> int | None:
+    """The noise class's index: ``auto`` = the dataset's own (NOISE_CLASSES), ``none`` = no such
+    class, else a class name of the dataset."""
+    if name == "none":
+        return None
+    if name == "auto":
+        own = NOISE_CLASSES.get(rs.name)
+        return rs.class_names.index(own) if own in rs.class_names else None
+    if name not in rs.class_names:
+        raise ConfigError(f"--noise-class {name}: {rs.name} has no such class (classes: {', '.join(rs.class_names)})")
+    return rs.class_names.index(name)
+
+
+def build_table(rs: RecordSet, ids: np.ndarray, folds: list[FoldScores], warn_fn: Callable[[str], None],
+                noise: int | None = None) -> pd.DataFrame:
     """One row per audited record: given and predicted label, every signal, the combined score
     and its rank (1 = most suspicious), sorted by rank."""
     names = np.array(rs.class_names)
@@ -116,9 +131,10 @@ def build_table(rs: RecordSet, ids: np.ndarray, folds: list[FoldScores], warn_fn
     cl = sig.cleanlab_signals(labels, whole, warn_fn)
     centre_p = centre[np.arange(len(ids)), labels]
     for k, v in {**sig.dynamics_signals(folds), **cl, "p_oof_centre": centre_p,
-                 **sig.quality_features(rs, ids)}.items():
+                 "p_noise": sig.noise_probability(whole, labels, noise), **sig.quality_features(rs, ids)}.items():
         table[k] = v
     table["combined"] = sig.combined_score(table)
+    table["combined_v1"] = sig.combined_score(table, sig.COMBINED_V1)
     table["combined_rank"] = pd.Series(-table["combined"]).rank(method="first").astype(int).to_numpy()
     return table.sort_values("combined_rank", kind="stable").reset_index(drop=True)
 
@@ -130,8 +146,7 @@ def evaluate(table: pd.DataFrame, truth_col: str = "wrong", n_boot: int = 1000, 
     truth = table[truth_col].to_numpy(dtype=bool)
     length = table["record_s"].to_numpy(dtype=float)
     rows = []
-    for s in [*sig.SIGNALS, sig.Signal("combined", "combined", "combined", "high",
-                                       "mean rank of " + ", ".join(sig.COMBINED))]:
+    for s in [*sig.SIGNALS, *sig.combined_signals()]:
         score = s.score(table)
         if not np.isfinite(score).any():
             continue
@@ -147,12 +162,14 @@ def evaluate(table: pd.DataFrame, truth_col: str = "wrong", n_boot: int = 1000, 
 
 def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None, *,
           folds: int = 3, out: str | Path | None = None, truth: str | Path | None = None,
-          top: int = 12, n_boot: int = 1000, log: Callable[[str], None] | None = None) -> AuditResult:
+          top: int = 12, n_boot: int = 1000, noise_class: str = "auto",
+          log: Callable[[str], None] | None = None) -> AuditResult:
     """Scores every training record of a run folder or config and ranks them, most suspicious first.
 
     ``target``: a run folder (its config.yaml), a config YAML, or None (``overrides`` alone);
     ``folds``: k of the cross-training, each fold trained for the config's ``epochs``;
-    ``truth``: a CSV of records known to be wrong (else the dataset's own ground truth, if any).
+    ``truth``: a CSV of records known to be wrong (else the dataset's own ground truth, if any);
+    ``noise_class``: the class meaning "too noisy to classify" (``auto``: the dataset's, CinC's ~).
     Writes ``audit.csv``, ``audit.html`` (``top`` suspects drawn), ``audit.json`` and, with ground
     truth, ``audit_metrics.csv``/``.md`` into ``out`` (default: <run>/audit, or
     <out_dir>/audit-<dataset>-<model>-s<seed>)."""
@@ -167,6 +184,7 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
     rs = load_dataset(cfg.data)
     if rs.multilabel:
         raise DataError(f"{rs.name}: erts audit ranks single-label records; this dataset is multi-label")
+    noise = resolve_noise_class(rs, noise_class)
     ids = rs.indices("train")
     known = read_truth_csv(truth, rs.record_ids[ids]) if truth else None
     if len(ids) < 2 * folds:
@@ -177,7 +195,7 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
     assignment = fold_assignment(rs.labels[ids], folds, cfg.train.seed)
     started = time.perf_counter()
     results = [train_fold(cfg, rs, ids, assignment, f, out_dir / "folds", epochs, log) for f in range(folds)]
-    table = build_table(rs, ids, results, warn)
+    table = build_table(rs, ids, results, warn, noise)
     truth_what = None
     if known is not None:
         table["wrong"] = _align(known, ids, table)
@@ -189,7 +207,8 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
     csv_path = out_dir / "audit.csv"
     runio.write_text(csv_path, table.to_csv(index=False))  # full precision: ranks recomputed from it agree
     summary = {"config": cfg.to_dict(), "run": str(run_dir) if run_dir else None, "folds": folds, "epochs": epochs,
-               "records": len(ids), "truth": truth_what, "combined": list(sig.COMBINED), "top_frac": TOP_FRAC,
+               "records": len(ids), "truth": truth_what, "combined": list(sig.COMBINED),
+               "noise_class": None if noise is None else rs.class_names[noise], "top_frac": TOP_FRAC,
                "fold_seconds": [r.seconds for r in results], "fold_cpu_seconds": [r.cpu_seconds for r in results],
                "best_epochs": [r.best_epoch for r in results], "seconds": time.perf_counter() - started,
                "cleanlab_flagged": int(np.nansum(table["cleanlab_issue"])),

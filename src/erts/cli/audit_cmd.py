@@ -19,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default: RUN/audit, or <out_dir>/audit-<dataset>-<model>-s<seed>)")
     p.add_argument("--truth", help="CSV of records known to be wrong (column record_id, optional column wrong)")
     p.add_argument("--top", type=int, default=12, help="suspects drawn on the HTML page (default 12)")
+    p.add_argument("--noise-class", default="auto",
+                   help="class meaning 'too noisy to classify': its out-of-fold probability is a signal "
+                        "(default auto: the dataset's own, CinC 2017's ~; none: no such class)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the intervals (default 1000)")
     p.set_defaults(func=run_audit)
 
@@ -36,7 +39,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
     target, overrides = split_items(args.items)
     res = audit(target, overrides, folds=args.folds, out=args.out, truth=args.truth,
-                top=args.top, n_boot=args.n_boot)
+                top=args.top, n_boot=args.n_boot, noise_class=args.noise_class)
     head = res.table.head(10)[["combined_rank", "record_id", "given_label", "predicted_label", "combined"]]
     print(head.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if res.metrics is not None:
