@@ -142,7 +142,9 @@ def build_table(rs: RecordSet, ids: np.ndarray, folds: list[FoldScores], warn_fn
 def evaluate(table: pd.DataFrame, truth_col: str = "wrong", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Each signal (and the combined score) against the ground truth: AUROC, AP and top-5 %
     precision with bootstrap 95 % intervals (the same resamples for every signal), the
-    length-matched AUROC, and the base rate the precisions compare with."""
+    length-matched AUROC, and the base rate the precisions compare with. Records are taken in
+    dataset order, so the resamples do not depend on the ranking."""
+    table = table.sort_values("index", kind="stable")
     truth = table[truth_col].to_numpy(dtype=bool)
     length = table["record_s"].to_numpy(dtype=float)
     rows = []

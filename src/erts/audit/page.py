@@ -30,7 +30,8 @@ def write_page(out_dir: Path, cfg: Config, rs: RecordSet, table: pd.DataFrame, m
     cpu = sum(summary["fold_cpu_seconds"])
     intro = (f"{len(table)} training records of {rs.name} ({cfg.model.model}), scored by {k}-fold cross-training "
              f"({epochs} epochs per fold, {cpu:.0f} CPU s in all) and ranked by the combined score: the mean rank of "
-             f"{', '.join(sig.COMBINED)} (fixed in code, nothing fitted). Rank 1 is the record to re-read first.")
+             f"{', '.join(sig.COMBINED)} (equal weights, nothing fitted; docs/audit.md says how it was chosen and "
+             f"what each signal finds). Rank 1 is the record to re-read first.")
     sections = []
     if metrics is not None:
         s = Section("How well each signal finds the known wrong records")
@@ -67,8 +68,8 @@ def strips_section(cfg: Config, rs: RecordSet, rows: pd.DataFrame, folds: list[F
     from erts.train.builders import build_model
 
     s = Section("Top suspects drawn")
-    s.text("Each record's whole prepared signal with the Grad-CAM map of its given label (last stage) from "
-           "the fold model that held it out, shaded behind; at most the first 3 leads.")
+    s.text("Each record's whole real signal (its zero padding left out) with the Grad-CAM map of its given "
+           "label (last stage) from the fold model that held it out, shaded behind; at most the first 3 leads.")
     models = {}
     pos = {int(i): j for j, i in enumerate(rs.indices("train"))}
     names = list(rs.class_names)
@@ -80,7 +81,8 @@ def strips_section(cfg: Config, rs: RecordSet, rows: pd.DataFrame, folds: list[F
             model.load_state_dict(runio.load_checkpoint(out_dir / "folds" / f"fold_{f}" / "best.pt")["model"])
             models[f] = model.eval()
         mean, std = folds[f].scale
-        x = (np.asarray(rs.signals[i], dtype=np.float32) - mean) / std
+        real = max(int(rs.signal_lengths[i]), 2)  # the recording, not the zero padding after it
+        x = (np.asarray(rs.signals[i][:, :real], dtype=np.float32) - mean) / std
         cam, _ = record_cam(models[f], x, names.index(r.given_label))
         leads = min(3, x.shape[0])
         truth = truth_text(rs.meta.iloc[i]) if len(rs.meta) else ""
