@@ -14,8 +14,10 @@ Resumable: a finished fold is reused (its dynamics.npz), so rerun the same comma
 from __future__ import annotations
 
 import argparse
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,50 @@ DATASETS = {
 }
 COMMON = {"model": "resnet18_1d", "batch_size": 64, "lr": 1e-3, "num_threads": 1, "quiet": True}
 EPOCHS = {"cinc2017": 12, "synthetic": 8}
+
+
+# the variants of the combined score tried on CinC 2017 seed 0 (docs/audit.md, "How it was chosen")
+VARIANTS = {
+    "v1: OOF, AUM, mass, length (fixed before evaluation)": ("OOF self-confidence", "AUM", "concentration mass, high",
+                                                             "record length (short)"),
+    "OOF, mass, length": ("OOF self-confidence", "concentration mass, high", "record length (short)"),
+    "shipped: OOF, p(noise), mass, length": ("OOF self-confidence", "OOF p(noise class)", "concentration mass, high",
+                                             "record length (short)"),
+    "p(noise) alone": ("OOF p(noise class)",),
+}
+
+
+def within_label(table: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
+    """The variant that ranks each signal within the records of each given label."""
+    from erts.audit import signals as sig
+
+    out = np.zeros(len(table))
+    for name in names:
+        score = sig.by_name(name).score(table)
+        for idx in table.groupby("given_label").indices.values():
+            out[idx] += sig.rank01(score[idx]) / len(names)
+    return out
+
+
+def halves(table: pd.DataFrame) -> pd.DataFrame:
+    """AUROC and top-5 % precision of each variant on two halves of the records (split by a CRC32
+    of the record id): one half to choose on, the other to see how much the choice flatters."""
+    from erts.audit import signals as sig
+    from erts.audit.metrics import ranking_metrics
+
+    half = np.array([zlib.crc32(r.encode()) % 2 for r in table["record_id"]])
+    truth = table["wrong"].to_numpy(bool)
+    scores = {k: sig.combined_score(table, v) for k, v in VARIANTS.items()}
+    scores["OOF, mass, length, ranked within each given label"] = within_label(
+        table, ("OOF self-confidence", "concentration mass, high", "record length (short)"))
+    rows = []
+    for name, s in scores.items():
+        row = {"variant": name}
+        for h in (0, 1):
+            m = ranking_metrics(truth[half == h], s[half == h])
+            row[f"half {h} AUROC"], row[f"half {h} top-5%"] = round(m["auroc"], 3), round(m["top_precision"], 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -64,6 +110,11 @@ def main() -> None:
         runio.write_text(measured / f"seed{seed}.md", f"# erts audit, {args.dataset}, seed {seed}, {args.folds} folds x "
                          f"{epochs} epochs\n\n" + metrics_markdown(res.metrics, "wrong"))
         frames.append(m)
+        if args.dataset == "cinc2017":
+            from erts.report.build import md_table
+
+            runio.write_text(measured / f"variants_seed{seed}.md", "# Variants of the combined score, two halves of "
+                             f"the records, seed {seed}\n\n" + md_table(halves(res.table)) + "\n")
         print(f"seed {seed}: {res.csv}", flush=True)
     per_seed = pd.concat(frames, ignore_index=True)
     runio.write_text(measured / "per_seed.csv", per_seed.to_csv(index=False, float_format="%.4f"))
