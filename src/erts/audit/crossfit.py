@@ -130,13 +130,11 @@ def whole_signal_probs(trainer, ids: torch.Tensor) -> np.ndarray:
     """Class probabilities of ``ids`` from every window of each record's real signal (stride: the
     config's eval_stride_s, else half a window), averaged per record: a label error or an artefact
     anywhere in a long record counts, not only in its centre window."""
-    from erts.train.loop import Tensors, aggregate
+    from erts.train.loop import aggregate, eval_stride_s
 
-    d, cfg = trainer.data, trainer.cfg.data
+    d = trainer.data
     if d.window and d.window < d.signals.shape[-1]:
-        stride_s = cfg.eval_stride_s or cfg.crop_s / 2
-        d = dataclasses.replace(d, stride=max(1, int(round(stride_s * trainer.rs.fs))))
-    assert isinstance(d, Tensors)
+        d = dataclasses.replace(d, stride=max(1, int(round(eval_stride_s(trainer.cfg.data) * trainer.rs.fs))))
     trainer.model.eval()
     parts = []
     with torch.inference_mode():
