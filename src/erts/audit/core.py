@@ -198,13 +198,7 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
     started = time.perf_counter()
     results = [train_fold(cfg, rs, ids, assignment, f, out_dir / "folds", epochs, log) for f in range(folds)]
     table = build_table(rs, ids, results, warn, noise)
-    truth_what = None
-    if known is not None:
-        table["wrong"] = _align(known, ids, table)
-        truth_what = f"listed in {truth}"
-    elif (gt := dataset_truth(rs, ids)) is not None:
-        table["wrong"] = _align(gt[0], ids, table)
-        truth_what = gt[1]
+    truth_what = attach_truth(table, rs, ids, known, truth)
     metrics = evaluate(table, n_boot=n_boot, seed=cfg.train.seed) if truth_what else None
     csv_path = out_dir / "audit.csv"
     runio.write_text(csv_path, table.to_csv(index=False))  # full precision: ranks recomputed from it agree
@@ -226,10 +220,15 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
     return AuditResult(table, metrics, out_dir, csv_path, html_path)
 
 
-def _align(flags: np.ndarray, ids: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-    """Per-record flags in the order of ``ids`` -> in the (ranked) order of ``table``."""
-    pos = {int(i): j for j, i in enumerate(ids)}
-    return np.array([bool(flags[pos[int(i)]]) for i in table["index"]])
+def attach_truth(table: pd.DataFrame, rs: RecordSet, ids: np.ndarray, known: np.ndarray | None,
+                 truth: str | Path | None) -> str | None:
+    """Adds the ground-truth column ``wrong`` (the user's list, else the dataset's own) to the
+    ranked table; returns what it means, or None when there is none."""
+    found = (known, f"listed in {truth}") if known is not None else dataset_truth(rs, ids)
+    if found is None:
+        return None
+    table["wrong"] = pd.Series(found[0], index=ids).loc[table["index"]].to_numpy(dtype=bool)
+    return found[1]
 
 
 def fmt_interval(v: float, lo: float, hi: float) -> str:
