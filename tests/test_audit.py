@@ -198,6 +198,19 @@ def test_cli_reuses_the_folds_and_gives_the_same_ranking(tiny_audit, cache_dir, 
     assert again["record_id"].tolist() == res.table["record_id"].tolist()
 
 
+def test_a_run_folder_is_audited_with_its_config(tiny_audit, cache_dir, capsys):
+    from erts.config import dump_config, load_config
+
+    res, out = tiny_audit
+    run = out / "runs" / "some-run"
+    run.mkdir(parents=True)
+    cfg = load_config(overrides=audit_overrides(cache_dir, out) + ["method=erts-dbpd", "name=some-run"])
+    (run / "config.yaml").write_text(dump_config(cfg))
+    rc = main(["audit", str(run), "--out", str(out / "audit"), "--top", "0", "--n-boot", "20"])
+    assert rc == 0
+    assert capsys.readouterr().err.count("reusing") == 3  # the same folds: method and name do not matter
+
+
 def test_user_truth_csv_replaces_the_dataset_truth(tiny_audit, cache_dir, tmp_path):
     import erts
 
