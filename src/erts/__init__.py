@@ -3,7 +3,8 @@
 The public API (docs/api.md), imported lazily so that ``import erts`` stays light:
 
 - ``erts.DataDropout``, ``erts.EpochSampler``: data dropout and ERTS in your own loop;
-- ``erts.train``, ``erts.load_run``, ``erts.predict``, ``erts.explain``: erts' own trainer and runs.
+- ``erts.train``, ``erts.load_run``, ``erts.predict``, ``erts.explain``: erts' own trainer and runs;
+- ``erts.audit``: the training records most likely to be wrong, ranked.
 """
 
 
@@ -21,7 +22,7 @@ __version__ = _version()
 
 _API = {"DataDropout": "erts.selection.dropout", "EpochSampler": "erts.selection.dropout",
         "train": "erts.api", "load_run": "erts.api", "predict": "erts.api", "explain": "erts.api",
-        "prepare": "erts.api", "Run": "erts.api"}
+        "prepare": "erts.api", "Run": "erts.api", "audit": "erts.api"}
 __all__ = ["__version__", *_API]
 
 

@@ -1,4 +1,5 @@
-"""Lets a sub-package double as the API function of the same name (``erts.train``, ``erts.explain``).
+"""Lets a sub-package double as the API function of the same name (``erts.train``, ``erts.explain``,
+``erts.audit``).
 
 Why: importing ``erts.train.loop`` binds ``erts.train`` to the package, which would hide the
 function ``erts.train`` of docs/api.md; a callable package keeps both spellings working.

@@ -1,4 +1,5 @@
-"""The Python API: train, load a run, predict and explain on raw signals (docs/api.md).
+"""The Python API: train, load a run, predict and explain on raw signals, audit the training
+records (docs/api.md, docs/audit.md).
 
 ``erts.DataDropout`` (src/erts/selection/dropout.py) is the other half: data dropout
 and ERTS inside your own training loop.
@@ -139,3 +140,17 @@ def explain(run: Run | str | Path, signals: Sequence[np.ndarray] | np.ndarray, f
     read = maps if s.focus_resolution == "input" else res.maps.float()
     focus = focus_measure(read, s.focus_measure, s.focus_q)
     return {"maps": maps.numpy(), "focus": focus.numpy(), "probs": probs.numpy(), "target": tgt.numpy()}
+
+
+def audit(target: str | Path | None = None, *, folds: int = 3, out: str | Path | None = None,
+          truth: str | Path | None = None, top: int = 12, n_boot: int = 1000, noise_class: str = "auto",
+          **overrides: Any):
+    """Ranks the training records of a run folder or config by how likely their label is wrong (as
+    ``erts audit``); returns an ``AuditResult`` (``.table`` ranked, ``.metrics`` with ground truth).
+
+    ``erts.audit("runs/x")``, ``erts.audit(dataset="synthetic", epochs=6, folds=3)``; settings
+    (``epochs``: of each fold) override the run's or config's."""
+    from erts.audit.core import audit as _audit
+
+    return _audit(target, overrides, folds=folds, out=out, truth=truth, top=top, n_boot=n_boot,
+                  noise_class=noise_class)

@@ -18,6 +18,7 @@ COMMANDS = [
     "erts.cli.demo_cmd",     # erts demo
     "erts.cli.data_cmd",     # erts data list|info|prepare|download
     "erts.cli.report_cmd",   # erts sweep, erts report, erts explain
+    "erts.cli.audit_cmd",    # erts audit
 ]
 
 

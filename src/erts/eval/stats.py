@@ -348,16 +348,30 @@ def bootstrap_macro_f1(y_true: np.ndarray, probs: np.ndarray, *, multilabel: boo
     n, c = probs.shape
     t, p = _indicators(y_true, _predict(probs, multilabel, thresholds), c)
     point = float(macro_f1_from_counts(np.ones((1, n)), t, p)[0])
-    rng = np.random.default_rng(seed)
-    reps = []
-    for start in range(0, n_boot, 500):  # chunks bound memory at 500 x N counts
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, n_boot - start)).astype(np.float64)
-        reps.append(macro_f1_from_counts(w, t, p))
-    reps = finite(np.concatenate(reps))  # a resample with no present class (multi-label only) has no macro-F1
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (math.nan, math.nan)
-    return {"macro_f1": point, "ci_low": float(lo), "ci_high": float(hi),
+    reps = np.concatenate([macro_f1_from_counts(w, t, p) for w in resample_counts(n, n_boot, seed)])
+    reps = finite(reps)  # a resample with no present class (multi-label only) has no macro-F1
+    lo, hi = percentile_interval(reps, confidence)
+    return {"macro_f1": point, "ci_low": lo, "ci_high": hi,
             "std": float(reps.std(ddof=1)) if len(reps) > 1 else math.nan, "n_boot": int(n_boot)}
+
+
+def resample_counts(n: int, n_boot: int, seed: int = 0, chunk: int = 500):
+    """Bootstrap resamples of n records as (b, n) float multiplicities, ``chunk`` at a time (memory
+    bounded at chunk x n): one multinomial draw per resample, so a statistic written for weights
+    scores a whole chunk of resamples with array operations."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_boot, chunk):
+        yield rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, n_boot - start)).astype(np.float64)
+
+
+def percentile_interval(reps: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the finite replicates (NaN, NaN when there are none)."""
+    reps = finite(reps)
+    if not len(reps):
+        return (math.nan, math.nan)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
 
 
 def bootstrap_run(predictions_npz: str, *, n_boot: int = 2000, seed: int = 0,

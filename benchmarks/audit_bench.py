@@ -1,0 +1,132 @@
+"""Audit benchmark: how well each `erts audit` signal finds the records known to be wrong.
+
+CinC 2017 (default): 100 Hz, 30-s records, random 5-s training windows, resnet18_1d, trained on the
+labels first released (labels=original-train); ground truth = the 208 training records whose label
+changed in the current release. synthetic: the built-in set, ground truth = its corrupted records.
+Each seed is one `erts audit` (3-fold cross-training, --epochs per fold); per seed the signals x
+AUROC / AP / top-5 % precision table with bootstrap intervals is written, then the mean over seeds.
+Resumable: a finished fold is reused (its dynamics.npz), so rerun the same command to continue.
+
+    nice -n 19 python benchmarks/audit_bench.py --out ~/erts-audit                    # CinC 2017, seed 0
+    nice -n 19 python benchmarks/audit_bench.py --out ~/erts-audit --seeds 0,1,2
+    nice -n 19 python benchmarks/audit_bench.py --dataset synthetic --out ~/erts-audit
+"""
+from __future__ import annotations
+
+import argparse
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = {
+    "cinc2017": {"dataset": "cinc2017", "root": str(ROOT.parent / "shared/data/training2017.zip"), "fs": 100.0,
+                 "length_s": 30.0, "crop_s": 5.0, "crop": "random", "labels": "original-train"},
+    "synthetic": {"dataset": "synthetic", "crop_s": 2.5, "crop": "random"},
+}
+COMMON = {"model": "resnet18_1d", "batch_size": 64, "lr": 1e-3, "num_threads": 1, "quiet": True}
+EPOCHS = {"cinc2017": 12, "synthetic": 8}
+
+
+# the variants of the combined score tried on CinC 2017 seed 0 (docs/audit.md, "How it was chosen")
+VARIANTS = {
+    "v1: OOF, AUM, mass, length (fixed before evaluation)": ("OOF self-confidence", "AUM", "concentration mass, high",
+                                                             "record length (short)"),
+    "OOF, mass, length": ("OOF self-confidence", "concentration mass, high", "record length (short)"),
+    "shipped: OOF, p(noise), mass, length": ("OOF self-confidence", "OOF p(noise class)", "concentration mass, high",
+                                             "record length (short)"),
+    "p(noise) alone": ("OOF p(noise class)",),
+}
+
+
+def within_label(table: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
+    """The variant that ranks each signal within the records of each given label."""
+    from erts.audit import signals as sig
+
+    out = np.zeros(len(table))
+    for name in names:
+        score = sig.by_name(name).score(table)
+        for idx in table.groupby("given_label").indices.values():
+            out[idx] += sig.rank01(score[idx]) / len(names)
+    return out
+
+
+def halves(table: pd.DataFrame) -> pd.DataFrame:
+    """AUROC and top-5 % precision of each variant on two halves of the records (split by a CRC32
+    of the record id): one half to choose on, the other to see how much the choice flatters."""
+    from erts.audit import signals as sig
+    from erts.audit.metrics import ranking_metrics
+
+    half = np.array([zlib.crc32(r.encode()) % 2 for r in table["record_id"]])
+    truth = table["wrong"].to_numpy(bool)
+    scores = {k: sig.combined_score(table, v) for k, v in VARIANTS.items()}
+    scores["OOF, mass, length, ranked within each given label"] = within_label(
+        table, ("OOF self-confidence", "concentration mass, high", "record length (short)"))
+    rows = []
+    for name, s in scores.items():
+        row = {"variant": name}
+        for h in (0, 1):
+            m = ranking_metrics(truth[half == h], s[half == h])
+            row[f"half {h} AUROC"], row[f"half {h} top-5%"] = round(m["auroc"], 3), round(m["top_precision"], 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of each metric and interval bound (one seed: that seed's values)."""
+    cols = [c for c in per_seed.columns if c.startswith(("auroc", "ap", "top_precision"))]
+    g = per_seed.groupby(["signal", "family", "suspicious"], sort=False)
+    out = g[cols].mean().reset_index()
+    out["seeds"] = g.size().to_numpy()
+    return out
+
+
+def main() -> None:
+    from erts.audit.core import audit
+    from erts.audit.core import metrics_markdown
+    from erts.train import runio
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="extra erts config key=value")
+    ap.add_argument("--dataset", default="cinc2017", choices=sorted(DATASETS))
+    ap.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    ap.add_argument("--epochs", type=int, help="epochs per fold (default: 12 CinC, 8 synthetic)")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--out", default=str(Path.home() / "erts-audit"), help="where the audits (fold models) go")
+    ap.add_argument("--measured", help="where the tables go (default benchmarks/measured/audit-<dataset>)")
+    args = ap.parse_args()
+    settings = {**DATASETS[args.dataset], **COMMON,
+                **dict(o.split("=", 1) for o in args.overrides)}
+    epochs = args.epochs or EPOCHS[args.dataset]
+    measured = Path(args.measured or ROOT / "benchmarks" / "measured" / f"audit-{args.dataset}")
+    frames = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        out = Path(args.out) / f"audit-{args.dataset}-e{epochs}-s{seed}"
+        res = audit(None, {**settings, "seed": seed, "epochs": epochs}, folds=args.folds, out=out, n_boot=args.n_boot)
+        m = res.metrics.assign(seed=seed)
+        runio.write_text(measured / f"seed{seed}.md", f"# erts audit, {args.dataset}, seed {seed}, {args.folds} folds x "
+                         f"{epochs} epochs\n\n" + metrics_markdown(res.metrics, "wrong"))
+        frames.append(m)
+        if args.dataset == "cinc2017":
+            from erts.report.build import md_table
+
+            runio.write_text(measured / f"variants_seed{seed}.md", "# Variants of the combined score, two halves of "
+                             f"the records, seed {seed}\n\n" + md_table(halves(res.table)) + "\n")
+        print(f"seed {seed}: {res.csv}", flush=True)
+    per_seed = pd.concat(frames, ignore_index=True)
+    runio.write_text(measured / "per_seed.csv", per_seed.to_csv(index=False, float_format="%.4f"))
+    mean = summarise(per_seed)
+    runio.write_text(measured / "summary.csv", mean.to_csv(index=False, float_format="%.4f"))
+    mean["auroc_length_matched"] = per_seed.groupby("signal", sort=False)["auroc_length_matched"].mean().to_numpy()
+    for col in ("base_rate", "n_wrong", "n"):
+        mean[col] = per_seed[col].iloc[0]
+    runio.write_text(measured / "summary.md", f"# erts audit, {args.dataset}, seeds {args.seeds} (mean over seeds), "
+                     f"{args.folds} folds x {epochs} epochs\n\n" + metrics_markdown(mean, "wrong"))
+    print((measured / "summary.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
