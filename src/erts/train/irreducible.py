@@ -20,23 +20,37 @@ training steps (forwards and backwards) and scoring forwards, FLOPs measured for
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import torch
 
 from erts.config import Config
-from erts.distributed import all_sum
-from erts.train.builders import apply_batchnorm, build_model, build_optimizer, build_scheduler
+from erts.data.records import RecordSet
+from erts.distributed import Dist, all_sum
+from erts.train.builders import Loss, apply_batchnorm, build_model, build_optimizer, build_scheduler, seed_for
+from erts.train.cost import CostMeter
 
-if TYPE_CHECKING:
-    from erts.train.loop import Trainer
+
+class Run(Protocol):
+    """What the IL models need of the run: erts.train.loop.Trainer has all of it."""
+
+    cfg: Config
+    rs: RecordSet
+    device: torch.device
+    data: Any  # erts.train.loop.Tensors: x(ids, train=...), y, multilabel, generator
+    cost: CostMeter
+    loss_fn: Loss
+    score_bs: int
+    idx: dict[str, torch.Tensor]
+    dist: Dist
+
+    def autocast(self) -> AbstractContextManager: ...
 
 IL_STREAM = 41  # seed_for stream of the halves and the IL models (the loop's epochs use 1-3)
 
 
 def _seed(seed: int, k: int, stream: int = IL_STREAM) -> int:
-    from erts.train.loop import seed_for
-
     return seed_for(seed, k, stream)
 
 
@@ -63,7 +77,7 @@ def il_config(cfg: Config) -> Config:
     return c
 
 
-def train_il_model(trainer: "Trainer", ids: torch.Tensor, seed: int) -> torch.nn.Module:
+def train_il_model(trainer: Run, ids: torch.Tensor, seed: int) -> torch.nn.Module:
     """An IL model trained on ``ids`` only (seeded init, order, windows and dropout; counted as
     ``irreducible`` training steps)."""
     cfg, device, data = il_config(trainer.cfg), trainer.device, trainer.data
@@ -88,7 +102,7 @@ def train_il_model(trainer: "Trainer", ids: torch.Tensor, seed: int) -> torch.nn
     return model.eval()
 
 
-def il_losses(trainer: "Trainer", model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+def il_losses(trainer: Run, model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """Per-sample loss of ``model`` on ``ids`` (centre windows, eval mode; ``irreducible`` forwards)."""
     out = []
     for chunk in ids.split(trainer.score_bs):
@@ -99,7 +113,7 @@ def il_losses(trainer: "Trainer", model: torch.nn.Module, ids: torch.Tensor) -> 
     return torch.cat(out) if out else torch.empty(0, device=ids.device)
 
 
-def irreducible_losses(trainer: "Trainer") -> torch.Tensor:
+def irreducible_losses(trainer: Run) -> torch.Tensor:
     """(n_train,) each training record's irreducible loss, in the order of ``trainer.idx["train"]``:
     the loss of the IL model trained on the other half. Under torchrun every process computes
     them (each counts its own work) and rank 0's are used, so every rank selects alike."""

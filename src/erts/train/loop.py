@@ -33,7 +33,7 @@ from erts.selection.dropout import LOG_FIELDS, DataDropout
 from erts.selection.dropout import confidence, el2n  # noqa: F401 (re-exported)
 from erts.train import runio
 from erts.train.builders import (apply_batchnorm, build_loss, build_model, build_optimizer, build_scheduler,
-                                 resolve_device, resolve_loss_name, resolve_score_batch_size)
+                                 resolve_device, resolve_loss_name, resolve_score_batch_size, seed_for)
 from erts.train.cost import CostMeter, epoch_row
 from erts.train.costnames import legacy_log_columns
 
@@ -43,11 +43,6 @@ GROUND_TRUTH_COLUMNS = ("corruption", "true_class", "label_changed", "label_orig
 
 # what select() logs per sample of a pool (the loop adds index and updated)
 POOL_FIELDS = tuple(k for k in LOG_FIELDS if k not in ("index", "updated"))
-
-
-def seed_for(seed: int, epoch: int, stream: int) -> int:
-    """Independent, reproducible seeds per (run seed, epoch, purpose)."""
-    return (seed * 1_000_003 + epoch * 1009 + stream) % (2**63)
 
 
 @dataclass
