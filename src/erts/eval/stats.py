@@ -249,10 +249,24 @@ def is_control(method: str) -> bool:
     return "@" in str(method)
 
 
+def budget_share(row) -> float | np.ndarray:
+    """A run's share of a full run's compute, the budget its equal-budget controls get: effective epochs
+    / epochs, with rho-loss's irreducible-loss models charged as more effective epochs (their sample
+    backwards, ``backwards_irreducible``, in units of the run's own, ``backwards_update`` = EE x N).
+    ``row``: a results row (dict) or a results table (then one share per row)."""
+    def col(name: str) -> np.ndarray:
+        v = row.get(name, 0.0)
+        return np.nan_to_num(np.asarray(v, dtype=float))
+
+    ee, bi, bu = np.asarray(row["effective_epochs"], dtype=float), col("backwards_irreducible"), col("backwards_update")
+    share = ee * (1 + np.where(bu > 0, bi / np.maximum(bu, 1e-12), 0.0)) / np.asarray(row["epochs"], dtype=float)
+    return float(share) if share.ndim == 0 else share
+
+
 def label_controls(df: pd.DataFrame, tolerance: float = 6e-3, seed_key: str = "seed") -> pd.DataFrame:
     """Names each equal-budget control run after the method it matches: a ``full`` or ``random`` run
     with a ``budget`` becomes ``full@<m>`` / ``random@<m>`` where ``m`` is a method of the same seed
-    (and dataset and model) whose effective epochs / epochs equal that budget (within
+    (and dataset and model) whose ``budget_share`` (effective epochs / epochs) equals that budget (within
     ``tolerance``: budgets are given to 2 decimals; one control may match several methods of
     about equal cost: it is then repeated for each). Controls matching nothing keep the name ``<method>@<budget>``. Other rows unchanged."""
     if "budget" not in df.columns:
@@ -263,7 +277,7 @@ def label_controls(df: pd.DataFrame, tolerance: float = 6e-3, seed_key: str = "s
         return df
     same = [k for k in ("dataset", "model", seed_key) if k in df.columns]
     methods = df[~ctrl & ~df["method"].isin(CONTROL_METHODS)]
-    share = methods["effective_epochs"] / methods["epochs"]
+    share = pd.Series(budget_share(methods), index=methods.index)
     rows = [df[~ctrl]]
     for i, r in df[ctrl].iterrows():
         match = methods[(share - float(budget[i])).abs() <= tolerance]
