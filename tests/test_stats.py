@@ -295,6 +295,20 @@ def test_rho_loss_controls_are_charged_its_irreducible_loss_models():
     assert sorted(bare["method"]) == ["full@0.47", "rho-loss"]
 
 
+def test_a_method_between_two_budgets_is_paired_with_the_nearer_control_only():
+    """Two configurations of about equal cost get controls at 0.79 and 0.80; a method at 0.7955 is within
+    the tolerance of both, and only the control at 0.80 is its own (one pair per seed, not two)."""
+    from erts.eval.stats import label_controls
+
+    base = {"dataset": "d", "seed": 0, "epochs": 30, "test_macro_f1": 0.5}
+    df = pd.DataFrame([{**base, "run": "a", "method": "a", "budget": None, "effective_epochs": 0.7955 * 30},
+                       {**base, "run": "b", "method": "b", "budget": None, "effective_epochs": 0.791 * 30},
+                       {**base, "run": "c79", "method": "full", "budget": 0.79, "effective_epochs": 0.79 * 30},
+                       {**base, "run": "c80", "method": "full", "budget": 0.80, "effective_epochs": 0.80 * 30}])
+    got = sorted(zip(label_controls(df)["method"], label_controls(df)["run"]))
+    assert got == [("a", "a"), ("b", "b"), ("full@a", "c80"), ("full@b", "c79")]
+
+
 def test_bootstrap_macro_auroc_resamples_records_with_every_class_present():
     from sklearn.metrics import roc_auc_score
 
