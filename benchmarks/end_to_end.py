@@ -117,7 +117,14 @@ def write_all_results(main: Grid, controls: list[Grid]) -> Path:
     return path
 
 
-def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macro_f1") -> list[str]:
+def comparison_line(r, method_width: int = 10, base_width: int = 8) -> str:
+    """One paired comparison (a row of erts.eval.stats' tables): the difference, its CI, pairs, p, Holm's p."""
+    return (f"  {r.method:{method_width}s} vs {r.baseline:{base_width}s} {r.mean_diff:+.4f} "
+            f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}], {r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}")
+
+
+def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macro_f1",
+                  method_width: int = 15, base_width: int = 22) -> list[str]:
     """Each method against full and random at its own effective epochs (paired by seed, Holm over the family)."""
     comp = equal_budget_comparisons(df, ["dataset", "model", "method", "budget"], metric)
     out = ["Equal-budget controls: each method against full (schedule compressed) and random (RS2) at its own "
@@ -129,8 +136,7 @@ def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macr
             continue
         beats = r.p_holm < 0.05 and r.mean_diff > 0
         verdict = "beats it" if beats else ("worse" if r.p_holm < 0.05 else "does not beat it")
-        out.append(f"  {r.method:15s} vs {r.baseline:22s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
-                   f"{r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}: {verdict}")
+        out.append(f"{comparison_line(r, method_width, base_width)}: {verdict}")
     return out
 
 
@@ -194,8 +200,7 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
     if erts.empty:
         out.append("  none: an erts-<rule> method needs <rule> in --methods")
     for r in erts.itertuples():
-        out.append(f"  {r.method:10s} vs {r.baseline:8s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
-                   f"{r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}")
+        out.append(comparison_line(r))
     return out
 
 

@@ -30,7 +30,7 @@ Printed (and written to ``<out>/<name>-summary.md``) per setting:
 2. **Test F1**: macro-F1 (and F1 N/A/O) mean over seeds with its 95 % t-interval, effective epochs (and
    the charged share), CPU seconds of training relative to ``full``; each filter against its
    unfiltered rule and each configuration against its equal-budget controls, paired by seed
-   (Holm within each family).
+   (Holm within each family; controls: "beats it", "worse" or "does not beat it" at p(Holm) < 0.05).
 
     python benchmarks/noise_filter.py --out ~/erts-sweeps                # CinC 2017, 3 settings x 3 seeds (days on 2 cores)
     python benchmarks/noise_filter.py --out ~/erts-sweeps --settings pair20 --filters focus,diffuse --controls cheapest
@@ -47,9 +47,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # end_to_end's machinery, beside this file
 
-from end_to_end import COMMON, DATASETS, parse_value, run_budget_controls  # noqa: E402
-from erts.eval.stats import (budget_share, equal_budget_comparisons, group_summary, is_control,  # noqa: E402
-                             label_controls, paired_against)
+from end_to_end import COMMON, DATASETS, comparison_line, control_lines, parse_value, run_budget_controls  # noqa: E402
+from erts.eval.stats import budget_share, group_summary, is_control, label_controls, paired_against  # noqa: E402
 from erts.report import reliability  # noqa: E402
 from erts.train.sweep import Grid, run_row, run_state, run_sweep  # noqa: E402
 
@@ -171,15 +170,8 @@ def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
     keys = ["dataset", "model", "method"]
     filt = paired_against(labelled[~labelled["method"].map(is_control)], keys, rule_of)
     out.append("Each filter against its unfiltered rule (paired by seed; Holm over these rows):")
-    for r in filt.itertuples():
-        out.append(f"  {r.method:24s} vs {r.baseline:10s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
-                   f"{r.n} pairs, p(Holm)={r.p_holm:.3f}")
-    ctrl = equal_budget_comparisons(df, keys + ["budget"])
-    out.append("Each configuration against full and random at its own share (paired by seed; Holm over these rows):")
-    for r in ctrl.itertuples() if not ctrl.empty else []:
-        out.append(f"  {r.method:24s} vs {r.baseline:30s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
-                   f"{r.n} pairs, p(Holm)={r.p_holm:.3f}")
-    return out
+    out += [comparison_line(r, 24, 10) for r in filt.itertuples()]
+    return out + control_lines(df, configs, method_width=24, base_width=30)
 
 
 def main() -> None:
