@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from erts.eval.stats import (bootstrap_macro_auroc, equal_budget_comparisons, erts_comparisons, group_summary, is_control, label_controls,
-                             paired_comparisons)
+from erts.eval.stats import (bootstrap_macro_auroc, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
+                             is_control, label_controls, paired_comparisons)
 from erts.train import runio
 from erts.train.costnames import legacy_result_columns
 from erts.train.sweep import Grid, config_keys, expand, run_row, run_state, run_sweep
@@ -61,37 +61,38 @@ def parse_value(v: str):
 
 
 def control_budgets(sweep_dir: Path, seed: int, methods: list[str], which: str = "each") -> list[float]:
-    """The equal-budget controls' budgets for ``seed``: each method's measured effective epochs /
-    epochs (``each``), or only the cheapest method's (``cheapest``), rounded to 2 decimals (0.3 %
-    of a 30-epoch budget), so methods of about equal cost share one control."""
-    out = []
-    for m in methods:
-        if m == "full":
-            continue
-        run_dir = sweep_dir / "runs" / f"seed={seed},method={m}"
-        row = run_row(run_dir, ["method"])
-        out.append(round(row["effective_epochs"] / row["epochs"], 2))
+    """The equal-budget controls' budgets for ``seed``: each method's measured share of a full run's
+    compute (``budget_share``: effective epochs / epochs, rho-loss's irreducible-loss models charged)
+    (``each``), or only the cheapest method's (``cheapest``), rounded to 2 decimals (0.3 % of a
+    30-epoch budget), so methods of about equal cost share one control."""
+    out = [round(budget_share(run_row(sweep_dir / "runs" / f"seed={seed},method={m}", ["method"])), 2)
+           for m in methods if m != "full"]
     return sorted(set(out))[:1] if which == "cheapest" else sorted(set(out))
 
 
 def run_controls(grid: Grid, seeds: list[int], methods: list[str], workers: int, which: str = "each") -> list[Grid]:
     """full and random at each method's own effective epochs, per seed, in the main sweep folder
     (run names carry the budget); returns the control grids, so results.csv can list every run."""
+    return [g for seed in seeds
+            for g in run_budget_controls(grid, seed, control_budgets(grid.sweep_dir, seed, methods, which), workers)]
+
+
+def run_budget_controls(grid: Grid, seed: int, budgets: list[float], workers: int) -> list[Grid]:
+    """full and random of ``seed`` at each of ``budgets``, in ``grid``'s sweep folder with its base
+    settings (random where its warm-up and revision leave room); returns their grids."""
     grids = []
-    for seed in seeds:
-        budgets = control_budgets(grid.sweep_dir, seed, methods, which)
-        feasible = [b for b in budgets if random_feasible(grid.base, b)]
-        for b in sorted(set(budgets) - set(feasible)):
-            print(f"control random at budget {b} (seed {seed}) skipped: its warm-up and revision alone exceed it")
-        for method, bs in (("full", budgets), ("random", feasible)):
-            if not bs:
-                continue
-            g = Grid(name=grid.name, out_dir=grid.out_dir, workers=workers, base=grid.base,
-                     grid={"seed": [seed], "method": [method], "budget": bs})
-            res = run_sweep(g, workers=workers)
-            if res.failed:
-                raise SystemExit(f"failed control runs: {', '.join(res.failed)}")
-            grids.append(g)
+    feasible = [b for b in budgets if random_feasible(grid.base, b)]
+    for b in sorted(set(budgets) - set(feasible)):
+        print(f"control random at budget {b} (seed {seed}) skipped: its warm-up and revision alone exceed it")
+    for method, bs in (("full", budgets), ("random", feasible)):
+        if not bs:
+            continue
+        g = Grid(name=grid.name, out_dir=grid.out_dir, workers=workers, base=grid.base,
+                 grid={"seed": [seed], "method": [method], "budget": bs})
+        res = run_sweep(g, workers=workers)
+        if res.failed:
+            raise SystemExit(f"failed control runs: {', '.join(res.failed)}")
+        grids.append(g)
     return grids
 
 
@@ -116,7 +117,14 @@ def write_all_results(main: Grid, controls: list[Grid]) -> Path:
     return path
 
 
-def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macro_f1") -> list[str]:
+def comparison_line(r, method_width: int = 10, base_width: int = 8) -> str:
+    """One paired comparison (a row of erts.eval.stats' tables): the difference, its CI, pairs, p, Holm's p."""
+    return (f"  {r.method:{method_width}s} vs {r.baseline:{base_width}s} {r.mean_diff:+.4f} "
+            f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}], {r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}")
+
+
+def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macro_f1",
+                  method_width: int = 15, base_width: int = 22) -> list[str]:
     """Each method against full and random at its own effective epochs (paired by seed, Holm over the family)."""
     comp = equal_budget_comparisons(df, ["dataset", "model", "method", "budget"], metric)
     out = ["Equal-budget controls: each method against full (schedule compressed) and random (RS2) at its own "
@@ -128,8 +136,7 @@ def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macr
             continue
         beats = r.p_holm < 0.05 and r.mean_diff > 0
         verdict = "beats it" if beats else ("worse" if r.p_holm < 0.05 else "does not beat it")
-        out.append(f"  {r.method:15s} vs {r.baseline:22s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
-                   f"{r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}: {verdict}")
+        out.append(f"{comparison_line(r, method_width, base_width)}: {verdict}")
     return out
 
 
@@ -159,7 +166,8 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
     controls_df = df
     df = label_controls(df)
     methods = methods + [m for m in dict.fromkeys(df["method"]) if is_control(m)]
-    df = df.assign(seconds_train=df[["seconds_scoring", "seconds_gradcam", "seconds_update"]].sum(axis=1))
+    df = df.assign(seconds_train=df[[c for c in ("seconds_scoring", "seconds_gradcam", "seconds_update",
+                                                 "seconds_irreducible") if c in df]].sum(axis=1))
     metrics = list(dict.fromkeys([metric, "test_macro_f1", "effective_epochs"])) + (["test_f1_nao"] if "test_f1_nao" in df else [])
     summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
     med = df.groupby("method")[["seconds_train", "seconds_total"]].median().loc[methods]
@@ -192,8 +200,7 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
     if erts.empty:
         out.append("  none: an erts-<rule> method needs <rule> in --methods")
     for r in erts.itertuples():
-        out.append(f"  {r.method:10s} vs {r.baseline:8s} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
-                   f"{r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}")
+        out.append(comparison_line(r))
     return out
 
 

@@ -267,3 +267,74 @@ def test_easy_keep_keeps_dropped_samples_at_rate_q_with_weight_1_over_q():
     # the weighted count estimates the pool: 1,000 + 4 * (about 750) = about 4,000
     assert abs(float(out.weight[out.keep].sum()) - n) < 200
     assert sel.importance_weighted and sel.reweights(1)
+
+
+# ---------------------------------------------------------------- reliability: what the filter drops
+def filtered(reliability, focus_filter="rank", p=None, focus=None, loss=None, **extra):
+    """The focus filter's keep-mask on a hand-made pool of 6 (candidates 0-4; 5 is not a candidate)."""
+    cfg = SelectionConfig(method="erts-dbpd", warmup_epochs=0, gradcam_start=0, reliability=reliability,
+                          focus_filter=focus_filter, class_rescue="off", phi=0.6, **extra)
+    s = PoolScores(torch.tensor(p or [0.1] * 6), torch.zeros(6, dtype=torch.bool), onehot([0] * 6, 2),
+                   focus=None if focus is None else torch.tensor(focus),
+                   loss=None if loss is None else torch.tensor(loss))
+    cand = torch.tensor([True, True, True, True, True, False])
+    return Selector(cfg, 10).focus_filter(cand, s)[0].tolist()
+
+
+MASS = [0.95, 0.15, 0.60, 0.30, 0.80, 0.05]  # concentration of each map (focus_measure=mass)
+
+
+def test_reliability_focus_keeps_the_most_focused_candidates():
+    # (1 - p) * focus with p = 0.1 everywhere: the int(0.6 * 5) = 3 highest focus among 0-4: 0, 4, 2
+    assert filtered("focus", focus=MASS) == [True, False, True, False, True, False]
+    assert filtered("focus", "threshold", focus=MASS, focus_threshold=0.6) == [True, False, True, False, True, False]
+
+
+def test_reliability_diffuse_drops_the_maps_locked_onto_one_spot():
+    # (1 - p) * (1 - mass): the 3 least concentrated maps 1, 3, 2 are kept; 0 and 4 (mass .95, .80) dropped
+    assert filtered("diffuse", focus=MASS, focus_measure="mass") == [False, True, True, True, False, False]
+    # threshold: drop every candidate whose mass reaches 0.6
+    assert filtered("diffuse", "threshold", focus=MASS, focus_measure="mass",
+                    focus_threshold=0.6) == [False, True, False, True, False, False]
+    # the confidence still weighs: a candidate the model is sure of (p = 0.95) loses its place
+    assert filtered("diffuse", focus=MASS, focus_measure="mass",
+                    p=[0.1, 0.95, 0.1, 0.1, 0.1, 0.1]) == [False, False, True, True, True, False]
+
+
+def test_reliability_loss_drops_the_highest_losses_without_gradcam():
+    loss = [3.0, 0.4, 2.2, 1.0, 0.7, 9.0]
+    # rank: the 3 lowest losses among the candidates (1, 4, 3); the non-candidate's 9.0 plays no part
+    assert filtered("loss", loss=loss) == [False, True, False, True, True, False]
+    # threshold: the pool's 0.5 quantile (all six losses: (1.0 + 2.2) / 2 = 1.6) is the bar
+    assert filtered("loss", "threshold", loss=loss, loss_quantile=0.5) == [False, True, False, True, True, False]
+    # q = 0.9 of the pool: 3.0 + 0.5 * (9.0 - 3.0) = 6.0, every candidate stays
+    assert filtered("loss", "threshold", loss=loss, loss_quantile=0.9) == [True] * 5 + [False]
+    sel = Selector(SelectionConfig(method="erts-dbpd", warmup_epochs=0, gradcam_start=0, reliability="loss"), 10)
+    s = scores([0.1, 0.2, 0.25, 0.9], [0, 0, 1, 1], k=2)
+    s.loss = torch.tensor([2.3, 1.6, 1.2, 0.1])
+    calls = []
+    out = sel.select(1, s.member, s, gen(), focus_fn=calls.append)
+    assert calls == [] and not sel.cam_active(1)       # no Grad-CAM at all
+    assert out.ranked.tolist() == [True, True, True, False]
+    assert out.keep.tolist() == [False, True, True, False]  # int(0.7 * 3) = 2 lowest losses: 1.6 and 1.2
+
+
+def test_filter_rescue_follows_the_reliability_ranking():
+    # the filter wipes out one class (focus, loss: class 1 = samples 3, 4; diffuse: class 0 = samples 0-2);
+    # its rescue is that class's candidate the setting ranks highest (diffuse: the least concentrated map)
+    s = PoolScores(torch.tensor([0.1, 0.1, 0.1, 0.1, 0.1]), torch.zeros(5, dtype=torch.bool), onehot([0, 0, 0, 1, 1], 2),
+                   focus=torch.tensor([0.9, 0.8, 0.7, 0.2, 0.1]), loss=torch.tensor([0.1, 0.2, 0.3, 2.0, 1.0]))
+    cand = torch.ones(5, dtype=torch.bool)
+    for reliability, extra, rescued in (("focus", {}, 3), ("diffuse", {"focus_measure": "mass"}, 2), ("loss", {}, 4)):
+        cfg = SelectionConfig(method="erts-dbpd", warmup_epochs=0, phi=0.4, reliability=reliability, **extra)
+        keep, res = Selector(cfg, 10).focus_filter(cand, s)
+        assert res.tolist() == [i == rescued for i in range(5)], reliability
+
+
+def test_diffuse_needs_a_concentration_measure():
+    from erts.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="focus_measure=mass"):
+        load_config(overrides={"method": "erts-dbpd", "reliability": "diffuse"})
+    assert load_config(overrides={"method": "erts-dbpd", "reliability": "diffuse",
+                                  "focus_measure": "entropy"}).selection.reliability == "diffuse"

@@ -275,6 +275,40 @@ def test_equal_budget_controls_pair_each_method_with_full_and_random_at_its_own_
     assert comp["p_holm"].min() == pytest.approx(min(1.0, 4 * p[0]))
 
 
+def test_rho_loss_controls_are_charged_its_irreducible_loss_models():
+    """rho-loss trains two irreducible-loss models (rho_il_epochs x N sample backwards): its controls get
+    (EE + those backwards / N) / epochs, and a control at that budget is labelled as its own."""
+    from erts.eval.stats import budget_share, label_controls
+
+    n = 200
+    rho = {"run": "r", "dataset": "d", "method": "rho-loss", "budget": None, "seed": 0, "effective_epochs": 10.0,
+           "epochs": 30, "backwards_update": 10.0 * n, "backwards_irreducible": 4.0 * n}
+    assert budget_share(rho) == pytest.approx(14 / 30)
+    assert budget_share({**rho, "backwards_irreducible": 0.0}) == pytest.approx(10 / 30)
+    assert budget_share({"effective_epochs": 12.0, "epochs": 30}) == pytest.approx(0.4)  # older results: no columns
+    ctrl = {"run": "c", "dataset": "d", "method": "full", "budget": 0.47, "seed": 0, "effective_epochs": 14.1,
+            "epochs": 15, "backwards_update": 14.1 * n, "backwards_irreducible": 0.0}
+    labelled = label_controls(pd.DataFrame([rho, ctrl]))
+    assert sorted(labelled["method"]) == ["full@rho-loss", "rho-loss"]
+    # uncharged, the same control would match nothing
+    bare = label_controls(pd.DataFrame([{**rho, "backwards_irreducible": 0.0}, ctrl]))
+    assert sorted(bare["method"]) == ["full@0.47", "rho-loss"]
+
+
+def test_a_method_between_two_budgets_is_paired_with_the_nearer_control_only():
+    """Two configurations of about equal cost get controls at 0.79 and 0.80; a method at 0.7955 is within
+    the tolerance of both, and only the control at 0.80 is its own (one pair per seed, not two)."""
+    from erts.eval.stats import label_controls
+
+    base = {"dataset": "d", "seed": 0, "epochs": 30, "test_macro_f1": 0.5}
+    df = pd.DataFrame([{**base, "run": "a", "method": "a", "budget": None, "effective_epochs": 0.7955 * 30},
+                       {**base, "run": "b", "method": "b", "budget": None, "effective_epochs": 0.791 * 30},
+                       {**base, "run": "c79", "method": "full", "budget": 0.79, "effective_epochs": 0.79 * 30},
+                       {**base, "run": "c80", "method": "full", "budget": 0.80, "effective_epochs": 0.80 * 30}])
+    got = sorted(zip(label_controls(df)["method"], label_controls(df)["run"]))
+    assert got == [("a", "a"), ("b", "b"), ("full@a", "c80"), ("full@b", "c79")]
+
+
 def test_bootstrap_macro_auroc_resamples_records_with_every_class_present():
     from sklearn.metrics import roc_auc_score
 

@@ -25,7 +25,7 @@ from erts.selection.schedule import Schedule, budget_epochs, resolve_schedule, s
 
 
 # selection methods (defined here, not in erts.selection, so validating a config never imports torch)
-RULES = ("dbpd", "smrd", "srd", "random", "infobatch", "loss-topk", "el2n")
+RULES = ("dbpd", "smrd", "srd", "random", "infobatch", "loss-topk", "el2n", "rho-loss")
 METHODS = ("full", *RULES, *(f"erts-{r}" for r in RULES))
 
 
@@ -59,6 +59,15 @@ class DataConfig:
     n_records: int = 5000  # how many records to generate
     corrupt_frac: float = 0.1  # fraction of records corrupted on purpose (ground truth kept in meta)
     multilabel: bool = False  # several labels per record (multi-hot targets, bce loss)
+    # label noise injected into the *training* split of any single-label dataset (validation and test keep
+    # their labels): none; symmetric = round(label_noise_rate x n_train) training records drawn at random,
+    # each given a random other class; pair = in each of the two label_noise_classes, round(rate x its
+    # training records) drawn at random and given the other class. Which were flipped is kept in meta
+    # (noise_flipped, label_clean: ground truth for reports and benchmarks, never model input)
+    label_noise: Literal["none", "symmetric", "pair"] = "none"
+    label_noise_rate: float = 0.2  # label_noise: the share of the (pair: each class's) training records flipped
+    label_noise_classes: Optional[list[str]] = None  # label_noise=pair: the two class names swapped (e.g. [N, O])
+    label_noise_seed: int = 0  # seeds which records label_noise flips (and, symmetric, to which class)
 
 
 @dataclass
@@ -95,7 +104,7 @@ class OptimConfig:
 
 @dataclass
 class SelectionConfig:
-    method: str = "full"  # full | dbpd | smrd | srd | random | infobatch | loss-topk | el2n, or erts-<rule>
+    method: str = "full"  # full | dbpd | smrd | srd | random | infobatch | loss-topk | el2n | rho-loss, or erts-<rule>
     # the selection pool: each mini-batch (the published PDD code), or the whole epoch (its kept samples then
     # form full batches: fewer steps). auto: epoch for infobatch (the official sampler), random (RS2) and full
     # with a budget; batch for the others. Resolved when the config is loaded
@@ -129,8 +138,17 @@ class SelectionConfig:
     # usually read; layer: scored at the layer's own resolution (published; few positions at the last
     # stage: the top-q mean then degenerates to 1 for any non-constant map)
     focus_resolution: Literal["input", "layer"] = "input"
-    focus_filter: Literal["rank", "threshold"] = "rank"  # rank: keep the phi share with the highest (1 - p) * focus; threshold: focus >= focus_threshold
+    focus_filter: Literal["rank", "threshold"] = "rank"  # rank: keep the phi share with the highest (1 - p) * reliability; threshold: an absolute cut (see reliability)
     focus_threshold: float = 0.5  # used when focus_filter=threshold
+    # what the ERTS filter reads as a candidate's reliability (docs/selection.md, "What the filter drops"):
+    # focus = the paper's, a high focus_measure value is trusted: rank keeps the phi share with the highest
+    # (1 - p) * focus, threshold keeps focus >= focus_threshold; diffuse = concentration read the other way
+    # round, a map locked onto one spot is suspicious (needs focus_measure=mass or entropy): rank keeps the
+    # highest (1 - p) * (1 - focus), threshold drops focus >= focus_threshold; loss = no Grad-CAM: rank keeps
+    # the phi share with the lowest loss, threshold drops the candidates whose loss is above the
+    # loss_quantile quantile of the pool's losses
+    reliability: Literal["focus", "diffuse", "loss"] = "focus"
+    loss_quantile: float = 0.9  # reliability=loss, focus_filter=threshold: candidates above this quantile of the pool's losses are dropped
     gradcam_layer: str = "last"  # "last", "published" or a module name of the backbone (e.g. layer3)
     # published: plain DBPD rescues a class its rule wiped out of a pool (only when it kept someone), the
     # focus filter rescues among the hard candidates, SMRD/SRD never; always: every rule and the filter,
@@ -155,6 +173,13 @@ class SelectionConfig:
     topk_beta: float = 1.0  # loss-topk: keep probability = (percentile of the loss among recent losses) ^ beta
     topk_history: int = 2048  # loss-topk: how many recent losses the percentile is taken over
     el2n_keep: float = 0.5  # el2n: keep this fraction of each pool, the highest EL2N scores
+    # rho-loss (RHO-LOSS, Mindermann et al. 2022): keep this fraction of each pool, the highest reducible loss
+    # (training loss - irreducible loss); the paper keeps 10 % of a large batch (batch_size=320 rho_keep=0.1)
+    rho_keep: float = 0.1
+    # rho-loss: epochs each of the two irreducible-loss models trains on its half of the training split (each
+    # record's irreducible loss comes from the model trained on the other half; computed once, before epoch 0)
+    rho_il_epochs: int = 4
+    rho_il_model: Optional[str] = None  # rho-loss: the irreducible-loss model's architecture; None = the run's own model
     score_mode: Literal["eval", "train"] = "eval"  # train reproduces the published BN/dropout pitfall
     # samples per scoring / Grad-CAM / evaluation forward; 0 = auto: 512 on GPU, and on CPU about 64k
     # time steps per 1-D batch (16 records of 32 x 1,000 for 2-D): small batches stay in cache (measured)
@@ -355,6 +380,19 @@ def validate(cfg: Config) -> None:
         (0.0 < s.infobatch_delta <= 1.0, f"infobatch_delta={s.infobatch_delta} must be in (0, 1]"),
         (s.topk_beta > 0 and s.topk_history >= 1, "topk_beta must be > 0 and topk_history >= 1"),
         (0.0 < s.el2n_keep <= 1.0, f"el2n_keep={s.el2n_keep} must be in (0, 1]"),
+        (0.0 < s.rho_keep <= 1.0, f"rho_keep={s.rho_keep} must be in (0, 1]"),
+        (s.rho_il_epochs >= 1, f"rho_il_epochs={s.rho_il_epochs} must be >= 1"),
+        (0.0 < s.loss_quantile < 1.0, f"loss_quantile={s.loss_quantile} must be in (0, 1)"),
+        (s.reliability != "diffuse" or s.focus_measure in ("mass", "entropy"),
+         f"reliability=diffuse reads how concentrated a map is, which focus_measure={s.focus_measure} does not "
+         "measure (it says how strong the strongest evidence is); set focus_measure=mass (measured on CinC "
+         "2017, issue 24) or entropy"),
+        (0.0 < d.label_noise_rate < 1.0, f"label_noise_rate={d.label_noise_rate} must be in (0, 1)"),
+        (d.label_noise != "pair" or (d.label_noise_classes is not None and len(d.label_noise_classes) == 2
+                                     and d.label_noise_classes[0] != d.label_noise_classes[1]),
+         f"label_noise=pair needs label_noise_classes=[A, B], two different class names "
+         f"(got {d.label_noise_classes})"),
+        (d.label_noise == "none" or not d.multilabel, "label_noise is for single-label datasets"),
         (s.rescore_every >= 0, f"rescore_every={s.rescore_every} must be >= 0 (0: the source's default)"),
         (t.epochs >= 1, f"epochs={t.epochs} must be >= 1"),
         (o.batch_size >= 1, f"batch_size={o.batch_size} must be >= 1"),
@@ -502,10 +540,10 @@ def allowed_values(key: str) -> str:
         return "one of " + ", ".join(METHODS)
     if key == "dataset":
         return "one of " + ", ".join(DATASETS)
-    if key == "model":
+    if key in ("model", "rho_il_model"):
         names = _model_names()
         if names:
-            return "one of " + ", ".join(names)
+            return ("null or " if key == "rho_il_model" else "") + "one of " + ", ".join(names)
     if key == "preset":
         from erts.presets import PRESETS
 

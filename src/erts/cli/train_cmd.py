@@ -89,6 +89,10 @@ def format_summary(metrics: dict, run_dir: Path) -> str:
         f"FLOPs      scoring {c['flops']['scoring']:.3g}  gradcam {c['flops']['gradcam']:.3g}  "
         f"update {c['flops']['update']:.3g}  total {c['flops']['total']:.3g}",
     ]
+    il = {g: (c.get(g) or {}).get("irreducible", 0.0) for g in ("seconds", "forwards", "backwards", "flops")}
+    if il["forwards"]:  # rho-loss: the irreducible-loss models, in every total above
+        lines.append(f"irreducible  {il['seconds']:.1f} s  fwd/bwd {il['forwards']:.0f}/{il['backwards']:.0f}  "
+                     f"FLOPs {il['flops']:.3g} (rho-loss's two IL models, in the totals)")
     if metrics.get("world_size", 1) > 1:  # torchrun: counts are every process's, seconds rank 0's
         ranks = "  ".join(f"{s:.1f}" for s in metrics.get("rank_seconds", []))
         lines.append(f"processes  {metrics['world_size']} (DDP): samples and FLOPs summed over them, seconds are "
@@ -191,8 +195,9 @@ def check_model(cfg) -> None:
     from erts.errors import ConfigError
     from erts.models import list_models
 
-    if cfg.model.model not in list_models():
-        raise ConfigError(f"model={cfg.model.model!r} is not accepted; available: {', '.join(list_models())}")
+    for key, name in (("model", cfg.model.model), ("rho_il_model", cfg.selection.rho_il_model)):
+        if name is not None and name not in list_models():
+            raise ConfigError(f"{key}={name!r} is not accepted; available: {', '.join(list_models())}")
 
 
 def last_completed_epoch(run_dir: Path) -> int | None:

@@ -25,11 +25,14 @@ def load_dataset(cfg, *, all_splits: bool = True) -> RecordSet:
     A split without records is a DataError unless ``all_splits`` is False (``erts data info``
     warns instead): training needs all three, and finding out after the training, or after
     its run folder was written, helps nobody. A training window (``crop_s``) longer than the
-    prepared records is a stated warning: training then uses the whole records.
+    prepared records is a stated warning: training then uses the whole records. ``label_noise``
+    flips a seeded share of the training labels after the cache is read (erts.data.noise).
     """
+    from erts.data.noise import apply_label_noise
+
     check_dataset(cfg.dataset)
     module, func = DATASETS[cfg.dataset][0].split(":")
-    rs = getattr(importlib.import_module(module), func)(cfg)
+    rs = apply_label_noise(getattr(importlib.import_module(module), func)(cfg), cfg)
     problem = split_problem(rs)
     if all_splits and problem:
         raise DataError(problem)

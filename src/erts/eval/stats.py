@@ -249,12 +249,28 @@ def is_control(method: str) -> bool:
     return "@" in str(method)
 
 
+def budget_share(row) -> float | np.ndarray:
+    """A run's share of a full run's compute, the budget its equal-budget controls get: effective epochs
+    / epochs, with rho-loss's irreducible-loss models charged as more effective epochs (their sample
+    backwards, ``backwards_irreducible``, in units of the run's own, ``backwards_update`` = EE x N).
+    ``row``: a results row (dict) or a results table (then one share per row)."""
+    def col(name: str) -> np.ndarray:
+        v = row.get(name, 0.0)
+        return np.nan_to_num(np.asarray(v, dtype=float))
+
+    ee, bi, bu = np.asarray(row["effective_epochs"], dtype=float), col("backwards_irreducible"), col("backwards_update")
+    share = ee * (1 + np.where(bu > 0, bi / np.maximum(bu, 1e-12), 0.0)) / np.asarray(row["epochs"], dtype=float)
+    return float(share) if share.ndim == 0 else share
+
+
 def label_controls(df: pd.DataFrame, tolerance: float = 6e-3, seed_key: str = "seed") -> pd.DataFrame:
     """Names each equal-budget control run after the method it matches: a ``full`` or ``random`` run
     with a ``budget`` becomes ``full@<m>`` / ``random@<m>`` where ``m`` is a method of the same seed
-    (and dataset and model) whose effective epochs / epochs equal that budget (within
+    (and dataset and model) whose ``budget_share`` (effective epochs / epochs) equals that budget (within
     ``tolerance``: budgets are given to 2 decimals; one control may match several methods of
-    about equal cost: it is then repeated for each). Controls matching nothing keep the name ``<method>@<budget>``. Other rows unchanged."""
+    about equal cost: it is then repeated for each; of two controls of one kind that match one method
+    in one seed, the one nearer its share counts). Controls matching nothing keep the name
+    ``<method>@<budget>``. Other rows unchanged."""
     if "budget" not in df.columns:
         return df
     budget = pd.to_numeric(df["budget"], errors="coerce")
@@ -263,15 +279,20 @@ def label_controls(df: pd.DataFrame, tolerance: float = 6e-3, seed_key: str = "s
         return df
     same = [k for k in ("dataset", "model", seed_key) if k in df.columns]
     methods = df[~ctrl & ~df["method"].isin(CONTROL_METHODS)]
-    share = methods["effective_epochs"] / methods["epochs"]
-    rows = [df[~ctrl]]
+    share = pd.Series(budget_share(methods), index=methods.index)
+    labelled = []
     for i, r in df[ctrl].iterrows():
-        match = methods[(share - float(budget[i])).abs() <= tolerance]
+        gap = (share - float(budget[i])).abs()
+        match = methods[gap <= tolerance]
         for k in same:
             match = match[_matches(match[k], r[k])]
-        names = list(dict.fromkeys(match["method"])) or [f"{float(budget[i]):g}"]
-        rows.append(pd.DataFrame([{**r.to_dict(), "method": f"{r['method']}@{m}"} for m in names]))
-    return pd.concat(rows, ignore_index=True)
+        if match.empty:
+            labelled.append({**r.to_dict(), "method": f"{r['method']}@{float(budget[i]):g}", "_gap": 0.0})
+        labelled += [{**r.to_dict(), "method": f"{r['method']}@{m}", "_gap": float(gap[j])}
+                     for j, m in match["method"].items()]
+    ctrl_rows = pd.DataFrame(labelled).sort_values("_gap", kind="stable")
+    ctrl_rows = ctrl_rows.drop_duplicates(["method", *same]).sort_index().drop(columns="_gap")
+    return pd.concat([df[~ctrl], ctrl_rows], ignore_index=True)
 
 
 def equal_budget_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str = "test_macro_f1",

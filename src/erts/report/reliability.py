@@ -13,10 +13,15 @@ in one epoch's ``selection/epoch_XXX.npz``):
 - **select epoch**: ``phase == "select"`` in ``log.csv``; **ERTS epoch**: a
   select epoch in which some ``focus`` value is finite.
 - **focus filter** (``which = "focus_filter"``), per ERTS epoch: candidates are
-  the sample-epochs with ``pdd_keep`` true and a finite ``focus`` (a candidate
+  the sample-epochs the filter ranked, ``filter_cand`` in the selection log
+  (logs written before it: ``pdd_keep`` true and a finite ``focus``; a candidate
   whose focus is NaN was never ranked: a lone candidate in its pool is kept
   without Grad-CAM); dropped are the candidates with ``erts_keep`` false. A
   candidate the filter's class rescue put back has ``erts_keep`` true: kept.
+  ``filter_cand`` also covers ``reliability=loss``, which computes no focus.
+- **ground truth**: ``label_changed`` by default; ``truth=`` names another
+  boolean column of ``train_records.csv`` (``noise_flipped``: the labels
+  ``label_noise=`` flipped), "relabelled" then meaning flagged by it.
 - **rule** (``which = "rule"``, runs of ``rule_methods``: ``dbpd`` and
   ``erts-dbpd`` by default), per select epoch: candidates are the pool, every
   sample-epoch with a finite ``p`` (scored); dropped are those with ``pdd_keep``
@@ -81,15 +86,15 @@ def _truthy(col: pd.Series) -> np.ndarray:
     return col.astype(str).str.strip().str.lower().isin(["true", "1", "1.0"]).to_numpy()
 
 
-def has_label_truth(run_dir: str | Path) -> bool:
-    """True when the run's train_records.csv has a ``label_changed`` column with at least one relabelled record."""
+def has_label_truth(run_dir: str | Path, truth: str = "label_changed") -> bool:
+    """True when the run's train_records.csv has a ``truth`` column with at least one flagged record."""
     p = Path(run_dir) / "train_records.csv"
     if not p.exists():
         return False
     head = pd.read_csv(p, nrows=0)
-    if "label_changed" not in head.columns:
+    if truth not in head.columns:
         return False
-    return bool(_truthy(pd.read_csv(p, usecols=["label_changed"])["label_changed"]).any())
+    return bool(_truthy(pd.read_csv(p, usecols=[truth])[truth]).any())
 
 
 def _phases(run_dir: Path, sel: pd.DataFrame) -> dict[int, str]:
@@ -115,15 +120,16 @@ class RunCounts:
     drop: np.ndarray     # (n_records, n_epochs) int
 
 
-def run_counts(run_dir: str | Path, which: str) -> RunCounts | None:
+def run_counts(run_dir: str | Path, which: str, truth: str = "label_changed") -> RunCounts | None:
     """One run's candidate and drop counts per record and epoch (None: no such epoch, or no label truth).
 
-    Rows are the training records that were candidates at least once (the bootstrap's clusters).
+    Rows are the training records that were candidates at least once (the bootstrap's clusters);
+    ``truth`` is the ground-truth column of train_records.csv.
     """
     if which not in WHICH:
         raise ValueError(f"which={which!r}; expected one of {WHICH}")
     run_dir = Path(run_dir)
-    if not has_label_truth(run_dir) or not (run_dir / "selection").is_dir():
+    if not has_label_truth(run_dir, truth) or not (run_dir / "selection").is_dir():
         return None
     sel = load_selection_log(run_dir)
     if sel.empty:
@@ -134,8 +140,10 @@ def run_counts(run_dir: str | Path, which: str) -> RunCounts | None:
     focus = np.isfinite(sel["focus"].to_numpy(dtype=float))
     pdd = sel["pdd_keep"].to_numpy(bool)
     if which == "focus_filter":
-        erts_epochs = set(sel.loc[select & focus, "epoch"].unique())
-        is_cand = select & sel["epoch"].isin(erts_epochs).to_numpy() & pdd & focus
+        ranked = sel["filter_cand"].to_numpy(bool) if "filter_cand" in sel.columns else np.zeros(len(sel), bool)
+        ranked = ranked | (pdd & focus)  # logs written before filter_cand: the candidates with a focus
+        erts_epochs = set(sel.loc[select & ranked, "epoch"].unique())
+        is_cand = select & sel["epoch"].isin(erts_epochs).to_numpy() & pdd & ranked
         is_drop = is_cand & ~sel["erts_keep"].to_numpy(bool)
     else:
         rescued = sel["rescued"].to_numpy(bool) if "rescued" in sel.columns else np.zeros(len(sel), bool)
@@ -149,7 +157,7 @@ def run_counts(run_dir: str | Path, which: str) -> RunCounts | None:
     if len(missing):
         raise DataError(f"{run_dir}: selection log rows {missing[:5].tolist()} are not in train_records.csv")
     g = c.groupby(["index", "epoch"])["drop"].agg(["size", "sum"]).unstack("epoch", fill_value=0)
-    changed = _truthy(records.loc[g.index, "label_changed"])
+    changed = _truthy(records.loc[g.index, truth])
     return RunCounts(run=run_dir.name, epochs=[int(e) for e in g["size"].columns], changed=changed,
                      cand=g["size"].to_numpy(np.int64), drop=g["sum"].to_numpy(np.int64))
 
@@ -279,13 +287,13 @@ def sweep_runs(directory: str | Path) -> list[Path]:
 
 def reliability_table(runs: str | Path | Sequence[str | Path] | Mapping[str, Sequence[str | Path]], *,
                       n_boot: int = 2000, seed: int = 0,
-                      rule_methods: Sequence[str] = RULE_METHODS) -> pd.DataFrame:
+                      rule_methods: Sequence[str] = RULE_METHODS, truth: str = "label_changed") -> pd.DataFrame:
     """The tidy table: per group, ``which`` (focus_filter, rule) and scope (each epoch, then "overall").
 
     ``runs``: a sweep folder, a list of run folders (grouped by ``selection.method`` from
     each config.yaml), or a mapping group name -> run folders (the seeds of one configuration).
     Focus-filter rows come for every group with ERTS epochs, rule rows for groups whose runs'
-    method is in ``rule_methods``. Runs without ``label_changed`` ground truth are left out;
+    method is in ``rule_methods``. Runs without ``truth`` ground truth (``label_changed``) are left out;
     a group without any gives no rows. Columns: ``COLUMNS``.
     """
     rows = []
@@ -293,7 +301,7 @@ def reliability_table(runs: str | Path | Sequence[str | Path] | Mapping[str, Seq
         for which in WHICH:
             if which == "rule" and not any(run_method(d) in rule_methods for d in dirs):
                 continue
-            counts = [c for d in dirs if (c := run_counts(d, which)) is not None]
+            counts = [c for d in dirs if (c := run_counts(d, which, truth)) is not None]
             if counts:
                 rows += group_rows(name, counts, which, n_boot=n_boot, seed=seed)
     df = pd.DataFrame(rows, columns=COLUMNS)

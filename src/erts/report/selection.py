@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 SELECTION_ARRAYS = ("index", "p", "focus", "pdd_keep", "erts_keep", "updated")
-OPTIONAL_ARRAYS = ("rescued",)  # written by newer training loops: kept only because class rescue put it back
+# written by newer training loops: rescued = kept only because class rescue put it back; filter_cand = ranked
+# by the focus filter (the rule's hard candidates in an ERTS epoch, whatever the reliability signal)
+OPTIONAL_ARRAYS = ("rescued", "filter_cand")
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.npz$")
 
 

@@ -1,4 +1,5 @@
-"""The per-sample score bank: the last known p, loss, EL2N and focus of every sample.
+"""The per-sample score bank: the last known p, loss, EL2N and focus of every sample (and, for
+rho-loss, its irreducible loss, computed once before training).
 
 Why: rules like InfoBatch rank samples by a score taken from their own training
 forward, so a sample the rule skips keeps the value it had when it was last seen.
@@ -23,6 +24,7 @@ class ScoreBank:
         self.loss = torch.ones(n, device=device)
         self.el2n = torch.ones(n, device=device)
         self.focus = torch.full((n,), float("nan"), device=device)
+        self.irreducible = torch.full((n,), float("nan"), device=device)  # rho-loss; NaN until computed
         self.correct = torch.zeros(n, dtype=torch.bool, device=device)
         self.seen_epoch = torch.full((n,), -1, dtype=torch.long, device=device)
         self.local = torch.zeros(n, dtype=torch.bool, device=device)  # written by this rank alone since the last sync
@@ -59,7 +61,7 @@ class ScoreBank:
                           focus_all=self.focus[ids])
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k).cpu() for k in (*FIELDS, "correct", "seen_epoch")}
+        return {k: getattr(self, k).cpu() for k in (*FIELDS, "correct", "seen_epoch", "irreducible")}
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():

@@ -38,7 +38,7 @@ from erts.selection.bank import ScoreBank
 from erts.selection.selector import PoolScores, Selection, Selector
 from erts.train.cost import CostMeter
 
-LOG_FIELDS = ("index", "p", "focus", "pdd_keep", "erts_keep", "rescued", "weight", "updated")
+LOG_FIELDS = ("index", "p", "focus", "pdd_keep", "erts_keep", "rescued", "filter_cand", "weight", "updated")
 
 
 def confidence(logits: torch.Tensor, y: torch.Tensor, multilabel: bool,
@@ -319,14 +319,16 @@ class DataDropout:
         nan = torch.full((len(ids),), float("nan"), device=self.device)
         scores = None
         if sel.needs_pass(epoch):
-            scores = self.score(ids, y, member, inputs, sel.erts_active(epoch), epoch, train_ids)
+            scores = self.score(ids, y, member, inputs, sel.cam_active(epoch), epoch, train_ids)
         elif sel.needs_scores(epoch):  # last known values, from the bank
             scores = self.bank.scores(ids, member)
             scores.loss_mean = self._loss_mean(train_ids)
             if self.multilabel:
                 scores.p_label = None  # the bank keeps p only; multi-label rescue then ranks by it
-            if not (sel.erts_active(epoch) and self.cam_fast):
+            if not (sel.cam_active(epoch) and self.cam_fast):
                 scores.focus_all = None
+        if scores is not None and sel.rule == "rho-loss":
+            scores.irreducible = self.irreducible_of(ids)
         universe = train_ids if train_ids is not None else torch.arange(len(self.bank.p), device=self.device)
         result = sel.select(epoch, member, scores, generator,
                             focus_fn=lambda cand: self.focus(ids, y, scores, cand, inputs, num_classes), count=count,
@@ -335,8 +337,30 @@ class DataDropout:
         log = {"index": ids, "p": scores.p if scores is not None else nan,
                "focus": scores.focus if scores is not None and scores.focus is not None else nan,
                "pdd_keep": result.candidates, "erts_keep": result.keep, "rescued": result.rescued,
+               "filter_cand": result.ranked if result.ranked is not None else torch.zeros_like(result.keep),
                "weight": torch.where(result.keep, weight, torch.zeros_like(weight)), "updated": result.keep}
         return result, log
+
+    # ------------------------------------------------------------ RHO-LOSS's irreducible losses
+    def set_irreducible_loss(self, ids: torch.Tensor, losses: torch.Tensor) -> None:
+        """rho-loss: each sample's irreducible loss, the loss of a model that never trained on it
+        (``erts.train.irreducible`` computes them for erts' Trainer; in your own loop, give yours).
+        Kept in the score bank, so a checkpoint of ``state_dict()`` keeps them."""
+        self.bank.irreducible[ids.to(self.device)] = losses.to(self.device).float()
+
+    @property
+    def needs_irreducible(self) -> bool:
+        """rho-loss and no irreducible loss yet (a resumed run has them from its checkpoint)."""
+        return self.selector.rule == "rho-loss" and bool(self.bank.irreducible.isnan().all())
+
+    def irreducible_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """The pool's irreducible losses; an error that says what to do when one is missing."""
+        il = self.bank.irreducible[ids]
+        if bool(il.isnan().any()):
+            raise RuntimeError("rho-loss needs every training sample's irreducible loss before its first select "
+                               "epoch: erts' Trainer computes them; in your own loop call "
+                               "dd.set_irreducible_loss(ids, losses) (erts.train.irreducible)")
+        return il
 
     def record_update(self, ids: torch.Tensor, feats: torch.Tensor | None, logits: torch.Tensor,
                       per_sample: torch.Tensor, y: torch.Tensor, epoch: int) -> None:
@@ -347,7 +371,7 @@ class DataDropout:
             return
         p, c, _ = confidence(logits, y, self.multilabel, self.cfg.confidence)
         focus = None
-        if self.selector.uses_erts and self.cam_fast and feats is not None:
+        if self.selector.uses_cam and self.cam_fast and feats is not None:
             focus = self.fast_focus(feats, y, logits.shape[1])
         self.bank.write(ids, epoch, p=p, correct=c, loss=per_sample, el2n=el2n(logits, y, self.multilabel),
                         focus=focus)

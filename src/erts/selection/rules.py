@@ -70,18 +70,47 @@ def filter_count(n: int, phi: float, rounding: str = "floor") -> int:
     return min(n, max(1, int(phi * n + 1e-9)))
 
 
-def focus_rank_keep(candidates: torch.Tensor, p: torch.Tensor, focus: torch.Tensor, phi: float,
-                    rounding: str = "floor") -> torch.Tensor:
-    """ERTS filter: among candidates keep the top ``filter_count`` by (1 - p) * focus."""
+def rank_keep(candidates: torch.Tensor, score: torch.Tensor, phi: float, rounding: str = "floor") -> torch.Tensor:
+    """ERTS filter, rank mode: among candidates keep the ``filter_count`` with the highest ``score``
+    (ties by position, so the result is deterministic)."""
     n_keep = filter_count(int(candidates.sum()), phi, rounding)
     keep = torch.zeros_like(candidates)
     if n_keep == 0:
         return keep
-    score = torch.where(candidates, (1 - p) * focus, torch.tensor(float("-inf"), device=p.device))
-    # stable ordering: ties broken by index so the result is deterministic
-    order = torch.sort(score, descending=True, stable=True).indices
-    keep[order[:n_keep]] = True
+    score = torch.where(candidates, score.float(), torch.tensor(float("-inf"), device=score.device))
+    keep[torch.sort(score, descending=True, stable=True).indices[:n_keep]] = True
     return keep
+
+
+def focus_rank_keep(candidates: torch.Tensor, p: torch.Tensor, focus: torch.Tensor, phi: float,
+                    rounding: str = "floor") -> torch.Tensor:
+    """ERTS filter (the paper's): among candidates keep the top ``filter_count`` by (1 - p) * focus."""
+    return rank_keep(candidates, (1 - p) * focus, phi, rounding)
+
+
+def diffuse_rank_keep(candidates: torch.Tensor, p: torch.Tensor, focus: torch.Tensor, phi: float,
+                      rounding: str = "floor") -> torch.Tensor:
+    """reliability=diffuse: concentration read the other way round (a map locked onto one spot is
+    suspicious, issue 24): keep the top ``filter_count`` by (1 - p) * (1 - focus)."""
+    return rank_keep(candidates, (1 - p) * (1 - focus), phi, rounding)
+
+
+def low_loss_keep(candidates: torch.Tensor, loss: torch.Tensor, phi: float, rounding: str = "floor") -> torch.Tensor:
+    """reliability=loss, rank mode: the ``filter_count`` candidates with the lowest loss (the highest
+    losses of the hard set are the likeliest wrong labels)."""
+    return rank_keep(candidates, -loss, phi, rounding)
+
+
+def loss_quantile_keep(candidates: torch.Tensor, loss: torch.Tensor, q: float) -> torch.Tensor:
+    """reliability=loss, threshold mode: the candidates whose loss is at most the ``q`` quantile of the
+    pool's losses (linear interpolation); the pool, not the candidates, sets the bar."""
+    return candidates & (loss <= torch.quantile(loss.float(), q))
+
+
+def reducible_loss_keep(loss: torch.Tensor, irreducible: torch.Tensor, frac: float) -> torch.Tensor:
+    """RHO-LOSS (Mindermann et al., ICML 2022): the ``ceil(frac * n)`` samples with the highest reducible
+    loss, training loss minus irreducible loss (learnable, worth learning, not yet learnt)."""
+    return top_fraction_keep(loss.float() - irreducible.float(), frac)
 
 
 def infobatch_keep(loss: torch.Tensor, mean: float, r: float,
@@ -159,3 +188,8 @@ def class_prior_weights(keep: torch.Tensor, member: torch.Tensor) -> torch.Tenso
 def focus_threshold_keep(candidates: torch.Tensor, focus: torch.Tensor, threshold: float) -> torch.Tensor:
     """ERTS filter, absolute mode: keep candidates whose focus score reaches the threshold."""
     return candidates & (focus >= threshold)
+
+
+def diffuse_threshold_keep(candidates: torch.Tensor, focus: torch.Tensor, threshold: float) -> torch.Tensor:
+    """reliability=diffuse, absolute mode: drop the candidates whose concentration reaches the threshold."""
+    return candidates & (focus < threshold)

@@ -18,10 +18,15 @@ from dataclasses import dataclass
 import torch
 
 from erts.config import METHODS, SelectionConfig, fraction_for_budget
-from erts.selection.rules import (class_rescue, dbpd_keep, focus_rank_keep, focus_threshold_keep,
-                                  class_prior_weights, infobatch_keep, loss_percentile_keep, random_keep, rs2_subset,
+from erts.selection.rules import (class_rescue, dbpd_keep, diffuse_rank_keep, diffuse_threshold_keep, focus_rank_keep,
+                                  focus_threshold_keep, class_prior_weights, infobatch_keep, loss_percentile_keep,
+                                  loss_quantile_keep, low_loss_keep, random_keep, reducible_loss_keep, rs2_subset,
                                   srd_count, top_fraction_keep)
 from erts.selection.schedule import budget_epochs, resolve_schedule
+
+
+# the literature's rules: Selector.loss_rule runs them (their weights and hard set matter)
+LOSS_RULES = ("infobatch", "loss-topk", "el2n", "rho-loss")
 
 
 @dataclass
@@ -37,6 +42,7 @@ class PoolScores:
     loss: torch.Tensor | None = None   # (n,) per-sample training loss (infobatch, loss-topk)
     el2n: torch.Tensor | None = None   # (n,) ||probabilities - labels||_2 (el2n)
     loss_mean: float | None = None     # infobatch: mean last-known loss over the whole training set
+    irreducible: torch.Tensor | None = None  # (n,) rho-loss: loss of the model that did not train on the sample
 
     def usefulness(self, focus: torch.Tensor | None = None) -> torch.Tensor:
         """How much a sample is worth rescuing: 1 - p (times focus for the filter); per class
@@ -55,6 +61,7 @@ class Selection:
     keep: torch.Tensor        # after the focus filter (erts_keep): what gets the update
     rescued: torch.Tensor     # kept only because class rescue put them back
     weight: torch.Tensor | None = None  # per-sample loss weights of the kept samples' update (infobatch)
+    ranked: torch.Tensor | None = None  # the candidates the focus filter ranked (filter_cand in the log)
 
 
 class Selector:
@@ -144,8 +151,18 @@ class Selector:
         return self.phase(epoch) == "select" and (self.importance_weighted or self.cfg.kept_weighting != "none")
 
     def needs_focus(self, candidates: torch.Tensor) -> bool:
-        """Rank mode keeps a lone candidate whatever its focus (published: no Grad-CAM for it)."""
+        """Whether the filter runs on these candidates: rank mode keeps a lone candidate whatever its
+        reliability (published: no Grad-CAM for it)."""
         return bool(candidates.any()) and (self.cfg.focus_filter == "threshold" or int(candidates.sum()) > 1)
+
+    @property
+    def uses_cam(self) -> bool:
+        """ERTS with a Grad-CAM reliability (focus, diffuse); reliability=loss reads the scoring pass's loss."""
+        return self.uses_erts and self.cfg.reliability != "loss"
+
+    def cam_active(self, epoch: int) -> bool:
+        """Whether this epoch's scoring pass computes Grad-CAM focus for the filter."""
+        return self.uses_cam and self.erts_active(epoch)
 
     # ------------------------------------------------------------ the PDD rule
     def _rule_rescues(self, rule: str) -> bool:
@@ -215,6 +232,9 @@ class Selector:
             self.loss_history = torch.cat([self.loss_history, loss])[-c.topk_history:]
             keep = loss_percentile_keep(loss, self.loss_history, c.topk_beta, generator).to(scores.loss.device)
             return keep, None, keep
+        if self.rule == "rho-loss":
+            keep = reducible_loss_keep(scores.loss, scores.irreducible, c.rho_keep)
+            return keep, None, keep
         keep = top_fraction_keep(scores.el2n, c.el2n_keep)
         return keep, None, keep
 
@@ -226,20 +246,38 @@ class Selector:
         weight = torch.where(easy, torch.tensor(1.0 / q, device=hard.device), torch.tensor(1.0, device=hard.device))
         return hard | easy, weight
 
+    def reliable(self, candidates: torch.Tensor, scores: PoolScores) -> torch.Tensor:
+        """The candidates the filter keeps by the ``reliability`` signal (rank: the phi share; threshold:
+        an absolute cut), before class rescue."""
+        c = self.cfg
+        rank = c.focus_filter == "rank"
+        if c.reliability == "loss":
+            return (low_loss_keep(candidates, scores.loss, c.phi, c.phi_round) if rank
+                    else loss_quantile_keep(candidates, scores.loss, c.loss_quantile))
+        if c.reliability == "diffuse":
+            return (diffuse_rank_keep(candidates, scores.p, scores.focus, c.phi, c.phi_round) if rank
+                    else diffuse_threshold_keep(candidates, scores.focus, c.focus_threshold))
+        return (focus_rank_keep(candidates, scores.p, scores.focus, c.phi, c.phi_round) if rank
+                else focus_threshold_keep(candidates, scores.focus, c.focus_threshold))
+
+    def rescue_usefulness(self, scores: PoolScores) -> torch.Tensor:
+        """Which candidate of a wiped-out class the filter puts back: the one it ranks highest
+        ((1 - p) * focus, (1 - p) * (1 - focus), or the lowest loss)."""
+        if self.cfg.reliability == "loss":
+            return -scores.loss.float()
+        focus = torch.nan_to_num(scores.focus, nan=0.0)
+        return scores.usefulness(1 - focus if self.cfg.reliability == "diffuse" else focus)
+
     def focus_filter(self, candidates: torch.Tensor, scores: PoolScores) -> tuple[torch.Tensor, torch.Tensor]:
-        """ERTS: keep the focused candidates (rank by (1-p)*focus, or absolute threshold), then
-        rescue a class among the candidates. Returns the keep-mask and the filter's rescues."""
+        """ERTS: keep the reliable candidates (``reliable``), then rescue a class among the candidates.
+        Returns the keep-mask and the filter's rescues."""
         none = torch.zeros_like(candidates)
         if not self.needs_focus(candidates):
             return candidates.clone(), none
-        if self.cfg.focus_filter == "rank":
-            keep = focus_rank_keep(candidates, scores.p, scores.focus, self.cfg.phi, self.cfg.phi_round)
-        else:
-            keep = focus_threshold_keep(candidates, scores.focus, self.cfg.focus_threshold)
+        keep = self.reliable(candidates, scores)
         if self.cfg.class_rescue == "off":
             return keep, none
-        focus = torch.nan_to_num(scores.focus, nan=0.0)
-        rescued = class_rescue(keep, scores.member, scores.usefulness(focus), eligible=candidates)
+        rescued = class_rescue(keep, scores.member, self.rescue_usefulness(scores), eligible=candidates)
         return rescued, rescued & ~keep
 
     def select(self, epoch: int, member: torch.Tensor, scores: PoolScores | None, generator: torch.Generator,
@@ -248,7 +286,7 @@ class Selector:
         """Rule, then (in ERTS epochs) ``focus_fn(candidates)`` fills ``scores.focus`` and the filter runs
         on the candidates the rule deems hard (all of them, but for InfoBatch the above-mean ones)."""
         weight = None
-        if self.phase(epoch) == "select" and self.rule in ("infobatch", "loss-topk", "el2n"):
+        if self.phase(epoch) == "select" and self.rule in LOSS_RULES:
             candidates, weight, hard = self.loss_rule(scores, generator)
             rescued = torch.zeros_like(candidates)
         else:
@@ -256,13 +294,15 @@ class Selector:
             hard = candidates
             if self.cfg.easy_keep > 0 and self.phase(epoch) == "select":
                 candidates, weight = self._keep_some_easy(candidates, generator)
-        keep = candidates
+        keep, ranked = candidates, torch.zeros_like(candidates)
         if self.erts_active(epoch) and self.needs_focus(hard):
-            focus_fn(hard)
+            if self.uses_cam:
+                focus_fn(hard)
             kept_hard, filter_rescued = self.focus_filter(hard, scores)
             keep = (candidates & ~hard) | kept_hard
             rescued = (rescued & keep) | filter_rescued
+            ranked = hard
         if self.cfg.kept_weighting == "prior" and self.phase(epoch) == "select":
             prior = class_prior_weights(keep, member)
             weight = prior if weight is None else weight * prior
-        return Selection(candidates, keep, rescued, weight)
+        return Selection(candidates, keep, rescued, weight, ranked)

@@ -14,6 +14,12 @@ from erts.errors import ConfigError
 from erts.data.records import RecordSet
 
 
+def seed_for(seed: int, epoch: int, stream: int) -> int:
+    """Independent, reproducible seeds per (run seed, epoch, purpose): the run's one seed becomes
+    every generator's (shuffle, dropout, crops, the IL models), so a resumed run draws alike."""
+    return (seed * 1_000_003 + epoch * 1009 + stream) % (2**63)
+
+
 def resolve_device(name: str) -> torch.device:
     """device=auto picks CUDA when present, else the CPU."""
     if name == "auto":

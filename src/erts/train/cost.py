@@ -2,7 +2,7 @@
 
 Effective epochs alone hide the scoring passes and Grad-CAM (METHOD.md sec. 4),
 so the meter counts sample-forwards and sample-backwards for each phase
-(scoring, gradcam, update; eval is timed too), FLOPs from PyTorch's own counter
+(scoring, gradcam, update, and rho-loss's irreducible-loss models; eval is timed too), FLOPs from PyTorch's own counter
 measured on the first batch of each phase and scaled by the sample counts, and
 wall-clock seconds (synchronising CUDA so asynchronous kernels are not missed).
 Whatever no phase timed (the rules, log and checkpoint writes) is ``other``, so
@@ -18,7 +18,8 @@ from typing import Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from erts.train.costnames import BACKWARD_PHASES, COST_GROUPS, FLOP_PHASES, FORWARD_PHASES, PHASES  # noqa: F401
+from erts.train.costnames import (BACKWARD_PHASES, COST_GROUPS, FLOP_PHASES, FORWARD_PHASES, PHASES,  # noqa: F401
+                                  TRAINING_PHASES)
 
 
 def _zeros() -> dict[str, float]:
@@ -42,15 +43,18 @@ class CostMeter:
             torch.cuda.synchronize(self.device)
 
     @contextmanager
-    def phase(self, name: str, n_samples: int, *, forward: bool = True, backward: bool = False) -> Iterator[None]:
+    def phase(self, name: str, n_samples: int, *, forward: bool = True, backward: bool = False,
+              work: str | None = None) -> Iterator[None]:
         """Times a block of work on ``n_samples`` samples and counts it.
 
         The first time a phase runs, the block runs under FlopCounterMode and the
-        FLOPs per sample are recorded; later blocks are scaled from that. A phase opened
-        inside another (the update's own Grad-CAM) is booked to itself only: its seconds
-        are taken out of the enclosing phase.
+        FLOPs per sample are recorded; later blocks are scaled from that. ``work`` names
+        the kind of work when one phase holds several (irreducible: training steps and
+        scoring forwards), each measured once. A phase opened inside another (the update's
+        own Grad-CAM) is booked to itself only: its seconds are taken out of the enclosing phase.
         """
-        measure = name not in self.flops_per_sample and n_samples > 0
+        key = f"{name}:{work}" if work else name
+        measure = key not in self.flops_per_sample and n_samples > 0
         counter = FlopCounterMode(display=False) if measure else None
         self._sync()
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -71,10 +75,10 @@ class CostMeter:
         self.seconds[name] += elapsed - inner
         self.cpu_seconds[name] += cpu - inner_cpu
         if counter is not None:
-            self.flops_per_sample[name] = counter.get_total_flops() / n_samples
+            self.flops_per_sample[key] = counter.get_total_flops() / n_samples
         self.forwards[name] += n_samples if forward else 0
         self.backwards[name] += n_samples if backward else 0
-        self.flops[name] += self.flops_per_sample.get(name, 0.0) * n_samples
+        self.flops[name] += self.flops_per_sample.get(key, 0.0) * n_samples
 
     def add_seconds(self, name: str, seconds: float) -> None:
         self.seconds[name] += seconds
@@ -101,7 +105,7 @@ class CostMeter:
     def summary(self, n_train: int) -> dict:
         """The cost block of metrics.json. Its groups are the column scheme (COST_GROUPS): flattened
         with "_" they are the names log.csv (per epoch) and results.csv (per run) use."""
-        training = ("scoring", "gradcam", "update")
+        training = TRAINING_PHASES
         return {
             "effective_epochs": self.updated / max(n_train, 1),
             "seconds": {**{p: self.seconds[p] for p in PHASES},

@@ -6,14 +6,16 @@ metrics.json's cost block, so the same quantity has the same name everywhere (do
 
 Groups: ``seconds`` (wall clock), ``cpu_seconds`` (process CPU time, all threads), ``forwards`` and
 ``backwards`` (samples through a forward / backward pass), ``flops``. Phases: scoring, gradcam,
-update, eval, other (untimed work, so the phases add up to the wall clock).
+update, irreducible (rho-loss: training the irreducible-loss models and scoring with them, once, in
+the first epoch's row), eval, other (untimed work, so the phases add up to the wall clock).
 """
 from __future__ import annotations
 
-PHASES = ("scoring", "gradcam", "update", "eval", "other")
-FORWARD_PHASES = ("scoring", "gradcam", "update")   # sample-forwards counted (eval's are timed only)
-BACKWARD_PHASES = ("gradcam", "update")
-FLOP_PHASES = ("scoring", "gradcam", "update")
+PHASES = ("scoring", "gradcam", "update", "irreducible", "eval", "other")
+TRAINING_PHASES = ("scoring", "gradcam", "update", "irreducible")  # the ``train`` sums; FLOPs' ``total``
+FORWARD_PHASES = TRAINING_PHASES   # sample-forwards counted (eval's are timed only)
+BACKWARD_PHASES = ("gradcam", "update", "irreducible")
+FLOP_PHASES = TRAINING_PHASES
 COST_GROUPS = ("seconds", "cpu_seconds", "forwards", "backwards", "flops")
 
 # names of runs written before one scheme served log.csv, metrics.json and results.csv (issue 17)

@@ -33,20 +33,16 @@ from erts.selection.dropout import LOG_FIELDS, DataDropout
 from erts.selection.dropout import confidence, el2n  # noqa: F401 (re-exported)
 from erts.train import runio
 from erts.train.builders import (apply_batchnorm, build_loss, build_model, build_optimizer, build_scheduler,
-                                 resolve_device, resolve_loss_name, resolve_score_batch_size)
+                                 resolve_device, resolve_loss_name, resolve_score_batch_size, seed_for)
 from erts.train.cost import CostMeter, epoch_row
 from erts.train.costnames import legacy_log_columns
 
 # ground-truth columns copied to train_records.csv when a dataset has them (never model input)
-GROUND_TRUTH_COLUMNS = ("corruption", "true_class", "label_changed", "label_original", "label_current")
+GROUND_TRUTH_COLUMNS = ("corruption", "true_class", "label_changed", "label_original", "label_current",
+                        "noise_flipped", "label_clean")
 
 # what select() logs per sample of a pool (the loop adds index and updated)
 POOL_FIELDS = tuple(k for k in LOG_FIELDS if k not in ("index", "updated"))
-
-
-def seed_for(seed: int, epoch: int, stream: int) -> int:
-    """Independent, reproducible seeds per (run seed, epoch, purpose)."""
-    return (seed * 1_000_003 + epoch * 1009 + stream) % (2**63)
 
 
 @dataclass
@@ -272,6 +268,17 @@ class Trainer:
         update trains on), else each record's centre window."""
         return (lambda pos: x[pos]) if x is not None else (lambda pos: self.data.x(ids[pos]))
 
+    def prepare_irreducible(self) -> None:
+        """rho-loss: every training record's irreducible loss, once, before the first epoch trains
+        (a resumed run has them from its checkpoint's score bank). Counted as ``irreducible``."""
+        if self.dd.needs_irreducible:
+            from erts.train.irreducible import irreducible_losses
+
+            if self.progress:
+                print(f"irreducible  2 models x {self.cfg.selection.rho_il_epochs} epochs, each on half of the "
+                      f"training split, then each half's losses from the other half's model", flush=True)
+            self.dd.set_irreducible_loss(self.idx["train"], irreducible_losses(self))
+
     # ---------------------------------------------------------------- scoring and selection (DataDropout)
     def score(self, ids: torch.Tensor, want_focus: bool, x: torch.Tensor | None = None, epoch: int = -1) -> PoolScores:
         """Scoring pass over ``ids``: p, correct, loss, EL2N (and the fast-path focus) per sample."""
@@ -403,7 +410,7 @@ class Trainer:
         }
 
     def _empty_pool_log(self) -> dict[str, torch.Tensor]:
-        flags = ("pdd_keep", "erts_keep", "rescued")
+        flags = ("pdd_keep", "erts_keep", "rescued", "filter_cand")
         return {k: torch.zeros(0, dtype=torch.bool if k in flags else torch.float32, device=self.device)
                 for k in POOL_FIELDS}
 
@@ -504,6 +511,7 @@ class Trainer:
         for epoch in bar:
             before = self.cost.snapshot()
             lr = self.opt.param_groups[0]["lr"]
+            self.prepare_irreducible()  # rho-loss: in the first epoch's row
             stats = self.run_epoch(epoch)
             val, _ = self.evaluate("val")
             self.cost.add_other(time.perf_counter() - mark, before, time.process_time() - cpu_mark)
