@@ -85,7 +85,7 @@ def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     from erts.audit.core import audit
-    from erts.audit.core import metrics_markdown
+    from erts.audit.metrics import metrics_markdown
     from erts.train import runio
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

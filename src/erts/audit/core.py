@@ -19,7 +19,7 @@ import pandas as pd
 
 from erts.audit import signals as sig
 from erts.audit.crossfit import FoldScores, fold_assignment, train_fold
-from erts.audit.metrics import TOP_FRAC, bootstrap_ranking, length_matched_auroc
+from erts.audit.metrics import TOP_FRAC, bootstrap_ranking, length_matched_auroc, metrics_markdown
 from erts.config import Config, ConfigError, apply_dict, load_config, validate
 from erts.data.records import RecordSet
 from erts.errors import DataError, warn
@@ -229,27 +229,3 @@ def attach_truth(table: pd.DataFrame, rs: RecordSet, ids: np.ndarray, known: np.
         return None
     table["wrong"] = pd.Series(found[0], index=ids).loc[table["index"]].to_numpy(dtype=bool)
     return found[1]
-
-
-def fmt_interval(v: float, lo: float, hi: float) -> str:
-    return "-" if not np.isfinite(v) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
-def metrics_view(m: pd.DataFrame) -> pd.DataFrame:
-    """The evaluation table as shown: one row per signal, each metric with its interval."""
-    return pd.DataFrame({
-        "signal": m["signal"], "family": m["family"], "suspicious": m["suspicious"],
-        "AUROC [95% CI]": [fmt_interval(*r) for r in m[["auroc", "auroc_low", "auroc_high"]].to_numpy()],
-        "AP [95% CI]": [fmt_interval(*r) for r in m[["ap", "ap_low", "ap_high"]].to_numpy()],
-        f"top-{TOP_FRAC:.0%} precision [95% CI]": [fmt_interval(*r) for r in
-                                                  m[["top_precision", "top_precision_low", "top_precision_high"]].to_numpy()],
-        "AUROC length-matched": [f"{v:.3f}" if np.isfinite(v) else "-" for v in m["auroc_length_matched"]],
-    })
-
-
-def metrics_markdown(m: pd.DataFrame, what: str) -> str:
-    from erts.report.build import md_table
-
-    head = (f"Ground truth: {int(m['n_wrong'].iloc[0])} of {int(m['n'].iloc[0])} training records "
-            f"{what} (base rate {m['base_rate'].iloc[0]:.3f}: the top-{TOP_FRAC:.0%} precision of a random order).")
-    return head + "\n\n" + md_table(metrics_view(m)) + "\n"

@@ -103,3 +103,27 @@ def _check(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if truth.shape != score.shape or truth.ndim != 1:
         raise ValueError(f"truth {truth.shape} and score {score.shape} must be equally long vectors")
     return truth, np.where(np.isfinite(score), score, -np.inf)
+
+
+def fmt_interval(v: float, lo: float, hi: float) -> str:
+    return "-" if not np.isfinite(v) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def metrics_view(m: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation table as shown: one row per signal, each metric with its interval."""
+    return pd.DataFrame({
+        "signal": m["signal"], "family": m["family"], "suspicious": m["suspicious"],
+        "AUROC [95% CI]": [fmt_interval(*r) for r in m[["auroc", "auroc_low", "auroc_high"]].to_numpy()],
+        "AP [95% CI]": [fmt_interval(*r) for r in m[["ap", "ap_low", "ap_high"]].to_numpy()],
+        f"top-{TOP_FRAC:.0%} precision [95% CI]": [fmt_interval(*r) for r in
+                                                  m[["top_precision", "top_precision_low", "top_precision_high"]].to_numpy()],
+        "AUROC length-matched": [f"{v:.3f}" if np.isfinite(v) else "-" for v in m["auroc_length_matched"]],
+    })
+
+
+def metrics_markdown(m: pd.DataFrame, what: str) -> str:
+    from erts.report.build import md_table
+
+    head = (f"Ground truth: {int(m['n_wrong'].iloc[0])} of {int(m['n'].iloc[0])} training records "
+            f"{what} (base rate {m['base_rate'].iloc[0]:.3f}: the top-{TOP_FRAC:.0%} precision of a random order).")
+    return head + "\n\n" + md_table(metrics_view(m)) + "\n"

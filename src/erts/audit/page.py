@@ -23,7 +23,7 @@ SUSPECT_COLUMNS = ["combined_rank", "record_id", "given_label", "predicted_label
 def write_page(out_dir: Path, cfg: Config, rs: RecordSet, table: pd.DataFrame, metrics: pd.DataFrame | None,
                folds: list[FoldScores], summary: dict, top: int) -> Path:
     """Writes audit.html (and audit.md with its figures) into ``out_dir``; returns the HTML path."""
-    from erts.audit.core import metrics_view
+    from erts.audit.metrics import metrics_view
     from erts.report.build import Report, Section, render_html, render_markdown
 
     k, epochs = summary["folds"], summary["epochs"]

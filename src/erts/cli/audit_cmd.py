@@ -35,7 +35,7 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
 
 def run_audit(args: argparse.Namespace) -> int:
     from erts.audit.core import audit
-    from erts.audit.core import metrics_view
+    from erts.audit.metrics import metrics_view
 
     target, overrides = split_items(args.items)
     res = audit(target, overrides, folds=args.folds, out=args.out, truth=args.truth,
