@@ -124,7 +124,8 @@ def main() -> None:
     for col in ("base_rate", "n_wrong", "n"):
         mean[col] = per_seed[col].iloc[0]
     runio.write_text(measured / "summary.md", f"# erts audit, {args.dataset}, seeds {args.seeds} (mean over seeds), "
-                     f"{args.folds} folds x {epochs} epochs\n\n" + metrics_markdown(mean, "wrong"))
+                     f"{args.folds} folds x {epochs} epochs\n\nEach value and each interval bound is the mean of "
+                     "the seeds' (bootstrap over records, per seed: seed<N>.md).\n\n" + metrics_markdown(mean, "wrong"))
     print((measured / "summary.md").read_text())
 
 
