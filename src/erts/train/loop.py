@@ -138,7 +138,7 @@ class Tensors:
 
 def aggregate(probs: torch.Tensor, owner: torch.Tensor, n: int, how: str = "mean") -> torch.Tensor:
     """Per record, the mean (or max) of its windows' probabilities (``owner``: each window's record
-    position in 0..n-1). The PTB-XL benchmark aggregates sliding-window predictions by the mean."""
+    position in 0..n-1). The PTB-XL benchmark aggregates its sliding windows by the maximum."""
     k = probs.shape[1]
     if how == "max":
         out = torch.full((n, k), -torch.inf, device=probs.device, dtype=probs.dtype)
