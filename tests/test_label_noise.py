@@ -86,3 +86,23 @@ def test_reliability_table_counts_the_filter_on_injected_noise(cache_dir, tmp_pa
     assert row.relabelled_drop_rate == pytest.approx(n[True][1] / n[True][0])
     assert n[True][0] + n[False][0] > 0 and n[True][1] + n[False][1] > 0
     assert rel.reliability_table({"r": [run]}, n_boot=0).empty  # no label_changed column: no rows
+
+
+def test_flipped_labels_are_the_ground_truth_of_reports_and_the_audit(cache_dir):
+    """With label_noise= the flipped records are what is wrong in the labels the run trains on: they take
+    precedence over the synthetic set's own corruption column in every reader of ground truth."""
+    from erts.audit.core import dataset_truth
+    from erts.data.truth import ground_truth
+
+    noisy = data(cache_dir, label_noise="symmetric", label_noise_rate=0.2, label_noise_seed=1)
+    train_ids = noisy.indices("train")
+    wrong, what = dataset_truth(noisy, train_ids)
+    np.testing.assert_array_equal(wrong, noisy.meta["noise_flipped"].to_numpy()[train_ids])
+    assert "label_noise" in what
+    assert (wrong != (noisy.meta["corruption"].to_numpy()[train_ids] != "none")).any()  # not the corruption
+    as_text = noisy.meta[["noise_flipped"]].astype(str)  # as read back from train_records.csv
+    assert (ground_truth(as_text) == "label flipped").to_numpy().tolist() == noisy.meta["noise_flipped"].tolist()
+    clean = data(cache_dir)
+    plain, what = dataset_truth(clean, clean.indices("train"))
+    assert what == "corrupted on purpose"
+    np.testing.assert_array_equal(plain, clean.meta["corruption"].to_numpy()[clean.indices("train")] != "none")

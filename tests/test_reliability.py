@@ -236,3 +236,33 @@ def test_erts_report_has_the_label_noise_section(tmp_path, capsys):
         rec.drop(columns="label_changed").to_csv(r.run_dir / "train_records.csv", index=False)
     assert main(["report", str(sweep_dir), "--examples", "0", "--out", str(tmp_path / "plain")]) == 0
     assert rel.HEADING not in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_erts_report_reads_injected_label_noise_as_the_ground_truth(tmp_path):
+    """Runs trained with label_noise= carry noise_flipped (and the synthetic set's own corruption column):
+    the section counts the flipped records, says so, and drops the labels=current caveat, which is about
+    CinC's relabelled records."""
+    from test_report import make_run
+
+    from erts.cli.main import main
+    from erts.train.sweep import Grid, collect_results, expand
+
+    grid = Grid(name="noisy", out_dir=str(tmp_path), base={"epochs": 6},
+                grid={"method": ["full", "erts-dbpd"], "seed": [0, 1]})
+    runs = expand(grid)
+    for r in runs:
+        make_run(r.run_dir, method=r.values["method"], seed=r.values["seed"], f1=0.7)
+        rec = pd.read_csv(r.run_dir / "train_records.csv")
+        rec["noise_flipped"] = rec["index"] % 5 == 0  # a different set from the synthetic corruption
+        rec.to_csv(r.run_dir / "train_records.csv", index=False)
+    collect_results(grid, runs)
+    assert main(["report", str(grid.sweep_dir), "--n-boot", "100", "--examples", "0"]) == 0
+    md = (grid.sweep_dir / "report.md").read_text()
+    assert f"## {rel.HEADING}" in md and rel.FLIPPED_EXPLANATION in md
+    assert "With labels=current the relabelled records" not in md
+    groups = {m: [grid.sweep_dir / "runs" / f"method={m},seed={s}" for s in range(2)] for m in ("full", "erts-dbpd")}
+    assert rel.truth_column(groups) == "noise_flipped"
+    flipped = rel.reliability_table(groups, n_boot=100, truth="noise_flipped")
+    relabelled = rel.reliability_table(groups, n_boot=100, truth="label_changed")
+    assert relabelled.empty and not flipped.empty
+    assert rel.verdict(flipped, "erts-dbpd") in md

@@ -22,6 +22,7 @@ from erts.audit.crossfit import FoldScores, fold_assignment, train_fold
 from erts.audit.metrics import TOP_FRAC, bootstrap_ranking, length_matched_auroc, metrics_markdown
 from erts.config import Config, ConfigError, apply_dict, load_config, validate
 from erts.data.records import RecordSet
+from erts.data.truth import ground_truth, truth_description
 from erts.errors import DataError, warn
 from erts.train import runio
 
@@ -94,15 +95,14 @@ def read_truth_csv(path: str | Path, record_ids: np.ndarray) -> np.ndarray:
 
 
 def dataset_truth(rs: RecordSet, ids: np.ndarray) -> tuple[np.ndarray, str] | None:
-    """Ground truth the dataset carries: CinC 2017's relabelled records (labels that changed between
-    releases), the synthetic set's corrupted records; None for other datasets."""
-    from erts.report.selection import ground_truth
-
-    gt = ground_truth(rs.meta.iloc[ids])
+    """Ground truth the dataset carries (erts.data.truth): labels flipped by ``label_noise=``, CinC
+    2017's relabelled records (labels that changed between releases), the synthetic set's corrupted
+    records; None for other datasets."""
+    meta = rs.meta.iloc[ids]
+    gt = ground_truth(meta)
     if gt is None:
         return None
-    what = "label changed between releases" if "label_changed" in rs.meta.columns else "corrupted on purpose"
-    return (gt != "clean").to_numpy(), what
+    return (gt != "clean").to_numpy(), truth_description(meta)
 
 
 def resolve_noise_class(rs: RecordSet, name: str) -> int | None:

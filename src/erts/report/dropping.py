@@ -128,8 +128,9 @@ def focus_verdict(config: str, agg: pd.DataFrame) -> str:
 
 def with_label_noise(sections: list[Section], groups: list[tuple[str, list[Path]]], n_boot: int) -> list[Section]:
     """The sections plus, after "Focus scores", the label-noise section (erts.report.reliability) when a
-    run has label_changed ground truth (CinC 2017); groups: (configuration label, its seeds' run folders)."""
-    if not any(reliability.has_label_truth(r) for _, runs in groups for r in runs):
+    run has label ground truth (CinC 2017's label_changed, or noise_flipped from label_noise=); groups:
+    (configuration label, its seeds' run folders)."""
+    if not any(reliability.has_label_truth(r, c) for _, runs in groups for r in runs for c in reliability.TRUTH_COLUMNS):
         return sections
     s = Section(reliability.HEADING)
     reliability.fill_section(s, {label: runs for label, runs in groups}, n_boot=n_boot)

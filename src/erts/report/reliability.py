@@ -21,7 +21,8 @@ in one epoch's ``selection/epoch_XXX.npz``):
   ``filter_cand`` also covers ``reliability=loss``, which computes no focus.
 - **ground truth**: ``label_changed`` by default; ``truth=`` names another
   boolean column of ``train_records.csv`` (``noise_flipped``: the labels
-  ``label_noise=`` flipped), "relabelled" then meaning flagged by it.
+  ``label_noise=`` flipped), "relabelled" then meaning flagged by it. The
+  report section (``fill_section``) uses ``noise_flipped`` when a run has it.
 - **rule** (``which = "rule"``, runs of ``rule_methods``: ``dbpd`` and
   ``erts-dbpd`` by default), per select epoch: candidates are the pool, every
   sample-epoch with a finite ``p`` (scored); dropped are those with ``pdd_keep``
@@ -422,16 +423,33 @@ def labels_note(runs) -> str:
     return text
 
 
+TRUTH_COLUMNS = ("noise_flipped", "label_changed")  # preferred first: flipped on purpose, else relabelled
+FLIPPED_EXPLANATION = ("Relabelled here means flipped on purpose: training records whose label ``label_noise=`` "
+                       "changed (noise_flipped); validation and test keep their labels.")
+
+
+def truth_column(runs) -> str:
+    """The ground truth the runs carry: ``noise_flipped`` when any run's labels were flipped on purpose
+    (it is then what the run trained on), else ``label_changed`` (CinC 2017's relabelled records)."""
+    dirs = [d for group in _groups(runs).values() for d in group]
+    return next((c for c in TRUTH_COLUMNS if any(has_label_truth(d, c) for d in dirs)), "label_changed")
+
+
 def fill_section(section, runs, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Fills a report section (anything with ``text(str)`` and ``table(df, id)``, like erts.report.build.Section)
-    with the overall table, one verdict per group and the per-epoch table; returns the tidy table."""
-    t = reliability_table(runs, n_boot=n_boot, seed=seed)
+    with the overall table, one verdict per group and the per-epoch table; returns the tidy table.
+    The ground truth is the runs' own (``truth_column``)."""
+    truth = truth_column(runs)
+    t = reliability_table(runs, n_boot=n_boot, seed=seed, truth=truth)
     if t.empty:
-        section.text("No run here has label_changed ground truth and a selection log with select epochs "
-                     "(CinC 2017 runs of an ERTS method, dbpd or erts-dbpd), so there is nothing to measure.")
+        section.text(f"No run here has {truth} ground truth and a selection log with select epochs "
+                     "(runs of an ERTS method, dbpd or erts-dbpd, on CinC 2017 or with label_noise=), so there "
+                     "is nothing to measure.")
         return t
     section.text(EXPLANATION + f" Bootstrap: {n_boot} resamples.")
-    if note := labels_note(runs):
+    if truth == "noise_flipped":
+        section.text(FLIPPED_EXPLANATION)
+    elif note := labels_note(runs):
         section.text(note)
     section.table(display_table(t), "label_noise")
     for m in dict.fromkeys(t["method"]):

@@ -8,13 +8,14 @@ remove the corrupted records rather than the clean ones.
 """
 from __future__ import annotations
 
-from erts.errors import DataError
-
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from erts.data.truth import ground_truth
+from erts.errors import DataError
 
 SELECTION_ARRAYS = ("index", "p", "focus", "pdd_keep", "erts_keep", "updated")
 # written by newer training loops: rescued = kept only because class rescue put it back; filter_cand = ranked
@@ -66,20 +67,6 @@ def load_train_records(run_dir: str | Path) -> pd.DataFrame:
         if col not in df.columns:
             raise DataError(f"{path}: column {col!r} is missing")
     return df.set_index("index", drop=False)
-
-
-def ground_truth(records: pd.DataFrame) -> pd.Series | None:
-    """Per-record noise ground truth as text groups ('clean' for untouched records), or None.
-
-    synthetic: the ``corruption`` column (none -> clean, label_flip, noise, ambiguous);
-    cinc2017: ``label_changed`` (label changed between releases -> 'label changed').
-    """
-    if "corruption" in records.columns:
-        return records["corruption"].fillna("none").astype(str).replace({"none": "clean"})
-    if "label_changed" in records.columns:
-        changed = records["label_changed"].astype(str).str.lower().isin(["true", "1"])
-        return changed.map({True: "label changed", False: "clean"})
-    return None
 
 
 def with_records(sel: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
