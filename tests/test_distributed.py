@@ -247,3 +247,24 @@ def test_cpu_processes_read_the_memory_mapped_cache_in_place(cache_dir, tmp_path
     before = rs.signals.copy()
     t.update(t.idx["train"][:32])  # training reads batches (copies) and never writes the cache
     np.testing.assert_array_equal(np.asarray(rs.signals), before)
+
+
+def test_rho_loss_on_two_ranks_scores_and_selects_as_one_process(cache_dir, tmp_path):
+    """rho-loss's irreducible-loss models train on every rank (rank 0's losses are used), so two ranks
+    hold the same irreducible losses as one process, keep the same first selection, and charge the IL
+    work once per rank (it was done twice)."""
+    common = dict(name="r", method="rho-loss", granularity="epoch", epochs=1, warmup_epochs=0, rho_il_epochs=1,
+                  rho_keep=0.25)
+    one_process(tiny_overrides(cache_dir, tmp_path / "one", **common))
+    run(torchrun_cmd(tiny_overrides(cache_dir, tmp_path / "two", **common)))
+    one, two = tmp_path / "one" / "r", tmp_path / "two" / "r"
+    bank = [torch.load(d / "checkpoints" / "last.pt", weights_only=True)["bank"]["irreducible"] for d in (one, two)]
+    assert bank[0].isfinite().sum() > 100  # every training record has one
+    torch.testing.assert_close(bank[0], bank[1], rtol=1e-4, atol=1e-5, equal_nan=True)
+    a, b = selection(one, 0), selection(two, 0)
+    np.testing.assert_array_equal(a["index"], b["index"])
+    np.testing.assert_array_equal(a["pdd_keep"], b["pdd_keep"])
+    assert 0 < b["pdd_keep"].sum() <= int(np.ceil(0.25 * len(b["index"]))) + 1
+    la, lb = pd.read_csv(one / "log.csv"), pd.read_csv(two / "log.csv")
+    assert lb.loc[0, "forwards_irreducible"] == 2 * la.loc[0, "forwards_irreducible"] > 0
+    assert lb.loc[0, "n_updated"] == la.loc[0, "n_updated"] == a["pdd_keep"].sum()
