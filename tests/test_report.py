@@ -621,3 +621,39 @@ def test_sweep_report_pairs_each_method_with_its_equal_budget_controls(tmp_path)
         assert table[("dbpd", c)]["p (paired t)"] == f"{sps.ttest_rel(f1['dbpd'], f1[c]).pvalue:.3f}"
     # the controls are not compared with full in the baseline family
     assert {r["method"] for r in table_dicts(html, "comparisons")} == {"dbpd"}
+
+
+def test_sweep_report_compares_the_chosen_metric_auroc_for_multilabel_runs(tmp_path, capsys):
+    """Multi-label runs (PTB-XL) are compared by test macro-AUROC unless --metric says otherwise; the
+    table, the paired differences and the warnings all name it, and its numbers are the AUROCs'."""
+    from erts.cli.main import main
+
+    auroc = {("full", 0): 0.930, ("full", 1): 0.932, ("full", 2): 0.929,
+             ("dbpd", 0): 0.921, ("dbpd", 1): 0.925, ("dbpd", 2): 0.920}
+    grid = Grid(name="ml", out_dir=str(tmp_path), base={"epochs": 6}, grid={"method": ["full", "dbpd"], "seed": [0, 1, 2]})
+    runs = expand(grid)
+    for r in runs:
+        m, s = r.values["method"], r.values["seed"]
+        make_run(r.run_dir, method=m, seed=s, f1=F1[m, s])
+        metrics = json.loads((r.run_dir / "metrics.json").read_text())
+        metrics["multilabel"] = True
+        metrics["test"]["macro_auroc"] = auroc[m, s]
+        (r.run_dir / "metrics.json").write_text(json.dumps(metrics))
+    collect_results(grid, runs)
+    assert main(["report", str(grid.sweep_dir), "--n-boot", "50", "--examples", "0"]) == 0
+    html = (grid.sweep_dir / "report.html").read_text()
+    md = (grid.sweep_dir / "report.md").read_text()
+    res = {r["method"]: r for r in table_dicts(html, "results")}
+    assert float(res["full"]["test macro-AUROC (mean)"]) == pytest.approx(np.mean([0.930, 0.932, 0.929]), abs=1e-4)
+    assert float(res["dbpd"]["test macro-F1"]) == pytest.approx(np.mean([F1["dbpd", s] for s in range(3)]), abs=1e-4)
+    diff = np.mean([auroc["dbpd", s] - auroc["full", s] for s in range(3)])
+    comp = table_dicts(html, "comparisons")[0]
+    assert float(comp["Δ macro-AUROC (mean)"]) == pytest.approx(diff, abs=1e-4)
+    assert "Compared metric: test macro-AUROC" in md and "Mean paired difference in test macro-AUROC against full" in md
+    # the same sweep by macro-F1 when asked
+    assert main(["report", str(grid.sweep_dir), "--n-boot", "50", "--examples", "0", "--metric", "test_macro_f1"]) == 0
+    comp = table_dicts((grid.sweep_dir / "report.html").read_text(), "comparisons")[0]
+    assert float(comp["Δ macro-F1 (mean)"]) == pytest.approx(np.mean([F1["dbpd", s] - F1["full", s] for s in range(3)]),
+                                                              abs=1e-4)
+    assert main(["report", str(grid.sweep_dir), "--metric", "test_nonsense"]) != 0
+    assert "no column 'test_nonsense'" in capsys.readouterr().err

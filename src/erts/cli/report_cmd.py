@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples: a single run's CI, the label-noise ratio CIs")
     r.add_argument("--examples", type=int, default=2, help="example records per kind (kept, filtered); 0: none")
     r.add_argument("--leads", type=int, default=3, help="leads drawn per example record")
+    r.add_argument("--metric", default="auto",
+                   help="what a sweep report compares: a results.csv column (test_macro_f1, test_macro_auroc, "
+                        "test_f1_nao, ...); auto: test_macro_auroc for multi-label runs, else test_macro_f1")
     r.set_defaults(func=run_report_cmd)
 
     e = sub.add_parser("explain", help="draw one record with its Grad-CAM map (PNG); print its keep/filter history",
@@ -76,7 +79,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 def run_report_cmd(args: argparse.Namespace) -> int:
     from erts.report.build import build_report
 
-    html_path, md_path = build_report(args.dir, out_dir=args.out, n_boot=args.n_boot, examples=args.examples,
+    html_path, md_path = build_report(args.dir, out_dir=args.out, n_boot=args.n_boot, examples=args.examples, metric=args.metric,
                                       max_leads=args.leads)
     print(f"wrote {html_path}\nwrote {md_path}")
     return 0

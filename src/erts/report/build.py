@@ -39,16 +39,19 @@ def print_warning(message: str) -> None:
 
 
 def build_report(directory: str | Path, *, out_dir: str | Path | None = None, n_boot: int = 2000,
-                 examples: int = 2, max_leads: int = 3,
+                 examples: int = 2, max_leads: int = 3, metric: str = "auto",
                  warn: Callable[[str], None] | None = print_warning) -> tuple[Path, Path]:
     """Writes report.html and report.md (+ report_files/) for a run or sweep folder; returns both paths.
+
+    ``metric``: what a sweep report compares (a results.csv column such as ``test_macro_auroc``;
+    ``auto``: macro-AUROC for multi-label runs, else macro-F1).
 
     Each of the report's warnings (too few seeds, noisy wall clock) is also passed
     to ``warn`` (default: printed to stderr, so ``erts report`` shows them).
     """
     d = Path(directory)
     if is_sweep_dir(d):
-        rep = build_sweep_report(d, examples=examples, max_leads=max_leads, n_boot=n_boot)
+        rep = build_sweep_report(d, examples=examples, max_leads=max_leads, n_boot=n_boot, metric=metric)
     elif is_run_dir(d):
         rep = build_run_report(d, n_boot=n_boot, examples=examples, max_leads=max_leads)
     else:

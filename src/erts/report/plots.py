@@ -64,9 +64,10 @@ def pareto_frontier(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.array(keep, dtype=int)
 
 
-def pareto_figure(summary: pd.DataFrame, title: str, time_label: str = "wall-clock time") -> Figure:
-    """Test macro-F1 against seconds per run (``time_label``: what they are) and against effective
-    epochs, one point per configuration.
+def pareto_figure(summary: pd.DataFrame, title: str, time_label: str = "wall-clock time",
+                  metric_label: str = "test macro-F1") -> Figure:
+    """The compared metric (``metric_label``; test macro-F1 by default) against seconds per run
+    (``time_label``: what they are) and against effective epochs, one point per configuration.
 
     summary columns: method, label, f1_mean, f1_err (CI half-width; or f1_lo, f1_hi: the CI), seconds_mean,
     seconds_std, ee_mean, ee_std. Error bars: CI of macro-F1 (vertical), std over
@@ -91,7 +92,8 @@ def pareto_figure(summary: pd.DataFrame, title: str, time_label: str = "wall-clo
         front = np.flatnonzero(ok)[pareto_frontier(x[ok], y[ok])] if ok.any() else []
         if len(front) > 1:
             ax.plot(x[front], y[front], "--", color="#999999", lw=1, zorder=0, label="Pareto front")
-        _finish(ax, xlabel, "test macro-F1", f"macro-F1 vs {time_label if col == 'seconds' else 'effective epochs'}",
+        _finish(ax, xlabel, metric_label,
+                f"{metric_label.removeprefix('test ')} vs {time_label if col == 'seconds' else 'effective epochs'}",
                 legend=True)
     fig.suptitle(title)
     return fig

@@ -1,6 +1,7 @@
 """The sweep report: every configuration over its seeds, compared with the baseline and with the rule ERTS filters."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +13,8 @@ from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples, pick_example_run
 from erts.report.format import Report, Section, config_label
 from erts.report.provenance import provenance_section, sweep_config_section
-from erts.report.tables import (BASELINE, TIME_SPREAD_LIMIT, comparison_section, pareto_input, pareto_time,
-                                results_table, summary_warnings, sweep_summary)
+from erts.report.tables import (BASELINE, TIME_SPREAD_LIMIT, comparison_section, headline, pareto_input,
+                                pareto_time, results_table, summary_warnings, sweep_summary)
 from erts.train.costnames import legacy_result_columns
 
 SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "Equal-budget controls",
@@ -34,7 +35,28 @@ def varying(results: pd.DataFrame, keys: list[str]) -> list[str]:
     return [k for k in keys if results[k].nunique(dropna=False) > 1]
 
 
-def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3, n_boot: int = 2000) -> Report:
+def multilabel_runs(sweep_dir: Path, runs: pd.Series) -> bool:
+    """True when every finished run's metrics.json says multi-label (thresholds decide its F1)."""
+    flags = []
+    for r in runs:
+        p = sweep_dir / "runs" / str(r) / "metrics.json"
+        flags.append(p.exists() and bool(json.loads(p.read_text()).get("multilabel", False)))
+    return bool(flags) and all(flags)
+
+
+def resolve_metric(metric: str, sweep_dir: Path, results: pd.DataFrame) -> str:
+    """``auto``: test macro-AUROC for multi-label runs (the PTB-XL benchmark's metric; threshold-free),
+    else test macro-F1; any other value is a results.csv column, used as given."""
+    if metric != "auto":
+        return metric
+    if "test_macro_auroc" in results.columns and multilabel_runs(sweep_dir, results["run"]):
+        return "test_macro_auroc"
+    return "test_macro_f1"
+
+
+def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3, n_boot: int = 2000,
+                       metric: str = "auto") -> Report:
+    """The sweep report; ``metric``: the one compared (a results.csv column, or ``auto``: resolve_metric)."""
     results = pd.read_csv(sweep_dir / "results.csv")
     results = results.rename(columns=legacy_result_columns(results.columns))
     if results.empty:
@@ -42,30 +64,33 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
     keys = config_columns(results)
     if "method" not in keys:
         raise DataError(f"{sweep_dir}/results.csv: column 'method' is missing from the configuration keys {keys}")
+    metric = resolve_metric(metric, sweep_dir, results)
+    name = headline(metric)
     budget_runs, budget_keys = results.copy(), list(keys)
     results = label_controls(results)  # full / random at a budget -> full@<method> / random@<method>
     keys = [k for k in keys if k != "budget"]  # a control's budget is in its label (it differs by seed)
     shown = [k for k in keys if k == "method" or k in varying(results, keys)]
     secs = {h: Section(h) for h in SWEEP_SECTIONS}
-    summary = sweep_summary(results, keys)
+    summary = sweep_summary(results, keys, metric)
     s = secs["Results"]
-    s.text(f"{len(results)} finished runs in {len(summary)} configurations. Test macro-F1: mean and 95% CI over "
-           "seeds (t distribution, clipped to [0, 1]); n counts the runs with a defined (finite) macro-F1. Cost "
+    s.text(f"{len(results)} finished runs in {len(summary)} configurations. Compared metric: {name} (erts report "
+           f"--metric). {name[0].upper() + name[1:]}: mean and 95% CI over seeds (t distribution, clipped to [0, 1]); "
+           f"n counts the runs with a defined (finite) value. Cost "
            "columns are means; ratios are relative to the full-data baseline with the same other settings. "
            f"Time spread: slowest over fastest seed's wall clock, minus 1; above {TIME_SPREAD_LIMIT:.0%} it is "
            "flagged as machine noise, and FLOPs / full is the machine-independent cost ratio to read instead. "
            "CPU / full compares process CPU time (all threads), which other work on the machine skews far less "
            "than the wall clock.")
-    s.table(results_table(summary, shown), "results")
-    warnings = summary_warnings(summary, shown)
-    comp = paired_comparisons(results[~results["method"].map(is_control)], keys)
+    s.table(results_table(summary, shown, metric), "results")
+    warnings = summary_warnings(summary, shown, metric)
+    comp = paired_comparisons(results[~results["method"].map(is_control)], keys, metric)
     comparison_section(secs["Paired comparisons with the baseline"], comp, shown,
                        "Each method against the full-data baseline (full) with the same other settings, paired by "
                        "seed: does dropping data cost accuracy?",
                        "every method against full",
                        "No method could be paired with a full-data baseline run (same settings, same seeds).",
-                       "comparisons", BASELINE)
-    controls = equal_budget_comparisons(budget_runs, budget_keys)
+                       "comparisons", BASELINE, metric)
+    controls = equal_budget_comparisons(budget_runs, budget_keys, metric)
     comparison_section(secs["Equal-budget controls"], controls, [k for k in shown if k != "budget"],
                        "Each method against the simple ways of spending its compute: full trained for the method's "
                        "own effective epochs, its schedule compressed (full@<method>), and a fresh random subset each "
@@ -73,8 +98,8 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
                        "difference is not above zero does not beat them: its saving is also had without it.",
                        "every method against both of its equal-budget controls",
                        "No equal-budget control runs (method=full or random with budget = the method's effective "
-                       "epochs / epochs; benchmarks/end_to_end.py runs them).", "equal_budget", "its control")
-    erts = erts_comparisons(results, keys)
+                       "epochs / epochs; benchmarks/end_to_end.py runs them).", "equal_budget", "its control", metric)
+    erts = erts_comparisons(results, keys, metric=metric)
     comparison_section(secs["ERTS against the rule it filters"], erts, shown,
                        "The paper's claim: the focus filter improves on the dropout rule it filters. Each ERTS method "
                        "against that rule (erts-X against X: erts-dbpd against dbpd, erts-smrd against smrd, ...) "
@@ -82,7 +107,7 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
                        "every ERTS method against its rule (erts-X against X), a family separate from the "
                        "comparisons with full",
                        "No ERTS method could be paired with the rule it filters (erts-X needs X in the sweep, with the "
-                       "same other settings and seeds).", "erts_comparisons", "its rule")
+                       "same other settings and seeds).", "erts_comparisons", "its rule", metric)
     label_keys = [k for k in shown if k != "dataset"]
     datasets = list(dict.fromkeys(results["dataset"])) if "dataset" in results.columns else [None]
     for ds in datasets:
@@ -90,10 +115,10 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
         scope = ds or sweep_dir.name
         time_col = pareto_time(sub)
         time = "CPU time" if time_col == "cpu_seconds_total" else "wall-clock time"
-        points = pareto_input(sub, label_keys, time_col)
+        points = pareto_input(sub, label_keys, time_col, metric)
         secs["Accuracy against cost"].figure(
-            f"pareto_{scope}", plots.pareto_figure(points, f"{scope}: accuracy against cost", time),
-            f"Test macro-F1 (mean over seeds, bars: 95% CI) against {time} per run in seconds (left) and effective "
+            f"pareto_{scope}", plots.pareto_figure(points, f"{scope}: accuracy against cost", time, name),
+            f"{name[0].upper() + name[1:]} (mean over seeds, bars: 95% CI) against {time} per run in seconds (left) and effective "
             "epochs (right; horizontal bars: std over seeds). Up and left is better; the dashed line joins the "
             "configurations no other one beats on both axes.")
         rows = results if ds is None else results[results["dataset"] == ds]

@@ -13,7 +13,8 @@ import pandas as pd
 
 from erts.eval.stats import group_summary
 from erts.report import plots
-from erts.report.format import Section, config_label, fmt, fmt_metric, fmt_p, fmt_sci
+from erts.errors import DataError
+from erts.report.format import Section, config_label, fmt, fmt_metric, fmt_p, fmt_sci, metric_name
 from erts.train.costnames import normalize_cost
 
 BASELINE = "full"
@@ -21,10 +22,20 @@ MIN_SEEDS = 3  # fewer seeds per configuration: warned about (no usable CI, no t
 TIME_SPREAD_LIMIT = 0.30  # wall clock of a configuration's seeds: slowest / fastest - 1 above this is flagged
 
 
-def sweep_summary(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per configuration: seed statistics of the main metrics and cost ratios to the baseline."""
-    metrics = [m for m in ("test_macro_f1", "test_accuracy", "test_macro_auroc", "val_macro_f1",
-                           "effective_epochs", "seconds_total", "cpu_seconds_total", "flops_total")
+def headline(metric: str) -> str:
+    """'test macro-AUROC' for ``test_macro_auroc``: the compared metric in words."""
+    split, _, key = metric.partition("_")
+    return f"{split} {metric_name(key)}" if split in ("test", "val") else metric_name(metric)
+
+
+def sweep_summary(results: pd.DataFrame, keys: list[str], metric: str = "test_macro_f1") -> pd.DataFrame:
+    """Per configuration: seed statistics of ``metric`` (the compared one), the main metrics and cost
+    ratios to the baseline."""
+    if metric not in results.columns:
+        raise DataError(f"results.csv has no column {metric!r}; metrics it has: "
+                        f"{', '.join(c for c in results.columns if c.startswith(('test_', 'val_')))}")
+    metrics = [m for m in dict.fromkeys((metric, "test_macro_f1", "test_accuracy", "test_macro_auroc", "val_macro_f1",
+                                         "effective_epochs", "seconds_total", "cpu_seconds_total", "flops_total"))
                if m in results.columns]
     s = group_summary(results, keys, metrics)
     others = [k for k in keys if k != "method"]
@@ -55,14 +66,14 @@ def time_spread(seconds) -> float:
     return float(x.max() / x.min() - 1) if len(x) > 1 else math.nan
 
 
-def summary_warnings(summary: pd.DataFrame, keys: list[str]) -> list[str]:
+def summary_warnings(summary: pd.DataFrame, keys: list[str], metric: str = "test_macro_f1") -> list[str]:
     """Configurations with fewer than MIN_SEEDS seeds, and those whose wall clock is noisy across seeds."""
     out = []
     for _, r in summary.iterrows():
         label = config_label(r, keys)
         n = int(r["n"])
         if n < MIN_SEEDS:
-            out.append(f"{label}: {n} seed{'s' if n != 1 else ''} with a test macro-F1 (fewer than {MIN_SEEDS}); "
+            out.append(f"{label}: {n} seed{'s' if n != 1 else ''} with a {headline(metric)} (fewer than {MIN_SEEDS}); "
                        f"its confidence interval is {'undefined' if n < 2 else 'very wide'} and its paired tests "
                        "can hardly reject anything. Add seeds.")
         spread = r.get("seconds_total_spread", math.nan)
@@ -73,17 +84,19 @@ def summary_warnings(summary: pd.DataFrame, keys: list[str]) -> list[str]:
     return out
 
 
-def results_table(summary: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
+def results_table(summary: pd.DataFrame, show_keys: list[str], metric: str = "test_macro_f1") -> pd.DataFrame:
     rows = []
     for _, r in summary.iterrows():
         row = {k: r[k] for k in show_keys}
         n, runs = int(r["n"]), int(r.get("runs", r["n"]))
         row.update({
             "n seeds": f"{n}" if n == runs else f"{n} (of {runs} runs)",
-            "test macro-F1 (mean)": fmt_metric(r["test_macro_f1_mean"]),
-            "95% CI": f"[{fmt(r['test_macro_f1_ci_low'])}, {fmt(r['test_macro_f1_ci_high'])}]",
-            "std": fmt(r["test_macro_f1_std"]),
+            f"{headline(metric)} (mean)": fmt_metric(r[f"{metric}_mean"]),
+            "95% CI": f"[{fmt(r[f'{metric}_ci_low'])}, {fmt(r[f'{metric}_ci_high'])}]",
+            "std": fmt(r[f"{metric}_std"]),
         })
+        if metric != "test_macro_f1" and "test_macro_f1_mean" in r:
+            row["test macro-F1"] = fmt_metric(r["test_macro_f1_mean"])
         if "test_accuracy_mean" in r:
             row["test accuracy"] = fmt(r["test_accuracy_mean"])
         if "val_macro_f1_mean" in r:
@@ -117,11 +130,12 @@ def verdict(r) -> str:
     return f"better than {r['baseline']}" if r["mean_diff"] > 0 else f"worse than {r['baseline']}"
 
 
-def comparisons_table(comp: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
+def comparisons_table(comp: pd.DataFrame, show_keys: list[str], metric: str = "test_macro_f1") -> pd.DataFrame:
     rows = []
+    name = headline(metric).removeprefix("test ")
     for _, r in comp.iterrows():
         row = {k: r[k] for k in show_keys}
-        row.update({"against": r["baseline"], "pairs": int(r["n"]), "Δ macro-F1 (mean)": fmt(r["mean_diff"]),
+        row.update({"against": r["baseline"], "pairs": int(r["n"]), f"Δ {name} (mean)": fmt(r["mean_diff"]),
                     "95% CI of Δ": f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
                     "p (paired t)": fmt_p(r["p_ttest"]), "p (Wilcoxon)": fmt_p(r["p_wilcoxon"]),
                     "d_z": fmt(r["d_z"], 2), "p (Holm)": fmt_p(r["p_holm"]), "verdict": verdict(r)})
@@ -129,7 +143,7 @@ def comparisons_table(comp: pd.DataFrame, show_keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def forest_figure(comp: pd.DataFrame, labels: list[str], against: str = "full"):
+def forest_figure(comp: pd.DataFrame, labels: list[str], against: str = "full", metric: str = "test_macro_f1"):
     """Mean paired difference with its CI per comparison; the zero line is 'no difference'."""
     from matplotlib.figure import Figure
 
@@ -143,14 +157,14 @@ def forest_figure(comp: pd.DataFrame, labels: list[str], against: str = "full"):
         ax.errorbar(r["mean_diff"], yi, xerr=err, fmt=marker, color=color, capsize=3)
     ax.axvline(0, color="#999999", ls="--", lw=1)
     ax.set_yticks(y, labels)
-    ax.set_xlabel(f"Δ test macro-F1 against {against}, same seeds (method − {against})")
+    ax.set_xlabel(f"Δ {headline(metric)} against {against}, same seeds (method − {against})")
     ax.set_title("paired differences with 95% CI (t over seeds)")
     ax.grid(alpha=0.3, axis="x")
     return fig
 
 
 def comparison_section(s: Section, comp: pd.DataFrame, shown: list[str], what: str, family: str, empty: str,
-                       slug: str, against: str) -> None:
+                       slug: str, against: str, metric: str = "test_macro_f1") -> None:
     s.text(what)
     if comp.empty:
         s.text(empty)
@@ -162,10 +176,10 @@ def comparison_section(s: Section, comp: pd.DataFrame, shown: list[str], what: s
     if len(few):
         s.text(f"{len(few)} comparison{'s have' if len(few) != 1 else ' has'} fewer than {MIN_SEEDS} paired seeds: "
                "no test can reject there; read the CI.")
-    s.table(comparisons_table(comp, shown), slug)
+    s.table(comparisons_table(comp, shown, metric), slug)
     labels = [config_label(r, shown) for _, r in comp.iterrows()]
-    s.figure(f"paired_differences_{slug}", forest_figure(comp, labels, against),
-             f"Mean paired difference in test macro-F1 against {against} with its 95% CI; "
+    s.figure(f"paired_differences_{slug}", forest_figure(comp, labels, against, metric),
+             f"Mean paired difference in {headline(metric)} against {against} with its 95% CI; "
              "intervals crossing the dashed zero line are not distinguishable from it.")
 
 
@@ -176,14 +190,15 @@ def pareto_time(summary: pd.DataFrame) -> str:
     return "cpu_seconds_total" if cpu is not None and np.isfinite(cpu.to_numpy(float)).all() else "seconds_total"
 
 
-def pareto_input(summary: pd.DataFrame, label_keys: list[str], time: str) -> pd.DataFrame:
-    """The points of the accuracy-against-cost plot; ``time``: the cost column (``pareto_time``)."""
+def pareto_input(summary: pd.DataFrame, label_keys: list[str], time: str, metric: str = "test_macro_f1") -> pd.DataFrame:
+    """The points of the accuracy-against-cost plot; ``time``: the cost column (``pareto_time``);
+    the ``f1_*`` columns hold ``metric``."""
     return pd.DataFrame({
         "method": summary["method"],
         "label": [config_label(r, label_keys) for _, r in summary.iterrows()],
-        "f1_mean": summary["test_macro_f1_mean"],
-        "f1_err": (summary["test_macro_f1_ci_high"] - summary["test_macro_f1_ci_low"]) / 2,
-        "f1_lo": summary["test_macro_f1_ci_low"], "f1_hi": summary["test_macro_f1_ci_high"],
+        "f1_mean": summary[f"{metric}_mean"],
+        "f1_err": (summary[f"{metric}_ci_high"] - summary[f"{metric}_ci_low"]) / 2,
+        "f1_lo": summary[f"{metric}_ci_low"], "f1_hi": summary[f"{metric}_ci_high"],
         "seconds_mean": summary.get(f"{time}_mean", np.nan), "seconds_std": summary.get(f"{time}_std", np.nan),
         "ee_mean": summary.get("effective_epochs_mean", np.nan), "ee_std": summary.get("effective_epochs_std", np.nan),
     })
