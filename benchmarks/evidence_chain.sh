@@ -1,25 +1,40 @@
 #!/usr/bin/env bash
-# The evidence sweeps of issues 23 (CinC 2017 with the equal-budget controls, first: every later number
-# rests on the controls) and 22 (PTB-XL under the benchmark protocol), one after the other, never two
-# at once on 2 cores, from a frozen checkout.
+# The evidence sweeps, one after the other, never two at once on 2 cores, each from a frozen checkout:
+#   1. issue 23: CinC 2017 with the equal-budget controls (first: every later number rests on the controls);
+#   2. issue 22: PTB-XL under the benchmark protocol;
+#   3. issue 24: the reliability filters and rho-loss on injected and real label noise (noise_filter.py).
 # Resumable: run it again after any stop; finished runs are skipped, a started one resumes from its
-# last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT]
-#   FROZEN_COMMIT: the commit the sweeps started from (41a3e06); its checkout lives in /work/sweep-frozen
+# last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT] [NOISE_COMMIT]
+#   FROZEN_COMMIT: the commit sweeps 1-2 started from (41a3e06); its checkout lives in /work/sweep-frozen
 #   OUT: where the sweep folders go (~/erts-sweeps)
+#   NOISE_COMMIT: the commit of sweep 3 (it needs label_noise=, reliability= and rho-loss: 6cb454c or later);
+#     its checkout lives in /work/sweep-frozen-nf
+# The whole script is read before it runs (one function), so editing this file never disturbs a running chain.
 set -u
-COMMIT=${1:-41a3e06}
-OUT=${2:-$HOME/erts-sweeps}
-FROZEN=${ERTS_FROZEN:-/work/sweep-frozen}
+
+frozen_checkout() {  # frozen_checkout DIR COMMIT: a detached worktree with its own .venv
+  local dir=$1 commit=$2
+  if [ ! -d "$dir" ]; then
+    git -C "$REPO" worktree add --detach "$dir" "$commit" || return 1
+  fi
+  (cd "$dir" && bash scripts/env.sh >/dev/null)
+}
+
+chain() {
+  local commit=${1:-41a3e06} out=${2:-$HOME/erts-sweeps} noise_commit=${3:-6cb454c}
+  local frozen=${ERTS_FROZEN:-/work/sweep-frozen} frozen_nf=${ERTS_FROZEN_NF:-/work/sweep-frozen-nf}
+  frozen_checkout "$frozen" "$commit" || return 1
+  (cd "$frozen" && .venv/bin/python benchmarks/end_to_end.py --dataset cinc2017 \
+      --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch \
+      --controls each --seeds 3 --out "$out" --name e2e-cinc2017-controls) || return 1
+  (cd "$frozen" && .venv/bin/python benchmarks/end_to_end.py --dataset ptbxl --preset ptbxl-benchmark \
+      --methods full,dbpd,erts-dbpd,infobatch,erts-infobatch --controls cheapest --metric test_macro_auroc \
+      --variant score_source=update --variant-methods dbpd,erts-dbpd \
+      --seeds 3 --out "$out" --name ptbxl-superdiag-30ep) || return 1
+  frozen_checkout "$frozen_nf" "$noise_commit" || return 1
+  (cd "$frozen_nf" && .venv/bin/python benchmarks/noise_filter.py --controls cheapest --seeds 3 --out "$out")
+}
+
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -d "$FROZEN" ]; then
-  git -C "$REPO" worktree add --detach "$FROZEN" "$COMMIT" || exit 1
-fi
-(cd "$FROZEN" && bash scripts/env.sh >/dev/null) || exit 1
-cd "$FROZEN"
-PY=.venv/bin/python
-$PY benchmarks/end_to_end.py --dataset cinc2017 --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch \
-    --controls each --seeds 3 --out "$OUT" --name e2e-cinc2017-controls
-$PY benchmarks/end_to_end.py --dataset ptbxl --preset ptbxl-benchmark \
-    --methods full,dbpd,erts-dbpd,infobatch,erts-infobatch --controls cheapest --metric test_macro_auroc \
-    --variant score_source=update --variant-methods dbpd,erts-dbpd \
-    --seeds 3 --out "$OUT" --name ptbxl-superdiag-30ep
+chain "$@"
+exit $?
