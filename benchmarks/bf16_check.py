@@ -20,6 +20,7 @@ Exit status 0 when every compared metric of the bf16 run lies inside the fp32 in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -44,11 +45,21 @@ def intervals(run_dir: Path, n_boot: int) -> dict[str, tuple[float, float, float
             "macro_auroc": (auc["macro_auroc"], auc["ci_low"], auc["ci_high"])}
 
 
+def settings(run_dir: Path) -> dict:
+    """A run's resolved settings, less the precision and where the run was written."""
+    cfg = dataclasses.asdict(load_config(str(run_dir / "config.yaml")))
+    cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in ("bf16", "name", "out_dir", "quiet")}
+    return cfg
+
+
 def train_bf16(fp32_run: Path, out: Path) -> Path:
-    """The fp32 run's config with bf16=true, trained into ``out`` (resumed when it was started)."""
+    """The fp32 run's config with bf16=true, trained into ``out`` (resumed when it was started; a run
+    already there must be of the same settings, else this stops rather than compare two configs)."""
     name = f"{fp32_run.name}-bf16"
     run_dir = out / name
     state = run_state(run_dir)
+    if state != "new" and settings(run_dir) != settings(fp32_run):
+        raise SystemExit(f"{run_dir} holds a bf16 run of other settings than {fp32_run}; give another --out")
     if state == "done":
         return run_dir
     if state == "resume":

@@ -41,3 +41,8 @@ def test_bf16_check_retrains_the_same_config_in_bf16_and_judges_it(cache_dir, tm
     monkeypatch.setattr(sys, "argv", ["bf16_check", str(bf16), "--out", str(tmp_path / "c")])
     with pytest.raises(SystemExit, match="already trained in bf16"):
         bf16_check.main()
+    # another fp32 run of the same name into the same --out: refused, never compared with the first's bf16 run
+    train(load_config(overrides=tiny_overrides(cache_dir, tmp_path / "other", name="r", epochs=2, method="full")))
+    monkeypatch.setattr(sys, "argv", ["bf16_check", str(tmp_path / "other" / "r"), "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match="holds a bf16 run of other settings"):
+        bf16_check.main()
