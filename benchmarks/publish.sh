@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Copies a sweep's results into the repository so they survive the machine: the report (Markdown and
+# figures; the self-contained HTML stays with the sweep), results.csv, grid.yaml, each finished run's
+# small files (config, per-epoch log, metrics, provenance, test predictions; not the selection logs or
+# checkpoints), and the benchmark's own summary when its command is given.
+# Usage: bash benchmarks/publish.sh SWEEP_DIR DEST [--metric M] [-- SUMMARY_COMMAND...]
+#   bash benchmarks/publish.sh ~/erts-sweeps/e2e-cinc2017-controls-bf16 benchmarks/measured/e2e-cinc2017-controls-bf16 \
+#     -- /work/sweep-frozen/.venv/bin/python /work/sweep-frozen/benchmarks/end_to_end.py --dataset cinc2017 \
+#        --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch --controls each --seeds 3 \
+#        --out ~/erts-sweeps --name e2e-cinc2017-controls-bf16 bf16=true
+set -euo pipefail
+src=${1:?SWEEP_DIR}; dest=${2:?DEST}; shift 2
+metric=auto
+if [ "${1:-}" = "--metric" ]; then metric=$2; shift 2; fi
+[ "${1:-}" = "--" ] && shift
+here=$(cd "$(dirname "$0")/.." && pwd)
+[ -f "$src/results.csv" ] || { echo "publish: $src has no results.csv (no finished run yet)" >&2; exit 1; }
+mkdir -p "$dest/runs"
+"$here/.venv/bin/erts" report "$src" --out "$dest" --metric "$metric" --n-boot 2000 --examples 2
+rm -f "$dest/report.html"
+cp "$src/results.csv" "$src/grid.yaml" "$dest/"
+for run in "$src"/runs/*/; do
+  [ -f "$run/metrics.json" ] || continue
+  name=$(basename "$run"); mkdir -p "$dest/runs/$name"
+  for f in config.yaml log.csv metrics.json run.json predictions_test.npz; do
+    [ -f "$run/$f" ] && cp "$run/$f" "$dest/runs/$name/"
+  done
+done
+if [ $# -gt 0 ]; then
+  "$@" --summary-only > "$dest/summary.txt"
+fi
+echo "published $src -> $dest ($(ls "$dest/runs" | wc -l) runs)"
