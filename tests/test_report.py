@@ -657,3 +657,29 @@ def test_sweep_report_compares_the_chosen_metric_auroc_for_multilabel_runs(tmp_p
                                                               abs=1e-4)
     assert main(["report", str(grid.sweep_dir), "--metric", "test_nonsense"]) != 0
     assert "no column 'test_nonsense'" in capsys.readouterr().err
+
+
+def test_epochs_on_shared_cores_are_found_and_warned_about(tmp_path):
+    """An epoch alone on its cores uses about all of them (CPU time ~ wall clock x threads); one that
+    shared them gets less. The report names the runs where that was more than a tenth of the epochs."""
+    from erts.report.folders import shared_epochs, shared_warning
+
+    run = tmp_path / "r"
+    make_run(run, method="full", seed=0, f1=0.7, epochs=10, config={"num_threads": 2})
+    log = pd.read_csv(run / "log.csv")
+    log["seconds_epoch"] = 10.0
+    log["cpu_seconds_epoch"] = [19.8, 20.0, 19.5, 9.0, 15.0, 16.5, 19.9, 20.1, 12.0, 19.0]  # 9, 15, 12: < 0.8 x 20
+    log.to_csv(run / "log.csv", index=False)
+    assert shared_epochs(run) == (3, 10)
+    w = shared_warning("full", [run])
+    assert w is not None and "r (3 of 10 epochs)" in w
+    html, md = build_report(run, out_dir=tmp_path / "shared", n_boot=50, examples=0, warn=None)
+    assert "other work shared the cores during r (3 of 10 epochs)" in md.read_text()
+    log["cpu_seconds_epoch"] = 19.0
+    log.to_csv(run / "log.csv", index=False)
+    assert shared_epochs(run) == (0, 10) and shared_warning("full", [run]) is None
+    # threads unknown (torch's default): no claim either way
+    make_run(tmp_path / "d", method="full", seed=0, f1=0.7, epochs=3)
+    assert shared_epochs(tmp_path / "d") == (0, 0)
+    html, md = build_report(run, out_dir=tmp_path / "rep", n_boot=50, examples=0, warn=None)
+    assert "other work shared the cores" not in md.read_text()

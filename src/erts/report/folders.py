@@ -38,3 +38,54 @@ def read_metrics(run_dir: Path) -> dict:
     if isinstance(m.get("cost"), dict):
         m["cost"] = normalize_cost(m["cost"])
     return m
+
+
+SHARED_BELOW = 0.8  # an epoch whose CPU time is below this share of wall clock x threads ran on shared cores
+SHARED_EPOCHS_WARN = 0.1  # warn when more than this share of a run's epochs did
+
+
+def run_threads(run_dir: Path) -> int:
+    """The torch threads per process the run asked for (``num_threads``; 0 when left to torch's default,
+    which this cannot know afterwards)."""
+    import yaml
+
+    p = run_dir / "config.yaml"
+    raw = yaml.safe_load(p.read_text()) if p.exists() else None
+    train = raw.get("train") if isinstance(raw, dict) else None
+    return int(train.get("num_threads") or 0) if isinstance(train, dict) else 0
+
+
+def shared_epochs(run_dir: Path) -> tuple[int, int]:
+    """(epochs that ran on shared cores, epochs with timing) of one CPU run.
+
+    Why: a run whose cores are also busy with other work gets fewer cycles *and* burns more CPU time
+    (its threads spin while they wait for each other), so both its wall clock and its CPU time
+    overstate its cost, and its time ratios are unreliable. Such an epoch shows as CPU time well below
+    wall clock x threads (an epoch alone on its cores uses ~1.0 of them). (0, 0) when the run's thread
+    count is unknown (``num_threads=0``), it ran on a GPU, or its log has no CPU time."""
+    threads = run_threads(run_dir)
+    log = read_log(run_dir)
+    metrics = run_dir / "metrics.json"
+    device = json.loads(metrics.read_text()).get("device", "cpu") if metrics.exists() else "cpu"
+    if not threads or log is None or "cpu_seconds_epoch" not in log.columns or not str(device).startswith("cpu"):
+        return 0, 0
+    log = log.drop_duplicates("epoch", keep="last")
+    wall, cpu = log["seconds_epoch"].to_numpy(float), log["cpu_seconds_epoch"].to_numpy(float)
+    ok = wall > 0
+    share = cpu[ok] / (wall[ok] * threads)
+    return int((share < SHARED_BELOW).sum()), int(ok.sum())
+
+
+def shared_warning(label: str, run_dirs: list[Path]) -> str | None:
+    """One warning for a configuration whose runs had more than SHARED_EPOCHS_WARN of their epochs on
+    shared cores, naming the seeds; None when every run had its cores to itself."""
+    hit = []
+    for d in run_dirs:
+        n, total = shared_epochs(d)
+        if total and n / total > SHARED_EPOCHS_WARN:
+            hit.append(f"{d.name} ({n} of {total} epochs)")
+    if not hit:
+        return None
+    return (f"{label}: other work shared the cores during {', '.join(hit)} (CPU time below {SHARED_BELOW:.0%} of wall "
+            "clock x threads): its wall-clock and CPU times overstate its cost, so its time ratios are unreliable. "
+            "FLOPs / full does not depend on the machine.")

@@ -10,7 +10,7 @@ from erts.eval.stats import bootstrap_run
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples
-from erts.report.folders import read_log, read_metrics
+from erts.report.folders import read_log, read_metrics, shared_warning
 from erts.report.format import Report, Section, fmt, fmt_metric, metric_name
 from erts.report.provenance import provenance_section, run_config_section
 from erts.report.tables import cost_table
@@ -65,4 +65,5 @@ def build_run_report(run_dir: Path, *, n_boot: int = 2000, examples: int = 2, ma
     run_config_section(secs["Configuration"], run_dir)
     provenance_section(secs["Provenance"], [run_dir])
     sections = with_label_noise([secs[h] for h in RUN_SECTIONS], [(str(m.get("method")), [run_dir])], n_boot)
-    return Report(f"erts run report: {run_dir.name}", f"Run folder: {run_dir}.", sections)
+    warnings = [w for w in [shared_warning("this run", [run_dir])] if w]
+    return Report(f"erts run report: {run_dir.name}", f"Run folder: {run_dir}.", sections, warnings)
