@@ -106,12 +106,16 @@ def random_feasible(base: dict, budget: float) -> bool:
         return False
 
 
-def write_all_results(main: Grid, controls: list[Grid]) -> Path:
-    """results.csv of the main sweep folder with the main grid's and the controls' finished runs
-    (each control call of run_sweep wrote only its own)."""
+def write_all_results(main: Grid) -> Path:
+    """results.csv of the main sweep folder: the main grid's finished runs and every finished
+    equal-budget control in its runs/ folder (named ``...,budget=<b>``). Read from the run folders,
+    because each run_sweep call writes only its own grid's runs: a sweep that is still running has
+    a results.csv without the controls of the seeds it finished."""
     keys = [*config_keys(main), "budget"]
-    runs = expand(main) + [r for g in controls for r in expand(g)]
-    rows = [run_row(r.run_dir, keys) for r in runs if run_state(r.run_dir) == "done"]
+    runs_dir = main.sweep_dir / "runs"
+    dirs = [r.run_dir for r in expand(main)]
+    dirs += sorted(d for d in runs_dir.iterdir() if "budget=" in d.name) if runs_dir.is_dir() else []
+    rows = [run_row(d, keys) for d in dirs if run_state(d) == "done"]
     path = main.sweep_dir / "results.csv"
     runio.write_text(path, pd.DataFrame(rows).to_csv(index=False))
     return path
@@ -240,7 +244,9 @@ def main() -> None:
             grid = Grid(name=grid_name, out_dir=args.out, workers=args.workers, base=grid_base,
                         grid={"seed": seeds, "method": grid_methods})
             if args.summary_only:
-                if (grid.sweep_dir / "results.csv").exists():
+                if not suffix and (grid.sweep_dir / "runs").is_dir():
+                    results[suffix] = write_all_results(grid)  # with the controls, also mid-sweep
+                elif (grid.sweep_dir / "results.csv").exists():
                     results[suffix] = grid.sweep_dir / "results.csv"
                 continue
             res = run_sweep(grid, workers=args.workers)
@@ -248,8 +254,8 @@ def main() -> None:
                 raise SystemExit(f"failed runs: {', '.join(res.failed)}")
             results[suffix] = res.results_csv
             if not suffix and args.controls != "none":  # the main grid: its methods' controls, seed by seed
-                controls = run_controls(grid, seeds, grid_methods, args.workers, args.controls)
-                results[suffix] = write_all_results(grid, controls)
+                run_controls(grid, seeds, grid_methods, args.workers, args.controls)
+                results[suffix] = write_all_results(grid)
     frames = [pd.read_csv(path).assign(method=lambda d, sfx=sfx: d["method"] + sfx) for sfx, path in results.items()]
     df = pd.concat(frames, ignore_index=True)
     shown = methods + [m + sfx for sfx in results if sfx for m in args.variant_methods.split(",")]

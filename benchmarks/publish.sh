@@ -5,7 +5,7 @@
 # checkpoints), and the benchmark's own summary when its command is given.
 # Usage: bash benchmarks/publish.sh SWEEP_DIR DEST [--metric M] [-- SUMMARY_COMMAND...]
 #   bash benchmarks/publish.sh ~/erts-sweeps/e2e-cinc2017-controls-bf16 benchmarks/measured/e2e-cinc2017-controls-bf16 \
-#     -- /work/sweep-frozen/.venv/bin/python /work/sweep-frozen/benchmarks/end_to_end.py --dataset cinc2017 \
+#     -- .venv/bin/python benchmarks/end_to_end.py --dataset cinc2017 \
 #        --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch --controls each --seeds 3 \
 #        --out ~/erts-sweeps --name e2e-cinc2017-controls-bf16 bf16=true
 set -euo pipefail
@@ -16,6 +16,9 @@ if [ "${1:-}" = "--metric" ]; then metric=$2; shift 2; fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 [ -f "$src/results.csv" ] || { echo "publish: $src has no results.csv (no finished run yet)" >&2; exit 1; }
 mkdir -p "$dest/runs"
+if [ $# -gt 0 ]; then  # first: it rewrites results.csv from the run folders (controls included, also mid-sweep)
+  "$@" --summary-only > "$dest/summary.txt"
+fi
 "$here/.venv/bin/erts" report "$src" --out "$dest" --metric "$metric" --n-boot 2000 --examples 2
 rm -f "$dest/report.html"
 cp "$src/results.csv" "$src/grid.yaml" "$dest/"
@@ -26,7 +29,4 @@ for run in "$src"/runs/*/; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/runs/$name/"
   done
 done
-if [ $# -gt 0 ]; then
-  "$@" --summary-only > "$dest/summary.txt"
-fi
 echo "published $src -> $dest ($(ls "$dest/runs" | wc -l) runs)"

@@ -683,3 +683,27 @@ def test_epochs_on_shared_cores_are_found_and_warned_about(tmp_path):
     assert shared_epochs(tmp_path / "d") == (0, 0)
     html, md = build_report(run, out_dir=tmp_path / "rep", n_boot=50, examples=0, warn=None)
     assert "other work shared the cores" not in md.read_text()
+
+
+def test_end_to_end_results_list_every_finished_control_also_mid_sweep(tmp_path):
+    """A running sweep's results.csv is rewritten by each run_sweep call with that grid's runs only (a
+    new seed's grid drops the last seed's controls); the summary reads the run folders instead."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("end_to_end", root / "benchmarks" / "end_to_end.py")
+    e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e)
+    grid = Grid(name="e2e", out_dir=str(tmp_path), base={"epochs": 6}, grid={"seed": [0, 1], "method": ["full", "dbpd"]})
+    for r in expand(grid):
+        if r.values["seed"] == 0 or r.values["method"] == "full":  # seed 1's dbpd still running
+            make_run(r.run_dir, method=r.values["method"], seed=r.values["seed"], f1=0.7)
+    for method in ("full", "random"):
+        make_run(grid.sweep_dir / "runs" / f"seed=0,method={method},budget=0.61", method=method, seed=0, f1=0.6,
+                 config={"budget": 0.61})
+    (grid.sweep_dir / "runs" / "seed=0,method=random,budget=0.64").mkdir()  # started, not finished
+    collect_results(grid, expand(grid))  # what run_sweep leaves: the grid's own runs
+    assert len(pd.read_csv(grid.sweep_dir / "results.csv")) == 3
+    df = pd.read_csv(e2e.write_all_results(grid))
+    assert len(df) == 5 and sorted(df["budget"].dropna()) == [0.61, 0.61]
+    assert set(df.loc[df["budget"].notna(), "method"]) == {"full", "random"}
