@@ -670,17 +670,23 @@ def test_epochs_on_shared_cores_are_found_and_warned_about(tmp_path):
     log["seconds_epoch"] = 10.0
     log["cpu_seconds_epoch"] = [19.8, 20.0, 19.5, 9.0, 15.0, 16.5, 19.9, 20.1, 12.0, 19.0]  # 9, 15, 12: < 0.8 x 20
     log.to_csv(run / "log.csv", index=False)
-    assert shared_epochs(run) == (3, 10)
+    n, total, overall = shared_epochs(run)
+    assert (n, total) == (3, 10) and overall == pytest.approx(170.8 / 200)
     w = shared_warning("full", [run])
-    assert w is not None and "r (3 of 10 epochs)" in w
+    assert w is not None and "r (3 of 10 epochs; 85% of wall clock x threads over the run)" in w
     html, md = build_report(run, out_dir=tmp_path / "shared", n_boot=50, examples=0, warn=None)
-    assert "other work shared the cores during r (3 of 10 epochs)" in md.read_text()
+    assert "other work shared the cores during r (3 of 10 epochs;" in md.read_text()
     log["cpu_seconds_epoch"] = 19.0
     log.to_csv(run / "log.csv", index=False)
-    assert shared_epochs(run) == (0, 10) and shared_warning("full", [run]) is None
+    assert shared_epochs(run)[:2] == (0, 10) and shared_warning("full", [run]) is None
+    log.loc[4, "seconds_epoch"] = 300.0  # one long stall (a paused run): one epoch, most of the wall clock
+    log.to_csv(run / "log.csv", index=False)
+    assert shared_epochs(run)[:2] == (1, 10) and "(1 of 10 epochs; 24% of wall clock" in shared_warning("full", [run])
+    log.loc[4, "seconds_epoch"] = 10.0
+    log.to_csv(run / "log.csv", index=False)
     # threads unknown (torch's default): no claim either way
     make_run(tmp_path / "d", method="full", seed=0, f1=0.7, epochs=3)
-    assert shared_epochs(tmp_path / "d") == (0, 0)
+    assert shared_epochs(tmp_path / "d")[:2] == (0, 0)
     html, md = build_report(run, out_dir=tmp_path / "rep", n_boot=50, examples=0, warn=None)
     assert "other work shared the cores" not in md.read_text()
 
