@@ -70,17 +70,16 @@ def control_budgets(sweep_dir: Path, seed: int, methods: list[str], which: str =
     return sorted(set(out))[:1] if which == "cheapest" else sorted(set(out))
 
 
-def run_controls(grid: Grid, seeds: list[int], methods: list[str], workers: int, which: str = "each") -> list[Grid]:
+def run_controls(grid: Grid, seeds: list[int], methods: list[str], workers: int, which: str = "each") -> None:
     """full and random at each method's own effective epochs, per seed, in the main sweep folder
-    (run names carry the budget); returns the control grids, so results.csv can list every run."""
-    return [g for seed in seeds
-            for g in run_budget_controls(grid, seed, control_budgets(grid.sweep_dir, seed, methods, which), workers)]
+    (run names carry the budget; write_all_results finds them there)."""
+    for seed in seeds:
+        run_budget_controls(grid, seed, control_budgets(grid.sweep_dir, seed, methods, which), workers)
 
 
-def run_budget_controls(grid: Grid, seed: int, budgets: list[float], workers: int) -> list[Grid]:
+def run_budget_controls(grid: Grid, seed: int, budgets: list[float], workers: int) -> None:
     """full and random of ``seed`` at each of ``budgets``, in ``grid``'s sweep folder with its base
-    settings (random where its warm-up and revision leave room); returns their grids."""
-    grids = []
+    settings (random where its warm-up and revision leave room)."""
     feasible = [b for b in budgets if random_feasible(grid.base, b)]
     for b in sorted(set(budgets) - set(feasible)):
         print(f"control random at budget {b} (seed {seed}) skipped: its warm-up and revision alone exceed it")
@@ -92,8 +91,6 @@ def run_budget_controls(grid: Grid, seed: int, budgets: list[float], workers: in
         res = run_sweep(g, workers=workers)
         if res.failed:
             raise SystemExit(f"failed control runs: {', '.join(res.failed)}")
-        grids.append(g)
-    return grids
 
 
 def random_feasible(base: dict, budget: float) -> bool:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pandas as pd
 
 
-def _as_bool(column: pd.Series) -> pd.Series:
-    """A boolean column, also when it was read back from CSV as text ('True', '1')."""
+def as_bool(column: pd.Series) -> pd.Series:
+    """A boolean column, also when it was read back from CSV as text or numbers ('True', '1', '1.0')."""
     if column.dtype == bool:
         return column
-    return column.astype(str).str.lower().isin(["true", "1"])
+    return column.astype(str).str.strip().str.lower().isin(["true", "1", "1.0"])
 
 
 def ground_truth(records: pd.DataFrame) -> pd.Series | None:
@@ -25,11 +25,11 @@ def ground_truth(records: pd.DataFrame) -> pd.Series | None:
     cinc2017: ``label_changed`` (label changed between releases -> 'label changed').
     """
     if "noise_flipped" in records.columns:
-        return _as_bool(records["noise_flipped"]).map({True: "label flipped", False: "clean"})
+        return as_bool(records["noise_flipped"]).map({True: "label flipped", False: "clean"})
     if "corruption" in records.columns:
         return records["corruption"].fillna("none").astype(str).replace({"none": "clean"})
     if "label_changed" in records.columns:
-        return _as_bool(records["label_changed"]).map({True: "label changed", False: "clean"})
+        return as_bool(records["label_changed"]).map({True: "label changed", False: "clean"})
     return None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from erts.report.provenance import read_config
 from erts.train.costnames import legacy_log_columns, normalize_cost
 
 
@@ -47,12 +48,7 @@ SHARED_EPOCHS_WARN = 0.1  # warn when more than this share of a run's epochs did
 def run_threads(run_dir: Path) -> int:
     """The torch threads per process the run asked for (``num_threads``; 0 when left to torch's default,
     which this cannot know afterwards)."""
-    import yaml
-
-    p = run_dir / "config.yaml"
-    raw = yaml.safe_load(p.read_text()) if p.exists() else None
-    train = raw.get("train") if isinstance(raw, dict) else None
-    return int(train.get("num_threads") or 0) if isinstance(train, dict) else 0
+    return int((read_config(run_dir) or {}).get("train.num_threads") or 0)
 
 
 def shared_epochs(run_dir: Path) -> tuple[int, int, float]:
@@ -67,8 +63,7 @@ def shared_epochs(run_dir: Path) -> tuple[int, int, float]:
     count is unknown (``num_threads=0``), it ran on a GPU, or its log has no CPU time."""
     threads = run_threads(run_dir)
     log = read_log(run_dir)
-    metrics = run_dir / "metrics.json"
-    device = json.loads(metrics.read_text()).get("device", "cpu") if metrics.exists() else "cpu"
+    device = read_metrics(run_dir).get("device", "cpu") if (run_dir / "metrics.json").exists() else "cpu"
     if not threads or log is None or "cpu_seconds_epoch" not in log.columns or not str(device).startswith("cpu"):
         return 0, 0, float("nan")
     log = log.drop_duplicates("epoch", keep="last")

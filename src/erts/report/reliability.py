@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from erts.data.truth import as_bool
 from erts.report.selection import load_selection_log, load_train_records
 
 GOAL_RATIO = 1.5
@@ -83,10 +84,6 @@ def run_method(run_dir: str | Path) -> str | None:
     return str(sel["method"]) if isinstance(sel, dict) and "method" in sel else None
 
 
-def _truthy(col: pd.Series) -> np.ndarray:
-    return col.astype(str).str.strip().str.lower().isin(["true", "1", "1.0"]).to_numpy()
-
-
 def has_label_truth(run_dir: str | Path, truth: str = "label_changed") -> bool:
     """True when the run's train_records.csv has a ``truth`` column with at least one flagged record."""
     p = Path(run_dir) / "train_records.csv"
@@ -95,7 +92,7 @@ def has_label_truth(run_dir: str | Path, truth: str = "label_changed") -> bool:
     head = pd.read_csv(p, nrows=0)
     if truth not in head.columns:
         return False
-    return bool(_truthy(pd.read_csv(p, usecols=[truth])[truth]).any())
+    return bool(as_bool(pd.read_csv(p, usecols=[truth])[truth]).any())
 
 
 def _phases(run_dir: Path, sel: pd.DataFrame) -> dict[int, str]:
@@ -158,7 +155,7 @@ def run_counts(run_dir: str | Path, which: str, truth: str = "label_changed") ->
     if len(missing):
         raise DataError(f"{run_dir}: selection log rows {missing[:5].tolist()} are not in train_records.csv")
     g = c.groupby(["index", "epoch"])["drop"].agg(["size", "sum"]).unstack("epoch", fill_value=0)
-    changed = _truthy(records.loc[g.index, truth])
+    changed = as_bool(records.loc[g.index, truth]).to_numpy()
     return RunCounts(run=run_dir.name, epochs=[int(e) for e in g["size"].columns], changed=changed,
                      cand=g["size"].to_numpy(np.int64), drop=g["sum"].to_numpy(np.int64))
 

@@ -1,7 +1,6 @@
 """The sweep report: every configuration over its seeds, compared with the baseline and with the rule ERTS filters."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +10,7 @@ from erts.eval.stats import equal_budget_comparisons, erts_comparisons, is_contr
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples, pick_example_run
-from erts.report.folders import shared_warning
+from erts.report.folders import read_metrics, shared_warning
 from erts.report.format import Report, Section, config_label
 from erts.report.provenance import provenance_section, sweep_config_section
 from erts.report.tables import (BASELINE, TIME_SPREAD_LIMIT, comparison_section, headline, pareto_input,
@@ -40,8 +39,8 @@ def multilabel_runs(sweep_dir: Path, runs: pd.Series) -> bool:
     """True when every finished run's metrics.json says multi-label (thresholds decide its F1)."""
     flags = []
     for r in runs:
-        p = sweep_dir / "runs" / str(r) / "metrics.json"
-        flags.append(p.exists() and bool(json.loads(p.read_text()).get("multilabel", False)))
+        d = sweep_dir / "runs" / str(r)
+        flags.append((d / "metrics.json").exists() and bool(read_metrics(d).get("multilabel", False)))
     return bool(flags) and all(flags)
 
 
