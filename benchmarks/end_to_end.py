@@ -36,6 +36,7 @@ import pandas as pd
 
 from erts.eval.stats import (bootstrap_macro_auroc, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
                              is_control, label_controls, paired_comparisons)
+from erts.report.machine import normalise_cpu, speed_warning, with_probe
 from erts.train import runio
 from erts.train.costnames import legacy_result_columns
 from erts.train.sweep import Grid, config_keys, expand, run_row, run_state, run_sweep
@@ -177,9 +178,11 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
     out = [title + " (seconds: median over seeds, x full: ratio of medians)", f"{'method':10s} {metric.removeprefix('test_') + ' [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
            + f"{'EE':>6s} {'train s':>8s} {'x full':>7s} {'total s':>8s} {'x full':>7s}  diff vs full [95% CI], p(Holm)"]
     cpu = {"cpu_seconds_train", "cpu_seconds_total"} <= set(df)
+    norm = cpu and "cpu_seconds_total_norm" in df and df["cpu_seconds_total_norm"].notna().all()
     if cpu:
-        cmed = df.groupby("method")[["cpu_seconds_train", "cpu_seconds_total"]].median().loc[methods]
-        out[1] += "  CPU train s, x full, CPU total s, x full"
+        cols = ["cpu_seconds_train", "cpu_seconds_total"] + (["cpu_seconds_total_norm"] if norm else [])
+        cmed = df.groupby("method")[cols].median().loc[methods]
+        out[1] += "  CPU train s, x full, CPU total s, x full" + (", x full at one speed" if norm else "")
     for m in methods:
         s = summary.loc[m]
         line = (f"{m:10s} {s[metric + '_mean']:.4f} [{s[metric + '_ci_low']:.4f}, {s[metric + '_ci_high']:.4f}] "
@@ -194,7 +197,13 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
             c, cf = cmed.loc[m], cmed.loc["full"]
             line += (f"  cpu {c.cpu_seconds_train:.1f} x{c.cpu_seconds_train / cf.cpu_seconds_train:.3f} "
                      f"{c.cpu_seconds_total:.1f} x{c.cpu_seconds_total / cf.cpu_seconds_total:.3f}")
+            if norm:
+                line += f" x{c.cpu_seconds_total_norm / cf.cpu_seconds_total_norm:.3f}"
         out.append(line)
+    if norm:
+        out.append("CPU x full at one speed: each run's CPU time scaled by the median CPU time of the validation "
+                   "pass (the same work in every run) over its own, so machine speed drift between runs cancels.")
+        out += [w for w in [speed_warning(df, ["dataset", "model"])] if w]
     out += control_lines(controls_df, methods, metric)
     erts = erts_comparisons(df[df["method"].isin(methods)], ["dataset", "model", "method"], metric=metric)
     out.append("ERTS against the rule it filters (paired by seed; Holm over these rows only, not with the rows above):")
@@ -253,8 +262,11 @@ def main() -> None:
             if not suffix and args.controls != "none":  # the main grid: its methods' controls, seed by seed
                 run_controls(grid, seeds, grid_methods, args.workers, args.controls)
                 results[suffix] = write_all_results(grid)
-    frames = [pd.read_csv(path).assign(method=lambda d, sfx=sfx: d["method"] + sfx) for sfx, path in results.items()]
+    frames = [with_probe(pd.read_csv(path), path.parent / "runs").assign(method=lambda d, sfx=sfx: d["method"] + sfx)
+              for sfx, path in results.items()]
     df = pd.concat(frames, ignore_index=True)
+    if "cpu_seconds_total" in df:  # every run of every grid here shares the validation work
+        df = normalise_cpu(df, ["dataset", "model"])
     shown = methods + [m + sfx for sfx in results if sfx for m in args.variant_methods.split(",")]
     title = f"{args.dataset}: {base['model']}, {base['epochs']} epochs, {args.seeds} seeds, same loss/data/budget"
     print("\n" + "\n".join(summary_lines(df, shown, title, args.metric)))

@@ -662,7 +662,7 @@ def test_sweep_report_compares_the_chosen_metric_auroc_for_multilabel_runs(tmp_p
 def test_epochs_on_shared_cores_are_found_and_warned_about(tmp_path):
     """An epoch alone on its cores uses about all of them (CPU time ~ wall clock x threads); one that
     shared them gets less. The report names the runs where that was more than a tenth of the epochs."""
-    from erts.report.folders import shared_epochs, shared_warning
+    from erts.report.machine import shared_epochs, shared_warning
 
     run = tmp_path / "r"
     make_run(run, method="full", seed=0, f1=0.7, epochs=10, config={"num_threads": 2})
@@ -713,3 +713,54 @@ def test_end_to_end_results_list_every_finished_control_also_mid_sweep(tmp_path)
     df = pd.read_csv(e2e.write_all_results(grid))
     assert len(df) == 5 and sorted(df["budget"].dropna()) == [0.61, 0.61]
     assert set(df.loc[df["budget"].notna(), "method"]) == {"full", "random"}
+
+
+def test_cpu_ratio_at_one_speed_cancels_a_machine_that_changed_speed(tmp_path):
+    """The same work costs more CPU time when the host is slower. Each run's validation pass (the same
+    work in every run of the sweep) measures the machine's speed during it; scaling each run's CPU time
+    by it recovers the methods' true ratio (dbpd does 60 % of full's work here), which the raw ratio of
+    CPU times misses, and the report says that the machine changed speed."""
+    import importlib.util
+
+    from erts.report.machine import normalise_cpu, speed_warning, with_probe
+    from erts.train.sweep import run_row
+
+    work = {"full": 100.0, "dbpd": 60.0}  # CPU seconds at speed 1
+    speed = {("full", 0): 1.0, ("dbpd", 0): 1.0, ("full", 1): 1.0, ("dbpd", 1): 3.0, ("full", 2): 2.0, ("dbpd", 2): 1.0}
+    runs, rows = tmp_path / "sw" / "runs", []
+    for (m, seed), s in speed.items():
+        d = runs / f"{m}-s{seed}"
+        make_run(d, method=m, seed=seed, f1=0.7)
+        log = pd.read_csv(d / "log.csv")
+        log["cpu_seconds_eval"] = s * np.array([0.9, 1.1, 1.0, 1.0, 0.95, 1.05])  # mean s: per-epoch noise
+        log.to_csv(d / "log.csv", index=False)
+        metrics = json.loads((d / "metrics.json").read_text())
+        metrics["cost"]["cpu_seconds"] = {"update": s * work[m] - 1.0, "other": 1.0, "total": s * work[m]}
+        (d / "metrics.json").write_text(json.dumps(metrics))
+        rows.append(run_row(d, ["dataset", "model", "method"]))
+    results = pd.DataFrame(rows)
+    results.to_csv(tmp_path / "sw" / "results.csv", index=False)
+    raw = results.groupby("method")["cpu_seconds_total"].mean()
+    assert raw["dbpd"] / raw["full"] == pytest.approx(300 / 400)  # (60 + 180 + 60) / (100 + 100 + 200)
+
+    probed = with_probe(results, runs)
+    assert probed.set_index("run")["eval_cpu_per_epoch"].to_dict() == pytest.approx(
+        {f"{m}-s{seed}": s for (m, seed), s in speed.items()})
+    norm = normalise_cpu(probed, ["dataset", "model"]).groupby("method")["cpu_seconds_total_norm"].mean()
+    assert norm["dbpd"] / norm["full"] == pytest.approx(0.6)
+    assert "1.00-3.00 CPU s per validation pass (200% apart; slowest dbpd-s1)" in speed_warning(probed, ["model"])
+    assert speed_warning(probed[probed["seed"] == 0], ["model"]) is None
+
+    html_path, md_path = build_report(tmp_path / "sw", out_dir=tmp_path / "out", warn=None)
+    table = {r["method"]: r for r in table_dicts(html_path.read_text(), "results")}
+    assert table["dbpd"]["CPU / full at one speed"] == "0.60" and table["dbpd"]["CPU / full"] == "0.75"
+    assert "The machine changed speed between runs" in md_path.read_text()
+
+    spec = importlib.util.spec_from_file_location("end_to_end", Path(__file__).resolve().parents[1] / "benchmarks" /
+                                                  "end_to_end.py")
+    e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e)
+    df = normalise_cpu(probed.assign(cpu_seconds_train=probed["cpu_seconds_total"]), ["dataset", "model"])
+    lines = e2e.summary_lines(df, ["full", "dbpd"], "t")
+    assert lines[3].startswith("dbpd") and lines[3].endswith("x0.600")
+    assert any(line.startswith("The machine changed speed between runs") for line in lines)

@@ -10,7 +10,8 @@ from erts.eval.stats import bootstrap_run
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples
-from erts.report.folders import read_log, read_metrics, shared_warning
+from erts.report.folders import read_log, read_metrics
+from erts.report.machine import shared_warning
 from erts.report.format import Report, Section, fmt, fmt_metric, metric_name
 from erts.report.provenance import provenance_section, run_config_section
 from erts.report.tables import cost_table

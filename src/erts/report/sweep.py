@@ -10,7 +10,8 @@ from erts.eval.stats import equal_budget_comparisons, erts_comparisons, is_contr
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples, pick_example_run
-from erts.report.folders import read_metrics, shared_warning
+from erts.report.folders import read_metrics
+from erts.report.machine import shared_warning, speed_columns, speed_warning
 from erts.report.format import Report, Section, config_label
 from erts.report.provenance import provenance_section, sweep_config_section
 from erts.report.tables import (BASELINE, TIME_SPREAD_LIMIT, comparison_section, headline, pareto_input,
@@ -66,6 +67,8 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
         raise DataError(f"{sweep_dir}/results.csv: column 'method' is missing from the configuration keys {keys}")
     metric = resolve_metric(metric, sweep_dir, results)
     name = headline(metric)
+    speed_keys = [k for k in keys if k not in ("method", "budget")]  # runs that share the validation work
+    results = speed_columns(results, sweep_dir / "runs", speed_keys)
     budget_runs, budget_keys = results.copy(), list(keys)
     results = label_controls(results)  # full / random at a budget -> full@<method> / random@<method>
     keys = [k for k in keys if k != "budget"]  # a control's budget is in its label (it differs by seed)
@@ -80,9 +83,12 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
            f"Time spread: slowest over fastest seed's wall clock, minus 1; above {TIME_SPREAD_LIMIT:.0%} it is "
            "flagged as machine noise, and FLOPs / full is the machine-independent cost ratio to read instead. "
            "CPU / full compares process CPU time (all threads), which other work on the machine skews far less "
-           "than the wall clock.")
+           "than the wall clock; CPU / full at one speed scales each run's CPU time by the median CPU time of the "
+           "validation pass (the same work in every run) over the run's own, so a machine that changed speed "
+           "between runs does not pass for a cheaper or dearer method.")
     s.table(results_table(summary, shown, metric), "results")
     warnings = summary_warnings(summary, shown, metric)
+    warnings += [w for w in [speed_warning(results, speed_keys)] if w]
     comp = paired_comparisons(results[~results["method"].map(is_control)], keys, metric)
     comparison_section(secs["Paired comparisons with the baseline"], comp, shown,
                        "Each method against the full-data baseline (full) with the same other settings, paired by "

@@ -35,11 +35,12 @@ def sweep_summary(results: pd.DataFrame, keys: list[str], metric: str = "test_ma
         raise DataError(f"results.csv has no column {metric!r}; metrics it has: "
                         f"{', '.join(c for c in results.columns if c.startswith(('test_', 'val_')))}")
     metrics = [m for m in dict.fromkeys((metric, "test_macro_f1", "test_accuracy", "test_macro_auroc", "val_macro_f1",
-                                         "effective_epochs", "seconds_total", "cpu_seconds_total", "flops_total"))
+                                         "effective_epochs", "seconds_total", "cpu_seconds_total",
+                                         "cpu_seconds_total_norm", "flops_total"))
                if m in results.columns]
     s = group_summary(results, keys, metrics)
     others = [k for k in keys if k != "method"]
-    for col in ("seconds_total", "cpu_seconds_total", "effective_epochs", "flops_total"):
+    for col in ("seconds_total", "cpu_seconds_total", "cpu_seconds_total_norm", "effective_epochs", "flops_total"):
         if f"{col}_mean" not in s.columns:
             continue
         base = s[s["method"] == BASELINE][others + [f"{col}_mean"]].rename(columns={f"{col}_mean": "_base"})
@@ -114,6 +115,8 @@ def results_table(summary: pd.DataFrame, show_keys: list[str], metric: str = "te
             # process CPU time: what other work on the machine skews far less than the wall clock
             row["CPU s"] = fmt(r["cpu_seconds_total_mean"], 1)
             row["CPU / full"] = fmt(r.get("cpu_seconds_total_ratio"), 2)
+            if np.isfinite(r.get("cpu_seconds_total_norm_ratio", np.nan)):  # the machine's speed drift taken out
+                row["CPU / full at one speed"] = fmt(r["cpu_seconds_total_norm_ratio"], 2)
         if "flops_total_mean" in r:  # next to time / full: the same ratio without machine noise
             row["FLOPs / full"] = fmt(r.get("flops_total_ratio"), 2)
         if "seconds_total_spread" in r:
