@@ -4,7 +4,7 @@ Why apart from the tables: a CPU time is only a cost of the method when the mach
 did nothing else and ran at one speed. Two things break that on a shared VM: other work
 on the same cores (both the wall clock and the CPU time inflate), and the host itself
 getting slower or faster between runs (another tenant, a migration): then the CPU time of
-the same work changes by up to 2.6x between runs (measured on this project's CinC sweep),
+the same work changes by up to 3x between runs (measured on this project's CinC sweep),
 which no within-run check sees. The validation pass is the probe for the second: every
 run of a sweep evaluates the same records with the same model every epoch, so its CPU
 time changes only with the machine.
