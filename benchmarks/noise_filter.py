@@ -28,7 +28,8 @@ Printed (and written to ``<out>/<name>-summary.md``) per setting:
    seeds and records (``erts.report.reliability``; candidates = what the filter ranked, ``filter_cand``);
    for the unfiltered rules the same for the rule's own drops among the scored pool.
 2. **Test F1**: macro-F1 (and F1 N/A/O) mean over seeds with its 95 % t-interval, effective epochs (and
-   the charged share), CPU seconds of training relative to ``full``; each filter against its
+   the charged share), CPU seconds of training relative to ``full`` at one speed (each run's CPU time
+   scaled by the median validation-pass CPU time over its own: erts.report.machine); each filter against its
    unfiltered rule and each configuration against its equal-budget controls, paired by seed
    (Holm within each family; controls: "beats it", "worse" or "does not beat it" at p(Holm) < 0.05).
 
@@ -50,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # end_to_end's machine
 from end_to_end import COMMON, DATASETS, comparison_line, control_lines, parse_value, run_budget_controls  # noqa: E402
 from erts.eval.stats import budget_share, group_summary, is_control, label_controls, paired_against  # noqa: E402
 from erts.report import reliability  # noqa: E402
+from erts.report.machine import eval_cpu_per_epoch, normalise_cpu, speed_warning  # noqa: E402
 from erts.train.sweep import Grid, run_row, run_state, run_sweep  # noqa: E402
 
 SETTINGS = {  # name -> (data settings, ground-truth column of train_records.csv)
@@ -113,6 +115,7 @@ def results(all_grids: list[tuple[str, Grid]]) -> pd.DataFrame:
             if run_state(run_dir) != "done":
                 continue
             row = run_row(run_dir, ["dataset", "model", "method", "budget"])
+            row["eval_cpu_per_epoch"] = eval_cpu_per_epoch(run_dir)  # the machine's speed during the run
             is_ctrl = row.get("budget") is not None and row["method"] in ("full", "random")
             row["method"] = row["method"] + ("" if is_ctrl else suffix)
             rows.append(row)
@@ -150,7 +153,10 @@ def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
     """Test F1 per configuration and its paired comparisons (filter vs rule; vs equal-budget controls)."""
     if df.empty:
         return ["Test F1: no finished run yet"]
-    df = df.assign(share=budget_share(df), cpu_train=df.get("cpu_seconds_train"))
+    probed = "cpu_seconds_train" in df and df["eval_cpu_per_epoch"].notna().all()
+    if probed:  # the machine's speed drift between runs taken out (erts.report.machine)
+        df = normalise_cpu(df, ["dataset", "model"], "cpu_seconds_train")
+    df = df.assign(share=budget_share(df), cpu_train=df.get("cpu_seconds_train_norm" if probed else "cpu_seconds_train"))
     labelled = label_controls(df)
     shown = [c for c in configs if c in set(labelled["method"])]
     shown += sorted(m for m in set(labelled["method"]) if is_control(m))
@@ -158,7 +164,9 @@ def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
     summary = group_summary(labelled, ["method"], metrics).set_index("method")
     cpu = labelled.groupby("method")["cpu_train"].median() if "cpu_seconds_train" in df else None
     out = ["Test macro-F1 mean [95 % t-interval over seeds], effective epochs, share of full's compute "
-           "(rho-loss: its IL models charged), median CPU s of training / full's:"]
+           "(rho-loss: its IL models charged), median CPU s of training / full's at one speed (each run's CPU "
+           "time scaled by the median validation-pass CPU time over its own, where every run recorded one):"]
+    out += [w for w in [speed_warning(df, ["dataset", "model"])] if w]
     for m in shown:
         s = summary.loc[m]
         line = (f"  {m:24s} {s.test_macro_f1_mean:.4f} [{s.test_macro_f1_ci_low:.4f}, {s.test_macro_f1_ci_high:.4f}]"

@@ -100,14 +100,14 @@ def with_probe(results: pd.DataFrame, runs_dir: Path) -> pd.DataFrame:
     return results.assign(eval_cpu_per_epoch=[eval_cpu_per_epoch(runs_dir / str(r)) for r in results["run"]])
 
 
-def normalise_cpu(results: pd.DataFrame, group_keys: list[str]) -> pd.DataFrame:
-    """``cpu_seconds_total_norm`` = CPU time x (median probe of the group / the run's probe); NaN for a run
+def normalise_cpu(results: pd.DataFrame, group_keys: list[str], column: str = "cpu_seconds_total") -> pd.DataFrame:
+    """``<column>_norm`` = the CPU time x (median probe of the group / the run's probe); NaN for a run
     without a probe. Ratios of it to ``full`` do not depend on which reference the group takes."""
     out = results.copy()
     keys = [k for k in group_keys if k in out.columns]
     probe = out["eval_cpu_per_epoch"].astype(float)
     ref = probe.groupby([out[k].astype(str) for k in keys]).transform("median") if keys else probe.median()
-    out["cpu_seconds_total_norm"] = out["cpu_seconds_total"].astype(float) * ref / probe
+    out[f"{column}_norm"] = out[column].astype(float) * ref / probe
     return out
 
 

@@ -1,0 +1,50 @@
+"""benchmarks/noise_filter.py's summary of test F1: each filter against its rule, CPU at one speed."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_noise_filter():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("noise_filter", ROOT / "benchmarks" / "noise_filter.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_f1_lines_pair_each_filter_with_its_rule_and_take_the_machine_speed_out():
+    nf = load_noise_filter()
+    f1 = {"full": [0.70, 0.72, 0.71], "dbpd": [0.66, 0.69, 0.65], "erts-dbpd+diffuse": [0.68, 0.70, 0.69],
+          "full@": [0.67, 0.68, 0.66]}
+    work = {"full": 100.0, "dbpd": 60.0, "erts-dbpd+diffuse": 62.0, "full@": 60.0}  # CPU s at speed 1
+    ee = {"full": 30.0, "dbpd": 18.0, "erts-dbpd+diffuse": 18.6, "full@": 18.0}
+    speed = {"full": [1.0, 1.0, 2.0], "dbpd": [1.0, 3.0, 1.0], "erts-dbpd+diffuse": [1.0, 1.0, 1.0],
+             "full@": [1.0, 1.0, 1.0]}  # the machine was 3x slower during dbpd's seed 1
+    rows = []
+    for m in f1:
+        for seed in range(3):
+            rows.append({"run": f"{m}-{seed}", "dataset": "cinc2017", "model": "resnet18_1d",
+                         "method": "full" if m == "full@" else m, "budget": 0.6 if m == "full@" else np.nan,
+                         "seed": seed, "epochs": 30, "effective_epochs": ee[m], "test_macro_f1": f1[m][seed],
+                         "cpu_seconds_train": work[m] * speed[m][seed], "eval_cpu_per_epoch": speed[m][seed]})
+    lines = nf.f1_lines(pd.DataFrame(rows), ["full", "dbpd", "erts-dbpd+diffuse"])
+    by_name: dict[str, str] = {}
+    for line in lines:  # the first line of each configuration: its F1 and cost
+        if line.startswith("  "):
+            by_name.setdefault(line.split()[0], line)
+    assert by_name["dbpd"].endswith("CPU x0.600")  # raw: (60 + 180 + 60) / 3 over (100 + 100 + 200) / 3 -> 0.750
+    assert by_name["erts-dbpd+diffuse"].endswith("CPU x0.620") and by_name["full@dbpd"].endswith("CPU x0.600")
+    assert any(line.startswith("The machine changed speed between runs") for line in lines)
+    i = lines.index("Each filter against its unfiltered rule (paired by seed; Holm over these rows):")
+    d = np.subtract(f1["erts-dbpd+diffuse"], f1["dbpd"])
+    assert lines[i + 1].split()[:3] == ["erts-dbpd+diffuse", "vs", "dbpd"]
+    assert f"{d.mean():+.4f}" in lines[i + 1]
+    assert f"p={sps.ttest_rel(f1['erts-dbpd+diffuse'], f1['dbpd']).pvalue:.3f}" in lines[i + 1]
