@@ -56,15 +56,27 @@ def shared_warning(label: str, run_dirs: list[Path]) -> str | None:
     """One warning for a configuration whose runs had more than SHARED_EPOCHS_WARN of their epochs on
     shared cores, or whose CPU time came to less than SHARED_BELOW of wall clock x threads over the
     whole run, naming the runs; None when every run had its cores to itself."""
+    return shared_cores_warning([(label, run_dirs)])
+
+
+def shared_cores_warning(groups: list[tuple[str, list[Path]]]) -> str | None:
+    """One warning naming every run, of every (label, run folders) group, that ran on shared cores
+    (shared_epochs); None when none did."""
     hit = []
-    for d in run_dirs:
-        n, total, overall = shared_epochs(d)
-        if total and (n / total > SHARED_EPOCHS_WARN or overall < SHARED_BELOW):
-            hit.append(f"{d.name} ({n} of {total} epochs; {overall:.0%} of wall clock x threads over the run)")
+    for label, run_dirs in groups:
+        runs = []
+        for d in run_dirs:
+            n, total, overall = shared_epochs(d)
+            if total and (n / total > SHARED_EPOCHS_WARN or overall < SHARED_BELOW):
+                runs.append(f"{d.name} ({n} of {total} epochs; {overall:.0%} of wall clock x threads over the run)")
+        if runs:
+            hit.append(f"{label}: {', '.join(runs)}")
     if not hit:
         return None
-    return (f"{label}: other work shared the cores during {', '.join(hit)} (CPU time below {SHARED_BELOW:.0%} of wall "
-            "clock x threads): its wall-clock and CPU times overstate its cost, so its time ratios are unreliable. "
+    one = len(hit) == 1 and hit[0].count(" epochs; ") == 1
+    return (f"Other work shared the cores during {'; '.join(hit)} (CPU time below {SHARED_BELOW:.0%} of wall "
+            f"clock x threads): {'its' if one else 'their'} wall-clock and CPU times overstate "
+            f"{'its' if one else 'their'} cost, so {'its' if one else 'their'} time ratios are unreliable. "
             "FLOPs / full does not depend on the machine.")
 
 
