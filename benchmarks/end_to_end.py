@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from erts.config import load_config
 from erts.eval.stats import (bootstrap_macro_auroc, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
                              is_control, label_controls, paired_comparisons)
 from erts.report.machine import normalise_cpu, speed_warning, with_probe
@@ -132,7 +133,7 @@ def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macr
     out = ["Equal-budget controls: each method against full (schedule compressed) and random (RS2) at its own "
            "effective epochs, paired by seed; Holm over these rows:"]
     if comp.empty:
-        return out + ["  none run (--controls)"]
+        return out + ["  none finished yet (or --controls none)"]
     for r in comp.itertuples():
         if r.method not in methods:
             continue
@@ -167,15 +168,19 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
     df = df.rename(columns=legacy_result_columns(df.columns))  # erts <= 0.2 names
     controls_df = df
     df = label_controls(df)
+    methods = [m for m in methods if m in set(df["method"])]  # mid-sweep: those with a finished run
+    if "full" not in methods:
+        return [title, "  no finished full run yet: nothing to compare with"]
     methods = methods + [m for m in dict.fromkeys(df["method"]) if is_control(m)]
     df = df.assign(seconds_train=df[[c for c in ("seconds_scoring", "seconds_gradcam", "seconds_update",
                                                  "seconds_irreducible") if c in df]].sum(axis=1))
     metrics = list(dict.fromkeys([metric, "test_macro_f1", "effective_epochs"])) + (["test_f1_nao"] if "test_f1_nao" in df else [])
     summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
     med = df.groupby("method")[["seconds_train", "seconds_total"]].median().loc[methods]
-    pairs = paired_comparisons(df[~df["method"].map(is_control)], ["dataset", "model", "method"],
-                               metric=metric).set_index("method")
-    out = [title + " (seconds: median over seeds, x full: ratio of medians)", f"{'method':10s} {metric.removeprefix('test_') + ' [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "")
+    pairs = paired_comparisons(df[~df["method"].map(is_control)], ["dataset", "model", "method"], metric=metric)
+    pairs = pairs.set_index("method") if not pairs.empty else pd.DataFrame()
+    f1_too = metric != "test_macro_f1" and "test_macro_f1" in df  # e.g. PTB-XL: AUROC compared, F1 beside it
+    out = [title + " (seconds: median over seeds, x full: ratio of medians)", f"{'method':10s} {metric.removeprefix('test_') + ' [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "") + ("{:>8s} ".format("macro-F1") if f1_too else "")
            + f"{'EE':>6s} {'train s':>8s} {'x full':>7s} {'total s':>8s} {'x full':>7s}  diff vs full [95% CI], p(Holm)"]
     cpu = {"cpu_seconds_train", "cpu_seconds_total"} <= set(df)
     norm = cpu and "cpu_seconds_total_norm" in df and df["cpu_seconds_total_norm"].notna().all()
@@ -187,6 +192,7 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
         s = summary.loc[m]
         line = (f"{m:10s} {s[metric + '_mean']:.4f} [{s[metric + '_ci_low']:.4f}, {s[metric + '_ci_high']:.4f}] "
                 + (f"{s.test_f1_nao_mean:8.4f} " if "test_f1_nao" in df else "")
+                + (f"{s.test_macro_f1_mean:8.4f} " if f1_too else "")
                 + f"{s.effective_epochs_mean:6.2f} {med.loc[m].seconds_train:8.1f} "
                   f"{med.loc[m].seconds_train / med.loc['full'].seconds_train:7.3f} {med.loc[m].seconds_total:8.1f} "
                   f"{med.loc[m].seconds_total / med.loc['full'].seconds_total:7.3f}")
@@ -208,7 +214,7 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
     erts = erts_comparisons(df[df["method"].isin(methods)], ["dataset", "model", "method"], metric=metric)
     out.append("ERTS against the rule it filters (paired by seed; Holm over these rows only, not with the rows above):")
     if erts.empty:
-        out.append("  none: an erts-<rule> method needs <rule> in --methods")
+        out.append("  none: an erts-<rule> method needs <rule> in --methods, both finished for a seed")
     for r in erts.itertuples():
         out.append(comparison_line(r))
     return out
@@ -268,7 +274,8 @@ def main() -> None:
     if "cpu_seconds_total" in df:  # every run of every grid here shares the validation work
         df = normalise_cpu(df, ["dataset", "model"])
     shown = methods + [m + sfx for sfx in results if sfx for m in args.variant_methods.split(",")]
-    title = f"{args.dataset}: {base['model']}, {base['epochs']} epochs, {args.seeds} seeds, same loss/data/budget"
+    cfg = load_config(overrides=base)  # a preset's model and epochs resolved as the runs resolved them
+    title = f"{args.dataset}: {cfg.model.model}, {cfg.train.epochs} epochs, {args.seeds} seeds, same loss/data/budget"
     print("\n" + "\n".join(summary_lines(df, shown, title, args.metric)))
     if args.metric == "test_macro_auroc" and "" in results:
         print("\n".join(bootstrap_lines(results[""].parent, pd.read_csv(results[""]), methods)))

@@ -775,3 +775,23 @@ def test_cpu_ratio_at_one_speed_cancels_a_machine_that_changed_speed(tmp_path):
     lines = e2e.summary_lines(df, ["full", "dbpd"], "t")
     assert lines[3].startswith("dbpd") and lines[3].endswith("x0.600")
     assert any(line.startswith("The machine changed speed between runs") for line in lines)
+
+
+def test_end_to_end_summary_mid_sweep_shows_what_finished_with_f1_beside_auroc():
+    """--summary-only while a sweep runs: methods without a finished run are left out (not a KeyError),
+    and a sweep compared by macro-AUROC (PTB-XL) shows macro-F1 beside it."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("end_to_end", root / "benchmarks" / "end_to_end.py")
+    e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e)
+    row = {"run": "full-0", "dataset": "ptbxl", "model": "resnet1d_wang", "method": "full", "seed": 0,
+           "test_macro_auroc": 0.9317, "test_macro_f1": 0.7586, "effective_epochs": 30.0, "seconds_update": 10.0,
+           "seconds_total": 12.0}
+    lines = e2e.summary_lines(pd.DataFrame([row]), ["full", "dbpd", "erts-dbpd"], "t", "test_macro_auroc")
+    assert "macro-F1" in lines[1] and lines[2].startswith("full       0.9317 [nan, nan]   0.7586  30.00")
+    assert not any(line.startswith("dbpd") for line in lines)
+    assert "  none finished yet (or --controls none)" in lines
+    only_dbpd = e2e.summary_lines(pd.DataFrame([{**row, "method": "dbpd"}]), ["full", "dbpd"], "t")
+    assert only_dbpd == ["t", "  no finished full run yet: nothing to compare with"]
