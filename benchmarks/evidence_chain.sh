@@ -32,7 +32,10 @@ chain() {
   (cd "$frozen" && .venv/bin/python benchmarks/end_to_end.py --dataset ptbxl --preset ptbxl-benchmark \
       --methods full,dbpd,erts-dbpd,infobatch,erts-infobatch --controls cheapest --metric test_macro_auroc \
       --variant score_source=update --variant-methods dbpd,erts-dbpd \
-      --seeds 3 --out "$out" --name ptbxl-superdiag-30ep-bf16 bf16=true) || return 1
+      --seeds 3 --out "$out" --name ptbxl-superdiag-30ep-bf16 bf16=true) ||
+    echo "evidence_chain: the PTB-XL step exited with $?; the label-noise sweep goes on (rerun to retry)" >&2
+  # (the frozen 41a3e06's end_to_end.py ends with a KeyError printing the summary of a --preset grid after
+  # every run finished; the summary is printed by publish.sh from a newer checkout)
   frozen_checkout "$frozen_nf" "$noise_commit" || return 1
   (cd "$frozen_nf" && .venv/bin/python benchmarks/noise_filter.py --controls cheapest --seeds 3 --out "$out" \
       --name noise-cinc2017-bf16 bf16=true)
