@@ -673,26 +673,31 @@ def test_sweep_report_compares_the_chosen_metric_auroc_for_multilabel_runs(tmp_p
 def test_epochs_on_shared_cores_are_found_and_warned_about(tmp_path):
     """An epoch alone on its cores uses about all of them (CPU time ~ wall clock x threads); one that
     shared them gets less. The report names the runs where that was more than a tenth of the epochs."""
-    from erts.report.machine import shared_epochs, shared_warning
+    from erts.report.machine import paused_epochs, shared_epochs, shared_warning
 
     run = tmp_path / "r"
     make_run(run, method="full", seed=0, f1=0.7, epochs=10, config={"num_threads": 2})
     log = pd.read_csv(run / "log.csv")
-    log["seconds_epoch"] = 10.0
-    log["cpu_seconds_epoch"] = [19.8, 20.0, 19.5, 9.0, 15.0, 16.5, 19.9, 20.1, 12.0, 19.0]  # 9, 15, 12: < 0.8 x 20
+    # shared epochs take longer and burn more CPU time for the same work (waiting threads spin)
+    log["seconds_epoch"] = [10.0, 10.0, 10.0, 40.0, 25.0, 10.0, 10.0, 10.0, 30.0, 10.0]
+    log["cpu_seconds_epoch"] = [19.8, 20.0, 19.5, 36.0, 30.0, 16.5, 19.9, 20.1, 33.0, 19.0]  # 0.45, 0.6, 0.55 of 2
     log.to_csv(run / "log.csv", index=False)
     n, total, overall = shared_epochs(run)
-    assert (n, total) == (3, 10) and overall == pytest.approx(170.8 / 200)
+    assert (n, total) == (3, 10) and overall == pytest.approx(233.8 / 330)
+    assert paused_epochs(run) == 0  # 36, 30, 33 CPU s against a median of 19.8: contention, not a pause
     w = shared_warning("full", [run])
-    assert w is not None and "r (3 of 10 epochs; 85% of wall clock x threads over the run)" in w
+    assert w is not None and "r (3 of 10 epochs; 71% of wall clock x threads over the run)" in w
     html, md = build_report(run, out_dir=tmp_path / "shared", n_boot=50, examples=0, warn=None)
     assert "Other work shared the cores during this run: r (3 of 10 epochs;" in md.read_text()
+    log["seconds_epoch"] = 10.0
     log["cpu_seconds_epoch"] = 19.0
     log.to_csv(run / "log.csv", index=False)
     assert shared_epochs(run)[:2] == (0, 10) and shared_warning("full", [run]) is None
     log.loc[4, "seconds_epoch"] = 300.0  # one long stall (a paused run): one epoch, most of the wall clock
     log.to_csv(run / "log.csv", index=False)
-    assert shared_epochs(run)[:2] == (1, 10) and "(1 of 10 epochs; 24% of wall clock" in shared_warning("full", [run])
+    assert shared_epochs(run)[:2] == (1, 10) and paused_epochs(run) == 1  # its CPU time: the others' 19
+    w = shared_warning("full", [run])
+    assert w.startswith("Paused or stalled: full: r (1 of 10 epochs; 24% of wall clock") and "CPU times do not" in w
     log.loc[4, "seconds_epoch"] = 10.0
     log.to_csv(run / "log.csv", index=False)
     # threads unknown (torch's default): no claim either way

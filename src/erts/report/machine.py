@@ -29,6 +29,25 @@ def run_threads(run_dir: Path) -> int:
     return int((read_config(run_dir) or {}).get("train.num_threads") or 0)
 
 
+STALL_CPU = 1.2  # a low-share epoch whose CPU time is within this factor of its phase's median was paused
+
+
+def epoch_shares(run_dir: Path) -> pd.DataFrame | None:
+    """The run's epochs with timing: ``phase``, ``cpu`` (CPU s), ``share`` (CPU time / (wall clock x
+    threads)). None when the run's thread count is unknown (``num_threads=0``), it ran on a GPU, or its
+    log has no CPU time."""
+    threads = run_threads(run_dir)
+    log = read_log(run_dir)
+    device = read_metrics(run_dir).get("device", "cpu") if (run_dir / "metrics.json").exists() else "cpu"
+    if not threads or log is None or "cpu_seconds_epoch" not in log.columns or not str(device).startswith("cpu"):
+        return None
+    log = log.drop_duplicates("epoch", keep="last")
+    log = log[log["seconds_epoch"].to_numpy(float) > 0]
+    wall, cpu = log["seconds_epoch"].to_numpy(float), log["cpu_seconds_epoch"].to_numpy(float)
+    phase = log["phase"].astype(str).to_numpy() if "phase" in log.columns else np.full(len(log), "")
+    return pd.DataFrame({"phase": phase, "cpu": cpu, "wall": wall, "share": cpu / (wall * threads)})
+
+
 def shared_epochs(run_dir: Path) -> tuple[int, int, float]:
     """(epochs that ran on shared cores, epochs with timing, the whole run's CPU time / (wall clock x
     threads)) of one CPU run.
@@ -37,47 +56,65 @@ def shared_epochs(run_dir: Path) -> tuple[int, int, float]:
     (its threads spin while they wait for each other), so both its wall clock and its CPU time
     overstate its cost, and its time ratios are unreliable. Such an epoch shows as CPU time well below
     wall clock x threads (an epoch alone on its cores uses ~1.0 of them); a run paused or starved for
-    a long stretch inside one epoch shows in the whole run's share. (0, 0, nan) when the run's thread
-    count is unknown (``num_threads=0``), it ran on a GPU, or its log has no CPU time."""
-    threads = run_threads(run_dir)
-    log = read_log(run_dir)
-    device = read_metrics(run_dir).get("device", "cpu") if (run_dir / "metrics.json").exists() else "cpu"
-    if not threads or log is None or "cpu_seconds_epoch" not in log.columns or not str(device).startswith("cpu"):
+    a long stretch inside one epoch shows in the whole run's share. (0, 0, nan) when epoch_shares has
+    nothing to read."""
+    e = epoch_shares(run_dir)
+    if e is None or e.empty:
         return 0, 0, float("nan")
-    log = log.drop_duplicates("epoch", keep="last")
-    wall, cpu = log["seconds_epoch"].to_numpy(float), log["cpu_seconds_epoch"].to_numpy(float)
-    ok = wall > 0
-    share = cpu[ok] / (wall[ok] * threads)
-    overall = float(cpu[ok].sum() / (wall[ok].sum() * threads)) if ok.any() else float("nan")
-    return int((share < SHARED_BELOW).sum()), int(ok.sum()), overall
+    threads = run_threads(run_dir)
+    overall = float(e["cpu"].sum() / (e["wall"].sum() * threads))
+    return int((e["share"] < SHARED_BELOW).sum()), len(e), overall
+
+
+def paused_epochs(run_dir: Path) -> int:
+    """Of the epochs below SHARED_BELOW, those whose CPU time is no more than STALL_CPU x the median of
+    the run's other epochs of the same phase: the process waited (SIGSTOP, a suspended machine) instead
+    of competing for the cores, so only its wall clock grew and its CPU time still measures its cost."""
+    e = epoch_shares(run_dir)
+    if e is None or e.empty:
+        return 0
+    low = e["share"] < SHARED_BELOW
+    n = 0
+    for i in np.flatnonzero(low.to_numpy()):
+        peers = e[(e["phase"] == e["phase"].iloc[i]) & ~low]
+        if len(peers) and e["cpu"].iloc[i] <= STALL_CPU * peers["cpu"].median():
+            n += 1
+    return n
 
 
 def shared_warning(label: str, run_dirs: list[Path]) -> str | None:
-    """One warning for a configuration whose runs had more than SHARED_EPOCHS_WARN of their epochs on
-    shared cores, or whose CPU time came to less than SHARED_BELOW of wall clock x threads over the
-    whole run, naming the runs; None when every run had its cores to itself."""
-    return shared_cores_warning([(label, run_dirs)])
+    """The shared-cores warnings (shared_cores_warnings) of one configuration, joined; None when every
+    run had its cores to itself."""
+    return " ".join(shared_cores_warnings([(label, run_dirs)])) or None
 
 
-def shared_cores_warning(groups: list[tuple[str, list[Path]]]) -> str | None:
-    """One warning naming every run, of every (label, run folders) group, that ran on shared cores
-    (shared_epochs); None when none did."""
-    hit = []
+def shared_cores_warnings(groups: list[tuple[str, list[Path]]]) -> list[str]:
+    """Up to two warnings over every (label, run folders) group: one naming the runs that shared their
+    cores with other work (wall clock and CPU time overstated), one naming the runs that were only
+    paused or stalled (paused_epochs: wall clock overstated, CPU time not)."""
+    shared, paused = [], []
     for label, run_dirs in groups:
-        runs = []
+        s_runs, p_runs = [], []
         for d in run_dirs:
             n, total, overall = shared_epochs(d)
-            if total and (n / total > SHARED_EPOCHS_WARN or overall < SHARED_BELOW):
-                runs.append(f"{d.name} ({n} of {total} epochs; {overall:.0%} of wall clock x threads over the run)")
-        if runs:
-            hit.append(f"{label}: {', '.join(runs)}")
-    if not hit:
-        return None
-    one = len(hit) == 1 and hit[0].count(" epochs; ") == 1
-    return (f"Other work shared the cores during {'; '.join(hit)} (CPU time below {SHARED_BELOW:.0%} of wall "
-            f"clock x threads): {'its' if one else 'their'} wall-clock and CPU times overstate "
-            f"{'its' if one else 'their'} cost, so {'its' if one else 'their'} time ratios are unreliable. "
-            "FLOPs / full does not depend on the machine.")
+            if not total or (n / total <= SHARED_EPOCHS_WARN and overall >= SHARED_BELOW):
+                continue
+            what = f"{d.name} ({n} of {total} epochs; {overall:.0%} of wall clock x threads over the run)"
+            (p_runs if n and paused_epochs(d) == n else s_runs).append(what)
+        shared += [f"{label}: {', '.join(s_runs)}"] if s_runs else []
+        paused += [f"{label}: {', '.join(p_runs)}"] if p_runs else []
+    out = []
+    if shared:
+        one = len(shared) == 1 and shared[0].count(" epochs; ") == 1
+        its = "its" if one else "their"
+        out.append(f"Other work shared the cores during {'; '.join(shared)} (CPU time below {SHARED_BELOW:.0%} of wall "
+                   f"clock x threads): {its} wall-clock and CPU times overstate {its} cost, so {its} time ratios are "
+                   "unreliable. FLOPs / full does not depend on the machine.")
+    if paused:
+        out.append(f"Paused or stalled: {'; '.join(paused)} (wall clock well above CPU time / threads in epochs that "
+                   f"used no more CPU time than the run's other epochs of their phase): wall-clock ratios overstate "
+                   "the cost; CPU times do not.")
+    return out
 
 
 SPEED_SPREAD_LIMIT = 0.30  # validation-pass CPU time, slowest run over fastest minus 1, above this is flagged

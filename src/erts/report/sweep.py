@@ -11,7 +11,7 @@ from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples, pick_example_run
 from erts.report.folders import read_metrics
-from erts.report.machine import shared_cores_warning, speed_columns, speed_warning
+from erts.report.machine import shared_cores_warnings, speed_columns, speed_warning
 from erts.report.format import Report, Section, config_label
 from erts.report.provenance import provenance_section, sweep_config_section
 from erts.report.tables import (BASELINE, TIME_SPREAD_LIMIT, comparison_section, headline, pareto_input,
@@ -141,7 +141,7 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
                      for key, g in results.groupby(keys, sort=False, dropna=False)]
     sweep_config_section(secs["Configuration"], config_groups)
     provenance_section(secs["Provenance"], [sweep_dir / "runs" / r for r in results["run"]])
-    warnings += [w for w in [shared_cores_warning(config_groups)] if w]
+    warnings += shared_cores_warnings(config_groups)
     intro = f"Sweep folder: {sweep_dir}. Configuration keys: {', '.join(keys)}; seeds: " \
             f"{', '.join(map(str, sorted(results['seed'].unique())))}."
     sections = with_label_noise([secs[h] for h in SWEEP_SECTIONS], config_groups, n_boot)
