@@ -21,6 +21,7 @@ from erts.report.provenance import read_config
 
 SHARED_BELOW = 0.8  # an epoch whose CPU time is below this share of wall clock x threads ran on shared cores
 SHARED_EPOCHS_WARN = 0.1  # warn when more than this share of a run's epochs did
+STALL_CPU = 1.2  # a low-share epoch whose CPU time is within this factor of its phase's median was paused
 
 
 def run_threads(run_dir: Path) -> int:
@@ -29,12 +30,9 @@ def run_threads(run_dir: Path) -> int:
     return int((read_config(run_dir) or {}).get("train.num_threads") or 0)
 
 
-STALL_CPU = 1.2  # a low-share epoch whose CPU time is within this factor of its phase's median was paused
-
-
 def epoch_shares(run_dir: Path) -> pd.DataFrame | None:
-    """The run's epochs with timing: ``phase``, ``cpu`` (CPU s), ``share`` (CPU time / (wall clock x
-    threads)). None when the run's thread count is unknown (``num_threads=0``), it ran on a GPU, or its
+    """The run's epochs with timing: ``phase``, ``cpu`` (CPU s), ``capacity`` (wall clock x threads),
+    ``share`` (cpu / capacity). None when the run's thread count is unknown (``num_threads=0``), it ran on a GPU, or its
     log has no CPU time."""
     threads = run_threads(run_dir)
     log = read_log(run_dir)
@@ -45,7 +43,25 @@ def epoch_shares(run_dir: Path) -> pd.DataFrame | None:
     log = log[log["seconds_epoch"].to_numpy(float) > 0]
     wall, cpu = log["seconds_epoch"].to_numpy(float), log["cpu_seconds_epoch"].to_numpy(float)
     phase = log["phase"].astype(str).to_numpy() if "phase" in log.columns else np.full(len(log), "")
-    return pd.DataFrame({"phase": phase, "cpu": cpu, "wall": wall, "share": cpu / (wall * threads)})
+    return pd.DataFrame({"phase": phase, "cpu": cpu, "capacity": wall * threads, "share": cpu / (wall * threads)})
+
+
+def _shared(e: pd.DataFrame | None) -> tuple[int, int, float]:
+    if e is None or e.empty:
+        return 0, 0, float("nan")
+    return int((e["share"] < SHARED_BELOW).sum()), len(e), float(e["cpu"].sum() / e["capacity"].sum())
+
+
+def _paused(e: pd.DataFrame | None) -> int:
+    if e is None or e.empty:
+        return 0
+    low = e["share"] < SHARED_BELOW
+    n = 0
+    for i in np.flatnonzero(low.to_numpy()):
+        peers = e[(e["phase"] == e["phase"].iloc[i]) & ~low]
+        if len(peers) and e["cpu"].iloc[i] <= STALL_CPU * peers["cpu"].median():
+            n += 1
+    return n
 
 
 def shared_epochs(run_dir: Path) -> tuple[int, int, float]:
@@ -58,28 +74,14 @@ def shared_epochs(run_dir: Path) -> tuple[int, int, float]:
     wall clock x threads (an epoch alone on its cores uses ~1.0 of them); a run paused or starved for
     a long stretch inside one epoch shows in the whole run's share. (0, 0, nan) when epoch_shares has
     nothing to read."""
-    e = epoch_shares(run_dir)
-    if e is None or e.empty:
-        return 0, 0, float("nan")
-    threads = run_threads(run_dir)
-    overall = float(e["cpu"].sum() / (e["wall"].sum() * threads))
-    return int((e["share"] < SHARED_BELOW).sum()), len(e), overall
+    return _shared(epoch_shares(run_dir))
 
 
 def paused_epochs(run_dir: Path) -> int:
     """Of the epochs below SHARED_BELOW, those whose CPU time is no more than STALL_CPU x the median of
     the run's other epochs of the same phase: the process waited (SIGSTOP, a suspended machine) instead
     of competing for the cores, so only its wall clock grew and its CPU time still measures its cost."""
-    e = epoch_shares(run_dir)
-    if e is None or e.empty:
-        return 0
-    low = e["share"] < SHARED_BELOW
-    n = 0
-    for i in np.flatnonzero(low.to_numpy()):
-        peers = e[(e["phase"] == e["phase"].iloc[i]) & ~low]
-        if len(peers) and e["cpu"].iloc[i] <= STALL_CPU * peers["cpu"].median():
-            n += 1
-    return n
+    return _paused(epoch_shares(run_dir))
 
 
 def shared_warning(label: str, run_dirs: list[Path]) -> str | None:
@@ -96,11 +98,12 @@ def shared_cores_warnings(groups: list[tuple[str, list[Path]]]) -> list[str]:
     for label, run_dirs in groups:
         s_runs, p_runs = [], []
         for d in run_dirs:
-            n, total, overall = shared_epochs(d)
+            e = epoch_shares(d)  # read once for both checks
+            n, total, overall = _shared(e)
             if not total or (n / total <= SHARED_EPOCHS_WARN and overall >= SHARED_BELOW):
                 continue
             what = f"{d.name} ({n} of {total} epochs; {overall:.0%} of wall clock x threads over the run)"
-            (p_runs if n and paused_epochs(d) == n else s_runs).append(what)
+            (p_runs if n and _paused(e) == n else s_runs).append(what)
         shared += [f"{label}: {', '.join(s_runs)}"] if s_runs else []
         paused += [f"{label}: {', '.join(p_runs)}"] if p_runs else []
     out = []
