@@ -28,6 +28,7 @@ Prints the median and fastest step per model and the median ratio to the first.
     python benchmarks/backbones.py --bench format --repeats 7
     python benchmarks/backbones.py --bench format --threads 1 --clock cpu   # a busy shared machine
     python benchmarks/backbones.py --bench step --models resnet18_1d,resnet1d_wang,xresnet1d101 --batch 128 --length 250
+    python benchmarks/backbones.py --bench step --models resnet18,resnet18_1d --bf16 --threads 1 --clock cpu
 """
 from __future__ import annotations
 
@@ -45,12 +46,18 @@ PAIRS = [("resnet18_1d", "resnet18"), ("mobilenetv2_1d", "mobilenet_v2"), ("effi
 FORMATS = ("contiguous", "channels_last")
 
 
-def timed_update(model, opt, x, y, loss, now) -> float:
-    """Seconds of one update: train-mode forward, ``loss(logits, y)`` backward, optimizer step."""
+def timed_update(model, opt, x, y, loss, now, bf16: bool = False) -> float:
+    """Seconds of one update: train-mode forward, ``loss(logits, y)`` backward, optimizer step.
+
+    ``bf16``: forward and loss under bf16 autocast, as a run with ``bf16=true`` trains."""
+    import torch
+
     model.train()
     t = now()
     opt.zero_grad(set_to_none=True)
-    loss(model(x), y).backward()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        value = loss(model(x), y)
+    value.backward()
     opt.step()
     return now() - t
 
@@ -160,7 +167,7 @@ def format_bench(models: list[str], repeats: int, score_batch: int, batch: int, 
 
 
 def step_bench(models: list[str], repeats: int, batch: int, length: int, threads: int, clock: str = "wall",
-               leads: int = 12, classes: int = 5) -> dict:
+               leads: int = 12, classes: int = 5, bf16: bool = False) -> dict:
     """Training-step seconds of each model side by side (same inputs), rounds rotating the order."""
     import torch
     import torch.nn.functional as F
@@ -180,10 +187,10 @@ def step_bench(models: list[str], repeats: int, batch: int, length: int, threads
     loss = F.binary_cross_entropy_with_logits
     times: dict = {name: [] for name in models}
     for name in models:  # warm-up: oneDNN primitives, allocator, optimizer state
-        timed_update(nets[name], opts[name], x, y, loss, now)
+        timed_update(nets[name], opts[name], x, y, loss, now, bf16)
     for r in range(repeats):
         for name in models[r % len(models):] + models[:r % len(models)]:
-            times[name].append(timed_update(nets[name], opts[name], x, y, loss, now))
+            times[name].append(timed_update(nets[name], opts[name], x, y, loss, now, bf16))
     first = models[0]
     out = {}
     for name in models:
@@ -210,6 +217,7 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=1000, help="format and step benches: samples per record")
     ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                     help="format bench: wall clock, or process CPU time (with --threads 1 on a busy machine)")
+    ap.add_argument("--bf16", action="store_true", help="step bench: bf16 autocast, as a run with bf16=true")
     ap.add_argument("--json", help="also write the results here: {'epoch': per model, 'format' / 'step': medians}")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -228,9 +236,9 @@ def main() -> None:
                                          args.threads, args.clock)
     if "step" in benches:
         print(f"\ntraining step, {args.threads} threads, batch {args.batch} x 12 x {args.length}, {args.clock} clock, "
-              f"{args.repeats} rounds:")
+              f"{'bf16' if args.bf16 else 'fp32'}, {args.repeats} rounds:")
         results["step"] = step_bench(args.models.split(","), args.repeats, args.batch, args.length, args.threads,
-                                     args.clock)
+                                     args.clock, bf16=args.bf16)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
