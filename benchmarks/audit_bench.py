@@ -4,12 +4,15 @@ CinC 2017 (default): 100 Hz, 30-s records, random 5-s training windows, resnet18
 labels first released (labels=original-train); ground truth = the 208 training records whose label
 changed in the current release. synthetic: the built-in set, ground truth = its corrupted records.
 Each seed is one `erts audit` (3-fold cross-training, --epochs per fold); per seed the signals x
-AUROC / AP / top-5 % precision table with bootstrap intervals is written, then the mean over seeds.
+AUROC / AP / top-5 % precision table with bootstrap intervals is written, then the mean over seeds,
+and with several seeds the table of each signal averaged per record over the seeds (seed_average.md;
+`--average-only` makes it from the audits already in --out).
 Resumable: a finished fold is reused (its dynamics.npz), so rerun the same command to continue.
 
     nice -n 19 python benchmarks/audit_bench.py --out ~/erts-audit                    # CinC 2017, seed 0
     nice -n 19 python benchmarks/audit_bench.py --out ~/erts-audit --seeds 0,1,2
     nice -n 19 python benchmarks/audit_bench.py --dataset synthetic --out ~/erts-audit
+    python benchmarks/audit_bench.py --out ~/erts-audit --seeds 0,1,2 --average-only
 """
 from __future__ import annotations
 
@@ -74,6 +77,37 @@ def halves(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seed_average(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """One audit table from several seeds' audits of the same records: each signal averaged per
+    record over the seeds (an ensemble of the fold models, at the seeds' summed cost), the combined
+    scores rebuilt from the averages. Answers whether retraining the folds with other seeds pays."""
+    from erts.audit import signals as sig
+
+    aligned = [t.sort_values("index", kind="stable").reset_index(drop=True) for t in tables]
+    first = aligned[0]
+    if any(not np.array_equal(t["record_id"], first["record_id"]) for t in aligned[1:]):
+        raise ValueError("seed_average: the audits cover different records")
+    out = first[["record_id", "index", "given_label", "wrong"]].copy()
+    for col in dict.fromkeys(s.column for s in sig.SIGNALS):
+        if col in first:
+            out[col] = np.mean([t[col].to_numpy(float) for t in aligned], axis=0)
+    out["combined"] = sig.combined_score(out)
+    out["combined_v1"] = sig.combined_score(out, sig.COMBINED_V1)
+    return out
+
+
+def write_seed_average(csvs: list[Path], measured: Path, label: str, n_boot: int) -> None:
+    """seed_average.md from the seeds' audit.csv files (the audits themselves are not rerun)."""
+    from erts.audit.core import evaluate
+    from erts.audit.metrics import metrics_markdown
+    from erts.train import runio
+
+    averaged = evaluate(seed_average([pd.read_csv(p) for p in csvs]), n_boot=n_boot)
+    runio.write_text(measured / "seed_average.md", f"# erts audit, {label}: each signal averaged per record over "
+                     f"the seeds ({len(csvs)}x the cost of one audit)\n\n" + metrics_markdown(averaged, "wrong"))
+    print((measured / "seed_average.md").read_text())
+
+
 def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of each metric and interval bound (one seed: that seed's values)."""
     cols = [c for c in per_seed.columns if c.startswith(("auroc", "ap", "top_precision"))]
@@ -97,14 +131,21 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--out", default=str(Path.home() / "erts-audit"), help="where the audits (fold models) go")
     ap.add_argument("--measured", help="where the tables go (default benchmarks/measured/audit-<dataset>)")
+    ap.add_argument("--average-only", action="store_true",
+                    help="only seed_average.md, from the seeds' audit.csv already in --out (nothing retrained)")
     args = ap.parse_args()
     settings = {**DATASETS[args.dataset], **COMMON,
                 **dict(o.split("=", 1) for o in args.overrides)}
     epochs = args.epochs or EPOCHS[args.dataset]
     measured = Path(args.measured or ROOT / "benchmarks" / "measured" / f"audit-{args.dataset}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    outs = [Path(args.out) / f"audit-{args.dataset}-e{epochs}-s{seed}" for seed in seeds]
+    label = f"{args.dataset}, seeds {args.seeds}, {args.folds} folds x {epochs} epochs"
+    if args.average_only:
+        write_seed_average([o / "audit.csv" for o in outs], measured, label, args.n_boot)
+        return
     frames = []
-    for seed in (int(s) for s in args.seeds.split(",")):
-        out = Path(args.out) / f"audit-{args.dataset}-e{epochs}-s{seed}"
+    for seed, out in zip(seeds, outs):
         res = audit(None, {**settings, "seed": seed, "epochs": epochs}, folds=args.folds, out=out, n_boot=args.n_boot)
         m = res.metrics.assign(seed=seed)
         runio.write_text(measured / f"seed{seed}.md", f"# erts audit, {args.dataset}, seed {seed}, {args.folds} folds x "
@@ -127,6 +168,8 @@ def main() -> None:
                      f"{args.folds} folds x {epochs} epochs\n\nEach value and each interval bound is the mean of "
                      "the seeds' (bootstrap over records, per seed: seed<N>.md).\n\n" + metrics_markdown(mean, "wrong"))
     print((measured / "summary.md").read_text())
+    if len(seeds) > 1:
+        write_seed_average([o / "audit.csv" for o in outs], measured, label, args.n_boot)
 
 
 if __name__ == "__main__":
