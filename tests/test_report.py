@@ -324,6 +324,24 @@ def test_every_figure_is_labelled(fake_sweep):
     assert plots.pareto_frontier(np.array([3.0, 1.0, 2.0, 4.0]), np.array([0.8, 0.6, 0.7, 0.75])).tolist() == [1, 2, 0]
 
 
+def test_pareto_cost_axis_prefers_cpu_at_one_speed_and_its_legend_covers_no_point():
+    from erts.report import plots
+    from erts.report.tables import pareto_time
+
+    both = pd.DataFrame({"seconds_total_mean": [20.0, 14.0], "cpu_seconds_total_mean": [40.0, 30.0],
+                         "cpu_seconds_total_norm_mean": [40.0, 22.0]})
+    assert pareto_time(both) == "cpu_seconds_total_norm"
+    assert pareto_time(both.assign(cpu_seconds_total_norm_mean=[40.0, np.nan])) == "cpu_seconds_total"
+    assert pareto_time(both.drop(columns=["cpu_seconds_total_mean", "cpu_seconds_total_norm_mean"])) == "seconds_total"
+    summary = pd.DataFrame({"method": ["full", "dbpd"], "label": ["full", "dbpd"], "f1_mean": [0.7, 0.69],
+                            "f1_err": [0.01, 0.02], "seconds_mean": [20, 14], "seconds_std": [1, 1],
+                            "ee_mean": [6, 4], "ee_std": [0, 0.1]})
+    fig = plots.pareto_figure(summary, "t", "CPU time at one speed")
+    assert all(ax.get_legend() is None for ax in fig.axes)  # no legend inside a panel, over the points
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["Pareto front", "dbpd", "full"]
+    assert fig.axes[0].get_xlabel() == "CPU time at one speed per run (s)"
+
+
 def test_record_cam_per_lead_for_2d_backbones():
     import torch
 

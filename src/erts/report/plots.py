@@ -94,7 +94,9 @@ def pareto_figure(summary: pd.DataFrame, title: str, time_label: str = "wall-clo
             ax.plot(x[front], y[front], "--", color="#999999", lw=1, zorder=0, label="Pareto front")
         _finish(ax, xlabel, metric_label,
                 f"{metric_label.removeprefix('test ')} vs {time_label if col == 'seconds' else 'effective epochs'}",
-                legend=True)
+                legend=False)
+    handles, labels = axes[0].get_legend_handles_labels()  # one legend below both panels: none covers a point
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5), fontsize=8)
     fig.suptitle(title)
     return fig
 

@@ -120,7 +120,8 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
         sub = summary if ds is None else summary[summary["dataset"] == ds]
         scope = ds or sweep_dir.name
         time_col = pareto_time(sub)
-        time = "CPU time" if time_col == "cpu_seconds_total" else "wall-clock time"
+        time = {"cpu_seconds_total_norm": "CPU time at one speed", "cpu_seconds_total": "CPU time"}.get(
+            time_col, "wall-clock time")
         points = pareto_input(sub, label_keys, time_col, metric)
         secs["Accuracy against cost"].figure(
             f"pareto_{scope}", plots.pareto_figure(points, f"{scope}: accuracy against cost", time, name),

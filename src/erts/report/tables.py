@@ -194,10 +194,14 @@ def comparison_section(s: Section, comp: pd.DataFrame, shown: list[str], what: s
 
 
 def pareto_time(summary: pd.DataFrame) -> str:
-    """The cost axis of the accuracy-against-cost plot: CPU seconds when every configuration recorded
-    them (other work on the machine skews them far less), else the wall clock."""
-    cpu = summary.get("cpu_seconds_total_mean")
-    return "cpu_seconds_total" if cpu is not None and np.isfinite(cpu.to_numpy(float)).all() else "seconds_total"
+    """The cost axis of the accuracy-against-cost plot: CPU seconds at one speed when every
+    configuration has them (the machine's speed drift taken out), else CPU seconds when every one
+    recorded them (other work on the machine skews them far less), else the wall clock."""
+    for col in ("cpu_seconds_total_norm", "cpu_seconds_total"):
+        v = summary.get(f"{col}_mean")
+        if v is not None and np.isfinite(v.to_numpy(float)).all():
+            return col
+    return "seconds_total"
 
 
 def pareto_input(summary: pd.DataFrame, label_keys: list[str], time: str, metric: str = "test_macro_f1") -> pd.DataFrame:
