@@ -49,3 +49,16 @@ def tiny_overrides(cache_dir: Path, out_dir: Path, **extra) -> list[str]:
             "revision_epoch": 3, "quiet": True, "num_threads": 1, "score_batch_size": 64}
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (its folder on sys.path, for the scripts that import each other)."""
+    import importlib.util
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,23 +1,11 @@
 """benchmarks/audit_bench.py's seed average: each signal averaged per record over several audits."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_audit_bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("audit_bench", ROOT / "benchmarks" / "audit_bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_benchmark
 
 
 def audit_table(seed: int, n: int = 400) -> pd.DataFrame:
@@ -30,7 +18,7 @@ def audit_table(seed: int, n: int = 400) -> pd.DataFrame:
 
 
 def test_seed_average_means_each_signal_per_record_and_ranks_better_than_one_seed():
-    ab = load_audit_bench()
+    ab = load_benchmark("audit_bench")
     from erts.audit.metrics import ranking_metrics
 
     tables = [audit_table(s) for s in range(3)]
@@ -47,7 +35,7 @@ def test_seed_average_means_each_signal_per_record_and_ranks_better_than_one_see
 
 
 def test_seed_average_refuses_audits_of_different_records():
-    ab = load_audit_bench()
+    ab = load_benchmark("audit_bench")
     other = audit_table(1)
     other.loc[3, "record_id"] = "elsewhere"
     with pytest.raises(ValueError, match="different records"):

@@ -1,27 +1,15 @@
 """benchmarks/noise_filter.py's summary of test F1: each filter against its rule, CPU at one speed."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_noise_filter():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("noise_filter", ROOT / "benchmarks" / "noise_filter.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_benchmark
 
 
 def test_f1_lines_pair_each_filter_with_its_rule_and_take_the_machine_speed_out():
-    nf = load_noise_filter()
+    nf = load_benchmark("noise_filter")
     f1 = {"full": [0.70, 0.72, 0.71], "dbpd": [0.66, 0.69, 0.65], "erts-dbpd+diffuse": [0.68, 0.70, 0.69],
           "full@": [0.67, 0.68, 0.66]}
     work = {"full": 100.0, "dbpd": 60.0, "erts-dbpd+diffuse": 62.0, "full@": 60.0}  # CPU s at speed 1

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tiny_overrides
+from conftest import load_benchmark, tiny_overrides
 from erts.config import Config, dump_config, set_value
 from erts.report.build import RUN_SECTIONS, SWEEP_SECTIONS, build_report, pick_examples
 from erts.report.selection import drop_rates, filter_by_truth, focus_candidates, load_selection_log, load_train_records
@@ -582,12 +582,7 @@ def test_explain_history_only_on_the_command_line(tmp_path, capsys):
 
 
 def test_end_to_end_benchmark_summary_compares_erts_with_its_rule():
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("end_to_end", root / "benchmarks" / "end_to_end.py")
-    e2e = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(e2e)
+    e2e = load_benchmark("end_to_end")
     rows = []
     f1 = {"full": [0.70, 0.72, 0.71], "dbpd": [0.60, 0.64, 0.61], "erts-dbpd": [0.62, 0.65, 0.65],
           "smrd": [0.66, 0.66, 0.69]}
@@ -728,12 +723,7 @@ def test_epochs_on_shared_cores_are_found_and_warned_about(tmp_path):
 def test_end_to_end_results_list_every_finished_control_also_mid_sweep(tmp_path):
     """A running sweep's results.csv is rewritten by each run_sweep call with that grid's runs only (a
     new seed's grid drops the last seed's controls); the summary reads the run folders instead."""
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("end_to_end", root / "benchmarks" / "end_to_end.py")
-    e2e = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(e2e)
+    e2e = load_benchmark("end_to_end")
     grid = Grid(name="e2e", out_dir=str(tmp_path), base={"epochs": 6}, grid={"seed": [0, 1], "method": ["full", "dbpd"]})
     for r in expand(grid):
         if r.values["seed"] == 0 or r.values["method"] == "full":  # seed 1's dbpd still running
@@ -754,8 +744,6 @@ def test_cpu_ratio_at_one_speed_cancels_a_machine_that_changed_speed(tmp_path):
     work in every run of the sweep) measures the machine's speed during it; scaling each run's CPU time
     by it recovers the methods' true ratio (dbpd does 60 % of full's work here), which the raw ratio of
     CPU times misses, and the report says that the machine changed speed."""
-    import importlib.util
-
     from erts.report.machine import normalise_cpu, speed_warning, with_probe
     from erts.train.sweep import run_row
 
@@ -790,10 +778,7 @@ def test_cpu_ratio_at_one_speed_cancels_a_machine_that_changed_speed(tmp_path):
     assert table["dbpd"]["CPU / full at one speed"] == "0.60" and table["dbpd"]["CPU / full"] == "0.75"
     assert "The machine changed speed between runs" in md_path.read_text()
 
-    spec = importlib.util.spec_from_file_location("end_to_end", Path(__file__).resolve().parents[1] / "benchmarks" /
-                                                  "end_to_end.py")
-    e2e = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(e2e)
+    e2e = load_benchmark("end_to_end")
     df = normalise_cpu(probed.assign(cpu_seconds_train=probed["cpu_seconds_total"]), ["dataset", "model"])
     lines = e2e.summary_lines(df, ["full", "dbpd"], "t")
     assert lines[3].startswith("dbpd") and lines[3].endswith("x0.600")
@@ -803,12 +788,7 @@ def test_cpu_ratio_at_one_speed_cancels_a_machine_that_changed_speed(tmp_path):
 def test_end_to_end_summary_mid_sweep_shows_what_finished_with_f1_beside_auroc():
     """--summary-only while a sweep runs: methods without a finished run are left out (not a KeyError),
     and a sweep compared by macro-AUROC (PTB-XL) shows macro-F1 beside it."""
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("end_to_end", root / "benchmarks" / "end_to_end.py")
-    e2e = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(e2e)
+    e2e = load_benchmark("end_to_end")
     row = {"run": "full-0", "dataset": "ptbxl", "model": "resnet1d_wang", "method": "full", "seed": 0,
            "test_macro_auroc": 0.9317, "test_macro_f1": 0.7586, "effective_epochs": 30.0, "seconds_update": 10.0,
            "seconds_total": 12.0}
