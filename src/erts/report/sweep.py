@@ -14,8 +14,8 @@ from erts.report.folders import read_metrics
 from erts.report.machine import shared_cores_warnings, speed_columns, speed_warning
 from erts.report.format import Report, Section, config_label
 from erts.report.provenance import provenance_section, sweep_config_section
-from erts.report.tables import (BASELINE, TIME_SPREAD_LIMIT, comparison_section, headline, pareto_input,
-                                pareto_time, results_table, summary_warnings, sweep_summary)
+from erts.report.tables import (BASELINE, PARETO_COSTS, TIME_SPREAD_LIMIT, comparison_section, headline,
+                                pareto_input, pareto_time, results_table, summary_warnings, sweep_summary)
 from erts.train.costnames import legacy_result_columns
 
 SWEEP_SECTIONS = ["Results", "Paired comparisons with the baseline", "Equal-budget controls",
@@ -120,8 +120,7 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
         sub = summary if ds is None else summary[summary["dataset"] == ds]
         scope = ds or sweep_dir.name
         time_col = pareto_time(sub)
-        time = {"cpu_seconds_total_norm": "CPU time at one speed", "cpu_seconds_total": "CPU time"}.get(
-            time_col, "wall-clock time")
+        time = PARETO_COSTS[time_col]
         points = pareto_input(sub, label_keys, time_col, metric)
         secs["Accuracy against cost"].figure(
             f"pareto_{scope}", plots.pareto_figure(points, f"{scope}: accuracy against cost", time, name),

@@ -193,11 +193,16 @@ def comparison_section(s: Section, comp: pd.DataFrame, shown: list[str], what: s
              "intervals crossing the dashed zero line are not distinguishable from it.")
 
 
+# the cost axes of the accuracy-against-cost plot, preferred first, with what their seconds are
+PARETO_COSTS = {"cpu_seconds_total_norm": "CPU time at one speed", "cpu_seconds_total": "CPU time",
+                "seconds_total": "wall-clock time"}
+
+
 def pareto_time(summary: pd.DataFrame) -> str:
-    """The cost axis of the accuracy-against-cost plot: CPU seconds at one speed when every
-    configuration has them (the machine's speed drift taken out), else CPU seconds when every one
-    recorded them (other work on the machine skews them far less), else the wall clock."""
-    for col in ("cpu_seconds_total_norm", "cpu_seconds_total"):
+    """The cost axis of the accuracy-against-cost plot (a PARETO_COSTS key): CPU seconds at one speed
+    when every configuration has them (the machine's speed drift taken out), else CPU seconds when
+    every one recorded them (other work on the machine skews them far less), else the wall clock."""
+    for col in list(PARETO_COSTS)[:-1]:
         v = summary.get(f"{col}_mean")
         if v is not None and np.isfinite(v.to_numpy(float)).all():
             return col
