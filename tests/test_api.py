@@ -109,7 +109,8 @@ def test_a_hand_written_loop_keeps_what_erts_train_keeps(cache_dir, tmp_path):
     from erts.config import load_config
     from erts.data import load_dataset
     from erts.train.builders import build_loss, build_model, build_optimizer, build_scheduler
-    from erts.train.loop import Tensors, seed_for, train
+    from erts.train.loop import seed_for, train
+    from erts.data.tensors import Tensors
 
     cfg = load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="erts-dbpd", epochs=4, name="t"))
     train(cfg)

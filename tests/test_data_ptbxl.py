@@ -293,7 +293,8 @@ def test_the_benchmark_preset_trains_and_evaluates_as_the_protocol_says(root, tm
 
     from erts.api import load_run
     from erts.config import load_config
-    from erts.train.loop import fit_standardizer, train
+    from erts.train.loop import train
+    from erts.data.tensors import fit_standardizer
 
     cfg = load_config(overrides={"preset": "ptbxl-benchmark", "root": str(root), "cache_dir": str(tmp_path / "c"),
                                  "epochs": 1, "batch_size": 4, "num_threads": 1, "quiet": True,

@@ -144,7 +144,7 @@ def test_existing_run_is_not_overwritten(cache_dir, tmp_path):
 
 
 def test_training_crops_random_for_updates_centre_for_eval():
-    from erts.train.loop import Tensors
+    from erts.data.tensors import Tensors
 
     sig = torch.arange(2 * 1 * 10, dtype=torch.float32).reshape(2, 1, 10)
     t = Tensors(sig, torch.tensor([0, 1]), torch.eye(2).bool(), False, window=4, random_crop=True,

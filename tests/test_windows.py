@@ -7,7 +7,8 @@ import torch
 from erts.config import load_config
 from erts.data.preprocess import crop_or_pad
 from erts.data.records import RecordSet, signal_lengths
-from erts.train.loop import Tensors, Trainer, aggregate, fit_standardizer
+from erts.train.loop import Trainer
+from erts.data.tensors import Tensors, aggregate, fit_standardizer
 
 FS, T, W = 100.0, 1000, 250  # 10-s prepared records, 2.5-s windows
 REAL = [1000, 700, 400, 251, 250, 120, 600, 900]  # samples of real signal per record

@@ -65,7 +65,8 @@ class Run:
 
 def load_run(run_dir: str | Path, which: str = "best") -> Run:
     """Loads a run folder (``best`` or ``last`` checkpoint)."""
-    from erts.train.loop import fit_standardizer, load_run as _load
+    from erts.train.loop import load_run as _load
+    from erts.data.tensors import fit_standardizer
 
     cfg, model, rs = _load(run_dir, which)
     window = int(round(cfg.data.crop_s * rs.fs)) if cfg.data.crop_s else rs.length
@@ -82,7 +83,7 @@ def _inputs(run: Run, signals: Sequence[np.ndarray] | np.ndarray, fs: float):
     """Raw signals -> the run's prepared records as ``Tensors`` (windows cut as at evaluation)."""
     from erts.data.preprocess import preprocess
     from erts.data.records import signal_lengths
-    from erts.train.loop import Tensors, eval_stride_s
+    from erts.data.tensors import Tensors, eval_stride_s
 
     if isinstance(signals, np.ndarray) and signals.ndim == 2:
         signals = [signals]
@@ -110,7 +111,7 @@ def predict(run: Run | str | Path, signals: Sequence[np.ndarray] | np.ndarray, f
     """Class probabilities (N, K) of raw (leads, T) signals at ``fs`` Hz (softmax, or per-class
     sigmoid for multi-label runs), as the run was evaluated: its centre window, or the mean (max)
     over its sliding windows (``eval_windows=sliding``); columns in the order of ``run.class_names``."""
-    from erts.train.loop import aggregate
+    from erts.data.tensors import aggregate
 
     run = _as_run(run)
     data = _inputs(run, signals, fs)

@@ -130,7 +130,7 @@ def whole_signal_probs(trainer, ids: torch.Tensor) -> np.ndarray:
     """Class probabilities of ``ids`` from every window of each record's real signal (stride: the
     config's eval_stride_s, else half a window), averaged per record: a label error or an artefact
     anywhere in a long record counts, not only in its centre window."""
-    from erts.train.loop import aggregate, eval_stride_s
+    from erts.data.tensors import aggregate, eval_stride_s
 
     d = trainer.data
     if d.window and d.window < d.signals.shape[-1]:

@@ -38,7 +38,7 @@ class Run(Protocol):
     cfg: Config
     rs: RecordSet
     device: torch.device
-    data: Any  # erts.train.loop.Tensors: x(ids, train=...), y, multilabel, generator
+    data: Any  # erts.data.tensors.Tensors: x(ids, train=...), y, multilabel, generator
     cost: CostMeter
     loss_fn: Loss
     score_bs: int
