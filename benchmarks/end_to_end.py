@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from erts.config import load_config
-from erts.eval.stats import (bootstrap_macro_auroc, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
+from erts.eval.stats import (CHEAPEST, bootstrap_macro_auroc, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
                              is_control, label_controls, paired_comparisons)
 from erts.report.machine import normalise_cpu, speed_warning, with_probe
 from erts.train import runio
@@ -130,8 +130,10 @@ def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macr
                   method_width: int = 15, base_width: int = 22) -> list[str]:
     """Each method against full and random at its own effective epochs (paired by seed, Holm over the family)."""
     comp = equal_budget_comparisons(df, ["dataset", "model", "method", "budget"], metric)
-    out = ["Equal-budget controls: each method against full (schedule compressed) and random (RS2) at its own "
-           "effective epochs, paired by seed; Holm over these rows:"]
+    at = ("the cheapest method's effective epochs in each seed (no more than its own)"
+          if not comp.empty and comp["baseline"].str.endswith("@" + CHEAPEST).any() else "its own effective epochs")
+    out = [f"Equal-budget controls: each method against full (schedule compressed) and random (RS2) at {at}, "
+           "paired by seed; Holm over these rows:"]
     if comp.empty:
         return out + ["  none finished yet (or --controls none)"]
     for r in comp.itertuples():

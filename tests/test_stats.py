@@ -324,3 +324,47 @@ def test_bootstrap_macro_auroc_resamples_records_with_every_class_present():
     big = bootstrap_macro_auroc(np.tile(y, (4, 1)), np.tile(probs, (4, 1)), n_boot=300, seed=1)
     ratio = (big["ci_high"] - big["ci_low"]) / (r["ci_high"] - r["ci_low"])
     assert 0.35 < ratio < 0.7
+
+
+def test_controls_at_the_cheapest_method_are_one_configuration_whichever_method_is_cheapest():
+    """--controls cheapest: one budget per seed, the cheapest method's, and the cheapest method changes
+    from seed to seed. Every method is paired with the same controls in every seed (3 pairs each), not
+    with a label that exists in one seed only; a variant cheaper than the controls gets none."""
+    from scipy import stats as sps
+
+    from erts.eval.stats import equal_budget_comparisons, label_controls
+
+    ee = {"dbpd": [18.9, 18.3, 19.0], "erts-dbpd": [18.5, 18.9, 18.6], "infobatch": [21.7, 21.5, 21.6],
+          "dbpd+update": [18.0, 17.9, 18.1]}
+    auc = {"dbpd": [0.9281, 0.9263, 0.9297], "erts-dbpd": [0.9256, 0.9251, 0.9242],
+           "infobatch": [0.9306, 0.9287, 0.9302], "dbpd+update": [0.9133, 0.9151, 0.9124],
+           "full": [0.9317, 0.9311, 0.9335], "full@cheapest": [0.9310, 0.9296, 0.9289],
+           "random@cheapest": [0.9288, 0.9279, 0.9301]}
+    rows = []
+    for seed in range(3):
+        rows.append({"run": f"full{seed}", "dataset": "d", "method": "full", "budget": None, "seed": seed,
+                     "auc": auc["full"][seed], "effective_epochs": 30.0, "epochs": 30})
+        for m in ee:
+            rows.append({"run": f"{m}{seed}", "dataset": "d", "method": m, "budget": None, "seed": seed,
+                         "auc": auc[m][seed], "effective_epochs": ee[m][seed], "epochs": 30})
+        cheapest = round(min(ee[m][seed] for m in ("dbpd", "erts-dbpd", "infobatch")) / 30, 2)
+        for c in ("full", "random"):
+            rows.append({"run": f"{c}{seed}", "dataset": "d", "method": c, "budget": cheapest, "seed": seed,
+                         "auc": auc[f"{c}@cheapest"][seed], "effective_epochs": cheapest * 30, "epochs": 30})
+    df = pd.DataFrame(rows)
+    labelled = label_controls(df)
+    assert sorted(set(labelled["method"]) - set(ee) - {"full"}) == ["full@cheapest", "random@cheapest"]
+    comp = equal_budget_comparisons(df, ["dataset", "method", "budget"], "auc").set_index(["method", "baseline"])
+    assert len(comp) == 6 and (comp["n"] == 3).all()
+    assert "dbpd+update" not in comp.index.get_level_values(0)
+    for m in ("dbpd", "erts-dbpd", "infobatch"):
+        for c in ("full", "random"):
+            r = comp.loc[(m, f"{c}@cheapest")]
+            assert r.mean_diff == pytest.approx(np.mean(np.array(auc[m]) - auc[f"{c}@cheapest"]))
+            assert r.p_ttest == pytest.approx(sps.ttest_rel(auc[m], auc[f"{c}@cheapest"]).pvalue)
+    # every method of one cost, one control budget per seed: the controls are that method's own
+    same_cost = df[df["method"].isin(["full", "random", "erts-dbpd"])].copy()
+    same_cost.loc[same_cost["method"] == "erts-dbpd", "effective_epochs"] = \
+        same_cost.loc[same_cost["method"] == "random", "budget"].to_numpy() * 30
+    assert sorted(set(label_controls(same_cost)["method"])) == ["erts-dbpd", "full", "full@erts-dbpd",
+                                                                "random@erts-dbpd"]

@@ -242,6 +242,7 @@ def erts_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str = "test_
 # --- equal-budget controls --------------------------------------------------------------
 
 CONTROL_METHODS = ("full", "random")
+CHEAPEST = "cheapest"  # full@cheapest: a control at the cheapest method's budget of its seed (at_the_cheapest)
 
 
 def is_control(method: str) -> bool:
@@ -292,7 +293,30 @@ def label_controls(df: pd.DataFrame, tolerance: float = 6e-3, seed_key: str = "s
                      for j, m in match["method"].items()]
     ctrl_rows = pd.DataFrame(labelled).sort_values("_gap", kind="stable")
     ctrl_rows = ctrl_rows.drop_duplicates(["method", *same]).sort_index().drop(columns="_gap")
+    if at_the_cheapest(df[ctrl], budget[ctrl], methods, share, same, tolerance):
+        ctrl_rows = df[ctrl].assign(method=df.loc[ctrl, "method"] + "@" + CHEAPEST)
     return pd.concat([df[~ctrl], ctrl_rows], ignore_index=True)
+
+
+def at_the_cheapest(controls: pd.DataFrame, budget: pd.Series, methods: pd.DataFrame, share: pd.Series,
+                    same: list[str], tolerance: float) -> bool:
+    """The controls were run at one budget per seed, a method's, while other methods cost more
+    (``--controls cheapest``: the cheapest method's budget). Which method is cheapest may change from
+    seed to seed; the controls are then one configuration, ``full@cheapest``, that costs no more than
+    the methods it is compared with. Controls at each method's own budget (several budgets per seed,
+    or methods all of one cost) keep their methods' names."""
+    dearer = False
+    for key, g in controls.groupby(same, dropna=False) if same else [((), controls)]:
+        if g.groupby("method").size().max() > 1 or budget[g.index].nunique() > 1:
+            return False
+        mine = methods
+        for k, v in zip(same, key if isinstance(key, tuple) else (key,)):
+            mine = mine[_matches(mine[k], v)]
+        gap = share[mine.index] - float(budget[g.index].iloc[0])
+        if not (gap.abs() <= tolerance).any():
+            return False
+        dearer = dearer or bool((gap > tolerance).any())
+    return dearer
 
 
 def equal_budget_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str = "test_macro_f1",
@@ -304,14 +328,30 @@ def equal_budget_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str 
     less, or on a random subset."""
     labelled = label_controls(df, seed_key=seed_key)
     keys = [k for k in keys if k != "budget"]
+    cheapest = labelled[method_key].astype(str).str.endswith("@" + CHEAPEST).any()
+    if cheapest:  # a method cheaper than the controls (e.g. a variant run beside the grid) has none
+        labelled = labelled[~_cheaper_than_the_controls(labelled, method_key, seed_key)]
     parts = [paired_against(labelled, keys, lambda m, c=c: None if is_control(m) or m in CONTROL_METHODS
-                            else f"{c}@{m}", metric, method_key, seed_key, confidence)
+                            else f"{c}@{CHEAPEST if cheapest else m}", metric, method_key, seed_key, confidence)
              for c in CONTROL_METHODS]
     out = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) \
         else pd.DataFrame()
     if not out.empty:
         out["p_holm"] = holm(out["p_ttest"].to_numpy())
     return out
+
+
+def _cheaper_than_the_controls(labelled: pd.DataFrame, method_key: str, seed_key: str,
+                               tolerance: float = 6e-3) -> pd.Series:
+    """Rows of methods whose share is below their seed's control budget (full@cheapest)."""
+    same = [k for k in ("dataset", "model", seed_key) if k in labelled.columns]
+    ctrl = labelled[method_key].map(is_control)
+    runs = labelled[~ctrl & ~labelled[method_key].isin(CONTROL_METHODS)]
+    control_budget = {tuple(r[same]): float(r["budget"]) for _, r in labelled[ctrl].iterrows()}
+    b = pd.Series([control_budget.get(tuple(r), np.nan) for r in runs[same].itertuples(index=False)],
+                  index=runs.index)
+    below = pd.Series(budget_share(runs), index=runs.index) < b - tolerance
+    return below.reindex(labelled.index, fill_value=False)
 
 
 # --- bootstrap CI of a single run's test macro-F1 -----------------------------------------
