@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from erts.config import load_config
+from erts.eval.paired import METRICS, paired_runs
 from erts.eval.stats import (CHEAPEST, bootstrap_macro_auroc, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
                              is_control, label_controls, paired_comparisons)
 from erts.report.machine import normalise_cpu, speed_warning, with_probe
@@ -164,6 +165,37 @@ def bootstrap_lines(sweep_dir: Path, df: pd.DataFrame, methods: list[str]) -> li
     return out
 
 
+def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boot: int = 2000) -> list[str]:
+    """The three families again (vs full, vs the equal-budget controls, ERTS-X vs X), each difference
+    now paired over the test records as well as the seeds (erts.eval.paired: one draw of the records
+    for both configurations and every seed, the seeds drawn too). ``df``: results with ``run_dir``."""
+    if metric.removeprefix("test_") not in METRICS or "run_dir" not in df:
+        return []
+    df = df.rename(columns=legacy_result_columns(df.columns))
+    keys = ["dataset", "model", "method"]
+    plain = label_controls(df)
+    plain = plain[plain["method"].isin(methods) | plain["method"].map(is_control)]
+    budget_runs = df[df["method"].isin(methods) | df["budget"].notna()] if "budget" in df else df.iloc[:0]
+    families = [("against full", paired_comparisons(plain[~plain["method"].map(is_control)], keys, metric)),
+                ("against the equal-budget controls", equal_budget_comparisons(budget_runs, [*keys, "budget"], metric)),
+                ("ERTS against its rule", erts_comparisons(plain[~plain["method"].map(is_control)], keys, metric))]
+    out = [f"Paired over test records and seeds ({metric.removeprefix('test_')}; two-level bootstrap, "
+           f"{n_boot} draws of the test records and the seeds; Holm within each family):"]
+    few = False
+    for name, pairs in families:
+        if pairs.empty:
+            continue
+        res = paired_runs(pairs[pairs["method"].isin(methods)], plain, metric, n_boot=n_boot)
+        out.append(f"  {name}:")
+        out += [f"    {r.method:15s} vs {r.baseline:18s} {r.diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
+                f"{r.n_seeds} seeds, p={r.p:.3f}, p(Holm)={r.p_holm:.3f}" for r in res.itertuples()]
+        few = few or (not res.empty and bool((res["n_seeds"] < 2).any()))
+    if few:
+        out.append("  (a row of 1 seed holds the test records' sampling only, not the training's randomness: "
+                   "two seeds of one configuration may differ by more)")
+    return out
+
+
 def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str = "test_macro_f1") -> list[str]:
     """The printed summary of a results.csv: one line per method (the controls labelled full@<method>,
     random@<method>), each method against its equal-budget controls, then each ERTS method against its rule."""
@@ -270,7 +302,9 @@ def main() -> None:
             if not suffix and args.controls != "none":  # the main grid: its methods' controls, seed by seed
                 run_controls(grid, seeds, grid_methods, args.workers, args.controls)
                 results[suffix] = write_all_results(grid)
-    frames = [with_probe(pd.read_csv(path), path.parent / "runs").assign(method=lambda d, sfx=sfx: d["method"] + sfx)
+    frames = [with_probe(pd.read_csv(path), path.parent / "runs").assign(
+                  method=lambda d, sfx=sfx: d["method"] + sfx,
+                  run_dir=lambda d, runs=path.parent / "runs": [str(runs / r) for r in d["run"]])
               for sfx, path in results.items()]
     df = pd.concat(frames, ignore_index=True)
     if "cpu_seconds_total" in df:  # every run of every grid here shares the validation work
@@ -279,6 +313,7 @@ def main() -> None:
     cfg = load_config(overrides=base)  # a preset's model and epochs resolved as the runs resolved them
     title = f"{args.dataset}: {cfg.model.model}, {cfg.train.epochs} epochs, {args.seeds} seeds, same loss/data/budget"
     print("\n" + "\n".join(summary_lines(df, shown, title, args.metric)))
+    print("\n".join(record_paired_lines(df, shown, args.metric)))
     if args.metric == "test_macro_auroc" and "" in results:
         print("\n".join(bootstrap_lines(results[""].parent, pd.read_csv(results[""]), methods)))
     for path in results.values():

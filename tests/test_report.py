@@ -798,3 +798,41 @@ def test_end_to_end_summary_mid_sweep_shows_what_finished_with_f1_beside_auroc()
     assert "  none finished yet (or --controls none)" in lines
     only_dbpd = e2e.summary_lines(pd.DataFrame([{**row, "method": "dbpd"}]), ["full", "dbpd"], "t")
     assert only_dbpd == ["t", "  no finished full run yet: nothing to compare with"]
+
+
+def test_end_to_end_pairs_each_comparison_over_test_records_and_seeds(tmp_path):
+    """The record-paired section: every family, each row's difference the mean over seeds of the
+    per-seed macro-AUROC differences (scikit-learn, computed here), the controls at the cheapest
+    method's budget paired with every method."""
+    from sklearn.metrics import roc_auc_score
+
+    e2e = load_benchmark("end_to_end")
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 3)) < 0.3).astype(np.int8)
+    quality = {"full": 1.0, "dbpd": 0.8, "erts-dbpd": 0.7, "full@": 0.9, "random@": 0.85}
+    ee = {"full": 30.0, "dbpd": 19.0, "erts-dbpd": 18.6, "full@": 18.6, "random@": 18.6}
+    rows, probs = [], {}
+    for m in quality:
+        for seed in range(3):
+            p = 1 / (1 + np.exp(-(quality[m] * (2 * y - 1) + rng.normal(0, 1, y.shape))))
+            run = tmp_path / "runs" / f"{m}{seed}"
+            run.mkdir(parents=True)
+            np.savez(run / "predictions_test.npz", y_true=y, probs=p, thresholds=np.full(3, 0.5))
+            probs[m, seed] = p
+            rows.append({"run": run.name, "run_dir": str(run), "dataset": "ptbxl", "model": "m",
+                         "method": m.rstrip("@"), "budget": 0.62 if m.endswith("@") else np.nan, "seed": seed,
+                         "epochs": 30, "effective_epochs": ee[m], "test_macro_auroc": roc_auc_score(y, p)})
+    lines = e2e.record_paired_lines(pd.DataFrame(rows), ["full", "dbpd", "erts-dbpd"], "test_macro_auroc", n_boot=200)
+    assert lines[0].startswith("Paired over test records and seeds (macro_auroc")
+    fam = {line.strip().rstrip(":"): i for i, line in enumerate(lines) if line.endswith(":") and line.startswith("  ")}
+    assert list(fam) == ["against full", "against the equal-budget controls", "ERTS against its rule"]
+
+    def mean_diff(a: str, b: str) -> float:
+        return np.mean([roc_auc_score(y, probs[a, s]) - roc_auc_score(y, probs[b, s]) for s in range(3)])
+
+    row = {tuple(line.split()[:3]): line for line in lines if line.startswith("    ")}
+    assert f"{mean_diff('dbpd', 'full'):+.4f}" in row["dbpd", "vs", "full"]
+    assert f"{mean_diff('erts-dbpd', 'dbpd'):+.4f}" in row["erts-dbpd", "vs", "dbpd"]
+    assert f"{mean_diff('dbpd', 'random@'):+.4f}" in row["dbpd", "vs", "random@cheapest"]
+    assert all(", 3 seeds," in line for line in row.values()) and len(row) == 2 + 4 + 1
+    assert e2e.record_paired_lines(pd.DataFrame(rows), ["full"], "test_accuracy") == []
