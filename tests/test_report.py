@@ -219,6 +219,19 @@ def test_sweep_report_renders_every_section(fake_sweep):
     assert "over the 2 comparisons of this table and no others" in html
     assert "| erts-dbpd |" in md
     assert "id='warnings'" not in html  # 3 seeds, steady wall clock: nothing to warn about
+    # the same families paired over the test records too: macro-F1 recomputed from each run's predictions
+    from sklearn.metrics import f1_score
+
+    def f1_of(method: str, seed: int) -> float:
+        with np.load(fake_sweep / "runs" / f"method={method},seed={seed}" / "predictions_test.npz") as z:
+            return f1_score(z["y_true"], z["probs"].argmax(1), average="macro")
+
+    paired = {(r["family"], r["method"], r["against"]): r for r in table_dicts(html, "record_paired")}
+    assert set(paired) == {("against full", "dbpd", "full"), ("against full", "erts-dbpd", "full"),
+                           ("ERTS against its rule", "erts-dbpd", "dbpd")}
+    want = np.mean([f1_of("erts-dbpd", s) - f1_of("dbpd", s) for s in range(3)])
+    assert float(paired["ERTS against its rule", "erts-dbpd", "dbpd"]["Δ macro-F1"]) == pytest.approx(want, abs=5e-5)
+    assert all(r["seeds"] == "3" for r in paired.values())
 
 
 def test_run_report_of_fabricated_run(fake_sweep, tmp_path):

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from erts.eval.stats import _indicators, _predict, holm, macro_f1_from_counts, percentile_interval
+from erts.eval.stats import _indicators, _matches, _predict, holm, macro_f1_from_counts, percentile_interval
 
 METRICS = ("macro_auroc", "macro_f1")
 
@@ -115,30 +115,36 @@ def load_predictions(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.nd
         return z["y_true"], z["probs"], (z["thresholds"] if "thresholds" in z.files else None)
 
 
-def paired_runs(pairs: pd.DataFrame, runs: pd.DataFrame, metric: str, *, n_boot: int = 2000,
-                seed: int = 0) -> pd.DataFrame:
-    """paired_bootstrap for each (method, baseline) row of ``pairs`` (a comparison table of
-    erts.eval.stats), over the seeds where both have a run folder with test predictions in ``runs``
-    (columns method, seed, run_dir). ``metric``: a results column (test_macro_auroc, test_macro_f1).
-    Adds diff, ci_low, ci_high, p, n_seeds and p_holm (Holm over the rows: ``pairs`` is the family)."""
+def paired_runs(pairs: pd.DataFrame, runs: pd.DataFrame, metric: str, keys: Sequence[str] = ("method",), *,
+                n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """paired_bootstrap for each row of ``pairs`` (a comparison table of erts.eval.stats: the
+    configuration keys, ``method`` and ``baseline``), over the seeds where both have a run folder with
+    test predictions in ``runs`` (the configuration keys, seed, run_dir); the partner has the
+    baseline's method and every other key of ``keys`` equal. ``metric``: a results column
+    (test_macro_auroc, test_macro_f1). Returns the keys, baseline, diff, ci_low, ci_high, p, n_seeds
+    and p_holm (Holm over the rows: ``pairs`` is the family)."""
     name = metric.removeprefix("test_")
     if name not in METRICS:
         raise ValueError(f"paired_runs: no paired bootstrap for {metric!r} (one of test_{', test_'.join(METRICS)})")
+    keys = list(dict.fromkeys(["method", *keys]))
     have = runs[[Path(d, "predictions_test.npz").exists() for d in runs["run_dir"]]]
     rows = []
-    for r in pairs.itertuples():
-        a = have[have["method"] == r.method].set_index("seed")["run_dir"]
-        b = have[have["method"] == r.baseline].set_index("seed")["run_dir"]
+    for _, r in pairs.iterrows():
+        a, b = have, have
+        for k in keys:
+            a = a[_matches(a[k], r[k])]
+            b = b[_matches(b[k], r["baseline"] if k == "method" else r[k])]
+        a, b = a.set_index("seed")["run_dir"], b.set_index("seed")["run_dir"]
         seeds = sorted(set(a.index) & set(b.index))
         if not seeds:
             continue
         pa, pb = [load_predictions(a[s]) for s in seeds], [load_predictions(b[s]) for s in seeds]
         y = pa[0][0]
         if any(not np.array_equal(p[0], y) for p in pa + pb):
-            raise ValueError(f"paired_runs: {r.method} and {r.baseline} were not tested on the same records")
+            raise ValueError(f"paired_runs: {r['method']} and {r['baseline']} were not tested on the same records")
         res = paired_bootstrap(y, [p[1] for p in pa], [p[1] for p in pb], metric=name, n_boot=n_boot, seed=seed,
                                thresholds_a=[p[2] for p in pa], thresholds_b=[p[2] for p in pb])
-        rows.append({"method": r.method, "baseline": r.baseline, **res})
+        rows.append({**{k: r[k] for k in keys}, "baseline": r["baseline"], **res})
     out = pd.DataFrame(rows)
     if not out.empty:
         out["p_holm"] = holm(out["p"].to_numpy())

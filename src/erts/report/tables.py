@@ -153,6 +153,16 @@ def comparisons_table(comp: pd.DataFrame, show_keys: list[str], metric: str = "t
     return pd.DataFrame(rows)
 
 
+def record_paired_table(comp: pd.DataFrame, show_keys: list[str], family: str, metric: str) -> pd.DataFrame:
+    """erts.eval.paired.paired_runs rows as a table: the configuration, its partner, Δ [CI], seeds, p."""
+    name = headline(metric).removeprefix("test ")
+    return pd.DataFrame([{"family": family, **{k: r[k] for k in show_keys}, "against": r["baseline"],
+                          "seeds": int(r["n_seeds"]), f"Δ {name}": fmt(r["diff"]),
+                          "95% CI of Δ": f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+                          "p (bootstrap)": fmt_p(r["p"]), "p (Holm)": fmt_p(r["p_holm"])}
+                         for _, r in comp.iterrows()])
+
+
 def forest_figure(comp: pd.DataFrame, labels: list[str], against: str = "full", metric: str = "test_macro_f1"):
     """Mean paired difference with its CI per comparison; the zero line is 'no difference'."""
     from matplotlib.figure import Figure
