@@ -36,7 +36,7 @@ import pandas as pd
 
 from erts.config import load_config
 from erts.eval.paired import METRICS, paired_runs
-from erts.eval.stats import (CHEAPEST, bootstrap_macro_auroc, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
+from erts.eval.stats import (bootstrap_macro_auroc, compared_at_the_cheapest, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
                              is_control, label_controls, paired_comparisons)
 from erts.report.machine import normalise_cpu, speed_warning, with_probe
 from erts.train import runio
@@ -132,7 +132,7 @@ def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macr
     """Each method against full and random at its own effective epochs (paired by seed, Holm over the family)."""
     comp = equal_budget_comparisons(df, ["dataset", "model", "method", "budget"], metric)
     at = ("the cheapest method's effective epochs in each seed (no more than its own)"
-          if not comp.empty and comp["baseline"].str.endswith("@" + CHEAPEST).any() else "its own effective epochs")
+          if compared_at_the_cheapest(comp) else "its own effective epochs")
     out = [f"Equal-budget controls: each method against full (schedule compressed) and random (RS2) at {at}, "
            "paired by seed; Holm over these rows:"]
     if comp.empty:

@@ -341,6 +341,11 @@ def equal_budget_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str 
     return out
 
 
+def compared_at_the_cheapest(comparisons: pd.DataFrame) -> bool:
+    """An equal_budget_comparisons table against controls at the cheapest method's budget (full@cheapest)."""
+    return not comparisons.empty and bool(comparisons["baseline"].astype(str).str.endswith("@" + CHEAPEST).any())
+
+
 def _cheaper_than_the_controls(labelled: pd.DataFrame, method_key: str, seed_key: str,
                                tolerance: float = 6e-3) -> pd.Series:
     """Rows of methods whose share is below their seed's control budget (full@cheapest)."""

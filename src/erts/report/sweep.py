@@ -7,7 +7,7 @@ import pandas as pd
 
 from erts.errors import DataError
 from erts.eval.paired import METRICS, paired_runs
-from erts.eval.stats import equal_budget_comparisons, erts_comparisons, is_control, label_controls, paired_comparisons
+from erts.eval.stats import compared_at_the_cheapest, equal_budget_comparisons, erts_comparisons, is_control, label_controls, paired_comparisons
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples, pick_example_run
@@ -124,9 +124,9 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
     comparison_section(secs["Equal-budget controls"], controls, [k for k in shown if k != "budget"],
                        "Each method against the simple ways of spending its compute: full trained for the method's "
                        "own effective epochs, its schedule compressed (full@<method>), and a fresh random subset each "
-                       "epoch at the same effective epochs (random@<method>, RS2), paired by seed (full@cheapest, "
-                       "random@cheapest: controls at the cheapest method's effective epochs of each seed, no more "
-                       "than any method's). A method whose "
+                       "epoch at the same effective epochs (random@<method>, RS2), paired by seed"
+                       + (" (full@cheapest, random@cheapest: controls at the cheapest method's effective epochs of "
+                          "each seed, no more than any method's)" if compared_at_the_cheapest(controls) else "") + ". A method whose "
                        "difference is not above zero does not beat them: its saving is also had without it.",
                        "every method against both of its equal-budget controls",
                        "No equal-budget control runs (method=full or random with budget = the method's effective "
