@@ -165,20 +165,23 @@ def bootstrap_lines(sweep_dir: Path, df: pd.DataFrame, methods: list[str]) -> li
     return out
 
 
-def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boot: int = 2000) -> list[str]:
-    """The three families again (vs full, vs the equal-budget controls, ERTS-X vs X), each difference
-    now paired over the test records as well as the seeds (erts.eval.paired: one draw of the records
-    for both configurations and every seed, the seeds drawn too). ``df``: results with ``run_dir``."""
+def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boot: int = 2000,
+                        families: list[tuple[str, pd.DataFrame]] | None = None) -> list[str]:
+    """The comparison families again (by default vs full, vs the equal-budget controls, ERTS-X vs X),
+    each difference now paired over the test records as well as the seeds (erts.eval.paired: one draw
+    of the records for both configurations and every seed, the seeds drawn too). ``df``: results with
+    ``run_dir``; ``families``: (name, comparison table) to pair instead."""
     if metric.removeprefix("test_") not in METRICS or "run_dir" not in df:
         return []
     df = df.rename(columns=legacy_result_columns(df.columns))
     keys = ["dataset", "model", "method"]
     plain = label_controls(df)
-    plain = plain[plain["method"].isin(methods) | plain["method"].map(is_control)]
-    budget_runs = df[df["method"].isin(methods) | df["budget"].notna()] if "budget" in df else df.iloc[:0]
-    families = [("against full", paired_comparisons(plain[~plain["method"].map(is_control)], keys, metric)),
-                ("against the equal-budget controls", equal_budget_comparisons(budget_runs, [*keys, "budget"], metric)),
-                ("ERTS against its rule", erts_comparisons(plain[~plain["method"].map(is_control)], keys, metric))]
+    if families is None:
+        budget_runs = df[df["method"].isin(methods) | df["budget"].notna()] if "budget" in df else df.iloc[:0]
+        runs = plain[~plain["method"].map(is_control)]
+        families = [("against full", paired_comparisons(runs, keys, metric)),
+                    ("against the equal-budget controls", equal_budget_comparisons(budget_runs, [*keys, "budget"], metric)),
+                    ("ERTS against its rule", erts_comparisons(runs, keys, metric))]
     out = [f"Paired over test records and seeds ({metric.removeprefix('test_')}; two-level bootstrap, "
            f"{n_boot} draws of the test records and the seeds; Holm within each family):"]
     few = False

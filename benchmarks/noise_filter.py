@@ -32,6 +32,8 @@ Printed (and written to ``<out>/<name>-summary.md``) per setting:
    scaled by the median validation-pass CPU time over its own: erts.report.machine); each filter against its
    unfiltered rule and each configuration against its equal-budget controls, paired by seed
    (Holm within each family; controls: "beats it", "worse" or "does not beat it" at p(Holm) < 0.05).
+3. **The same, paired over the test records and seeds** (erts.eval.paired; runs with test predictions):
+   macro-F1 differences with their two-level bootstrap interval, p and Holm within each family.
 
     python benchmarks/noise_filter.py --out ~/erts-sweeps                # CinC 2017, 3 settings x 3 seeds (days on 2 cores)
     python benchmarks/noise_filter.py --out ~/erts-sweeps --settings pair20 --filters focus,diffuse --controls cheapest
@@ -48,8 +50,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # end_to_end's machinery, beside this file
 
-from end_to_end import COMMON, DATASETS, comparison_line, control_lines, parse_value, run_budget_controls  # noqa: E402
-from erts.eval.stats import budget_share, group_summary, is_control, label_controls, paired_against  # noqa: E402
+from end_to_end import (COMMON, DATASETS, comparison_line, control_lines, parse_value, record_paired_lines,  # noqa: E402
+                        run_budget_controls)
+from erts.eval.stats import (budget_share, equal_budget_comparisons, group_summary, is_control,  # noqa: E402
+                             label_controls, paired_against)
 from erts.report import reliability  # noqa: E402
 from erts.report.machine import eval_cpu_per_epoch, normalise_cpu, speed_warning  # noqa: E402
 from erts.train.sweep import Grid, run_row, run_state, run_sweep  # noqa: E402
@@ -116,6 +120,7 @@ def results(all_grids: list[tuple[str, Grid]]) -> pd.DataFrame:
                 continue
             row = run_row(run_dir, ["dataset", "model", "method", "budget"])
             row["eval_cpu_per_epoch"] = eval_cpu_per_epoch(run_dir)  # the machine's speed during the run
+            row["run_dir"] = str(run_dir)
             is_ctrl = row.get("budget") is not None and row["method"] in ("full", "random")
             row["method"] = row["method"] + ("" if is_ctrl else suffix)
             rows.append(row)
@@ -179,7 +184,10 @@ def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
     filt = paired_against(labelled[~labelled["method"].map(is_control)], keys, rule_of)
     out.append("Each filter against its unfiltered rule (paired by seed; Holm over these rows):")
     out += [comparison_line(r, 24, 10) for r in filt.itertuples()]
-    return out + control_lines(df, configs, method_width=24, base_width=30)
+    out += control_lines(df, configs, method_width=24, base_width=30)
+    controls = equal_budget_comparisons(df, [*keys, "budget"]) if "budget" in df else pd.DataFrame()
+    return out + record_paired_lines(df, configs, "test_macro_f1", families=[
+        ("each filter against its unfiltered rule", filt), ("against the equal-budget controls", controls)])
 
 
 def main() -> None:

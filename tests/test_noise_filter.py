@@ -36,3 +36,35 @@ def test_f1_lines_pair_each_filter_with_its_rule_and_take_the_machine_speed_out(
     assert lines[i + 1].split()[:3] == ["erts-dbpd+diffuse", "vs", "dbpd"]
     assert f"{d.mean():+.4f}" in lines[i + 1]
     assert f"p={sps.ttest_rel(f1['erts-dbpd+diffuse'], f1['dbpd']).pvalue:.3f}" in lines[i + 1]
+
+
+def test_f1_lines_pair_filters_and_controls_over_the_test_records_too(tmp_path):
+    """With each run's test predictions, the summary ends with the record-paired families: the filter
+    against its rule and the configurations against the controls at the cheapest share, each
+    difference the mean over seeds of scikit-learn's macro-F1 differences."""
+    from sklearn.metrics import f1_score
+
+    nf = load_benchmark("noise_filter")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    quality = {"full": 2.0, "dbpd": 1.2, "erts-dbpd+diffuse": 1.5, "full@": 1.4}
+    ee = {"full": 30.0, "dbpd": 18.0, "erts-dbpd+diffuse": 18.6, "full@": 18.0}
+    rows, f1 = [], {}
+    for m in quality:
+        for seed in range(3):
+            logits = rng.normal(0, 1, (400, 4)) + quality[m] * np.eye(4)[y]
+            run = tmp_path / f"{m}{seed}"
+            run.mkdir()
+            np.savez(run / "predictions_test.npz", y_true=y, probs=np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+            f1[m, seed] = f1_score(y, logits.argmax(1), average="macro")
+            rows.append({"run": run.name, "run_dir": str(run), "dataset": "cinc2017", "model": "resnet18_1d",
+                         "method": "full" if m == "full@" else m, "budget": 0.6 if m == "full@" else np.nan,
+                         "seed": seed, "epochs": 30, "effective_epochs": ee[m], "test_macro_f1": f1[m, seed]})
+    lines = nf.f1_lines(pd.DataFrame(rows), ["full", "dbpd", "erts-dbpd+diffuse"])
+    i = next(k for k, line in enumerate(lines) if line.startswith("Paired over test records and seeds (macro_f1"))
+    assert lines[i + 1] == "  each filter against its unfiltered rule:"
+    d = np.mean([f1["erts-dbpd+diffuse", s] - f1["dbpd", s] for s in range(3)])
+    assert lines[i + 2].split()[:3] == ["erts-dbpd+diffuse", "vs", "dbpd"] and f"{d:+.4f}" in lines[i + 2]
+    assert lines[i + 3] == "  against the equal-budget controls:"
+    ctrl = [line.split()[:3] for line in lines[i + 4:]]
+    assert ["dbpd", "vs", "full@cheapest"] in ctrl and ["erts-dbpd+diffuse", "vs", "full@cheapest"] in ctrl
