@@ -8,7 +8,7 @@ bootstrap 95 % interval over test records. This script does that check for one r
 1. reads ``RUN/config.yaml`` (the fp32 run, finished: ``metrics.json``, ``predictions_test.npz``);
 2. trains the same config with ``bf16=true`` into ``--out`` (name ``<run>-bf16``; resumes if killed);
 3. prints both runs' test macro-F1 and macro-AUROC, the fp32 run's record-bootstrap interval of each
-   (``erts.eval.stats``: ``bootstrap_run``, ``bootstrap_macro_auroc``), whether the bf16 value lies
+   (``erts.eval.bootstrap``: ``bootstrap_run``, ``bootstrap_macro_auroc``), whether the bf16 value lies
    inside, and the training CPU and wall seconds of both (CPU time: other work on the machine skews
    it far less; the fp32 run's were measured whenever it ran, so the time ratio is only as fair as
    the two runs' conditions were alike).
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from erts.config import load_config
-from erts.eval.stats import bootstrap_macro_auroc, bootstrap_run
+from erts.eval.bootstrap import bootstrap_macro_auroc, bootstrap_run
 from erts.train.loop import train
 from erts.train.sweep import run_state
 

@@ -36,8 +36,9 @@ import pandas as pd
 
 from erts.config import load_config
 from erts.eval.paired import METRICS, paired_runs
-from erts.eval.stats import (bootstrap_macro_auroc, compared_at_the_cheapest, budget_share, equal_budget_comparisons, erts_comparisons, group_summary,
-                             is_control, label_controls, paired_comparisons)
+from erts.eval.bootstrap import bootstrap_macro_auroc
+from erts.eval.controls import budget_share, compared_at_the_cheapest, equal_budget_comparisons, is_control, label_controls
+from erts.eval.stats import erts_comparisons, group_summary, paired_comparisons
 from erts.report.machine import normalise_cpu, speed_warning, with_probe
 from erts.train import runio
 from erts.train.costnames import legacy_result_columns
@@ -122,7 +123,7 @@ def write_all_results(main: Grid) -> Path:
 
 
 def comparison_line(r, method_width: int = 10, base_width: int = 8) -> str:
-    """One paired comparison (a row of erts.eval.stats' tables): the difference, its CI, pairs, p, Holm's p."""
+    """One paired comparison (a row of erts.eval.stats' or .controls' tables): the difference, its CI, pairs, p, Holm's p."""
     return (f"  {r.method:{method_width}s} vs {r.baseline:{base_width}s} {r.mean_diff:+.4f} "
             f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}], {r.n} pairs, p={r.p_ttest:.3f}, p(Holm)={r.p_holm:.3f}")
 

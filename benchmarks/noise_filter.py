@@ -52,8 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # end_to_end's machine
 
 from end_to_end import (COMMON, DATASETS, comparison_line, control_lines, parse_value, record_paired_lines,  # noqa: E402
                         run_budget_controls)
-from erts.eval.stats import (budget_share, equal_budget_comparisons, group_summary, is_control,  # noqa: E402
-                             label_controls, paired_against)
+from erts.eval.controls import budget_share, equal_budget_comparisons, is_control, label_controls  # noqa: E402
+from erts.eval.stats import group_summary, paired_against  # noqa: E402
 from erts.report import reliability  # noqa: E402
 from erts.report.machine import eval_cpu_per_epoch, normalise_cpu, speed_warning  # noqa: E402
 from erts.train.sweep import Grid, run_row, run_state, run_sweep  # noqa: E402

@@ -8,7 +8,7 @@ import yaml
 
 from conftest import tiny_overrides
 from erts.config import load_config
-from erts.eval.stats import bootstrap_run
+from erts.eval.bootstrap import bootstrap_run
 from erts.train.loop import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from erts.eval.paired import paired_bootstrap, weighted_auroc
-from erts.eval.stats import bootstrap_macro_auroc
+from erts.eval.bootstrap import bootstrap_macro_auroc
 
 
 def _logits(rng, y, quality: float, n_seeds: int) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""erts.eval.stats against scipy.stats / sklearn on hand-made numbers."""
+"""erts.eval.stats, .controls and .bootstrap against scipy.stats / sklearn on hand-made numbers."""
 from __future__ import annotations
 
 import math
@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import f1_score
 
+from erts.eval import bootstrap as eb
 from erts.eval import stats as es
 from erts.eval.metrics import compute_metrics
 
@@ -178,19 +179,19 @@ def test_macro_f1_from_counts_matches_sklearn_on_resamples():
     y = rng.integers(0, 4, 60)
     probs = rng.random((60, 4))
     pred = probs.argmax(1)
-    t, p = es._indicators(y, pred, 4)
+    t, p = eb.indicators(y, pred, 4)
     idx = rng.integers(0, 60, (5, 60))
     w = np.stack([np.bincount(i, minlength=60) for i in idx]).astype(float)
-    got = es.macro_f1_from_counts(w, t, p)
+    got = eb.macro_f1_from_counts(w, t, p)
     want = [f1_score(y[i], pred[i], average="macro", labels=np.unique(y[i]), zero_division=0) for i in idx]
     assert got == pytest.approx(want)
     # a class missing from a resample's truth is left out of the average, as in erts.eval.metrics
     only = np.where(y != 3)[0]
     w1 = np.bincount(only, minlength=60)[None].astype(float)
-    t3, pp3 = es._indicators(y, pred, 4)  # class 3 still predicted: its false positives hurt the others' recall
-    assert es.macro_f1_from_counts(w1, t3, pp3)[0] == pytest.approx(
+    t3, pp3 = eb.indicators(y, pred, 4)  # class 3 still predicted: its false positives hurt the others' recall
+    assert eb.macro_f1_from_counts(w1, t3, pp3)[0] == pytest.approx(
         f1_score(y[only], pred[only], average=None, labels=range(3)).sum() / 3)
-    assert es.macro_f1_from_counts(w1, t3, pp3)[0] == pytest.approx(
+    assert eb.macro_f1_from_counts(w1, t3, pp3)[0] == pytest.approx(
         compute_metrics(y[only], np.eye(4)[pred[only]], list("abcd"))["macro_f1"])
 
 
@@ -200,7 +201,7 @@ def test_macro_f1_multilabel_matches_sklearn():
     y[:, 2] = 0  # a class with no positives is undefined and left out
     probs = rng.random((40, 3))
     th = np.array([0.5, 0.3, 0.6])
-    r = es.bootstrap_macro_f1(y, probs, multilabel=True, thresholds=th, n_boot=50)
+    r = eb.bootstrap_macro_f1(y, probs, multilabel=True, thresholds=th, n_boot=50)
     pred = (probs >= th).astype(int)
     assert r["macro_f1"] == pytest.approx(f1_score(y[:, :2], pred[:, :2], average="macro", zero_division=0))
     assert r["macro_f1"] == pytest.approx(compute_metrics(y, probs, list("abc"), multilabel=True,
@@ -213,7 +214,7 @@ def test_bootstrap_ci_agrees_with_scipy_bootstrap(tmp_path):
     y = rng.integers(0, 3, n)
     probs = rng.random((n, 3))
     probs[np.arange(n), y] += 0.6 * (rng.random(n) < 0.7)  # ~75 % accurate
-    r = es.bootstrap_macro_f1(y, probs, n_boot=4000, seed=0)
+    r = eb.bootstrap_macro_f1(y, probs, n_boot=4000, seed=0)
     pred = probs.argmax(1)
     assert r["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
     assert r["macro_f1"] == pytest.approx(compute_metrics(y, probs, ["a", "b", "c"])["macro_f1"])
@@ -232,17 +233,17 @@ def test_bootstrap_ci_agrees_with_scipy_bootstrap(tmp_path):
     # deterministic for a seed, and read back from a predictions file
     path = tmp_path / "predictions_test.npz"
     np.savez(path, record_ids=np.array([f"r{i}" for i in range(n)]), y_true=y, probs=probs.astype(np.float32))
-    again = es.bootstrap_run(str(path), n_boot=4000, seed=0)
+    again = eb.bootstrap_run(str(path), n_boot=4000, seed=0)
     assert again["ci_low"] == pytest.approx(r["ci_low"], abs=1e-6)
     assert again["ci_high"] == pytest.approx(r["ci_high"], abs=1e-6)
     with pytest.raises(ValueError, match="prediction rows"):
-        es.bootstrap_macro_f1(y[:5], probs)
+        eb.bootstrap_macro_f1(y[:5], probs)
 
 
 def test_equal_budget_controls_pair_each_method_with_full_and_random_at_its_own_budget():
     from scipy import stats as sps
 
-    from erts.eval.stats import equal_budget_comparisons, label_controls
+    from erts.eval.controls import equal_budget_comparisons, label_controls
 
     rows = []
     f1 = {"dbpd": [0.60, 0.62, 0.61], "infobatch": [0.64, 0.66, 0.65], "full": [0.63, 0.64, 0.65],
@@ -278,7 +279,7 @@ def test_equal_budget_controls_pair_each_method_with_full_and_random_at_its_own_
 def test_rho_loss_controls_are_charged_its_irreducible_loss_models():
     """rho-loss trains two irreducible-loss models (rho_il_epochs x N sample backwards): its controls get
     (EE + those backwards / N) / epochs, and a control at that budget is labelled as its own."""
-    from erts.eval.stats import budget_share, label_controls
+    from erts.eval.controls import budget_share, label_controls
 
     n = 200
     rho = {"run": "r", "dataset": "d", "method": "rho-loss", "budget": None, "seed": 0, "effective_epochs": 10.0,
@@ -298,7 +299,7 @@ def test_rho_loss_controls_are_charged_its_irreducible_loss_models():
 def test_a_method_between_two_budgets_is_paired_with_the_nearer_control_only():
     """Two configurations of about equal cost get controls at 0.79 and 0.80; a method at 0.7955 is within
     the tolerance of both, and only the control at 0.80 is its own (one pair per seed, not two)."""
-    from erts.eval.stats import label_controls
+    from erts.eval.controls import label_controls
 
     base = {"dataset": "d", "seed": 0, "epochs": 30, "test_macro_f1": 0.5}
     df = pd.DataFrame([{**base, "run": "a", "method": "a", "budget": None, "effective_epochs": 0.7955 * 30},
@@ -312,7 +313,7 @@ def test_a_method_between_two_budgets_is_paired_with_the_nearer_control_only():
 def test_bootstrap_macro_auroc_resamples_records_with_every_class_present():
     from sklearn.metrics import roc_auc_score
 
-    from erts.eval.stats import bootstrap_macro_auroc
+    from erts.eval.bootstrap import bootstrap_macro_auroc
 
     rng = np.random.default_rng(0)
     y = (rng.random((400, 3)) < [0.5, 0.2, 0.05]).astype(int)
@@ -332,7 +333,7 @@ def test_controls_at_the_cheapest_method_are_one_configuration_whichever_method_
     with a label that exists in one seed only; a variant cheaper than the controls gets none."""
     from scipy import stats as sps
 
-    from erts.eval.stats import equal_budget_comparisons, label_controls
+    from erts.eval.controls import equal_budget_comparisons, label_controls
 
     ee = {"dbpd": [18.9, 18.3, 19.0], "erts-dbpd": [18.5, 18.9, 18.6], "infobatch": [21.7, 21.5, 21.6],
           "dbpd+update": [18.0, 17.9, 18.1]}

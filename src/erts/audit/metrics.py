@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from erts.eval.stats import percentile_interval, resample_counts
+from erts.eval.bootstrap import percentile_interval, resample_counts
 
 TOP_FRAC = 0.05
 

@@ -22,7 +22,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from erts.eval.stats import _indicators, _matches, _predict, holm, macro_f1_from_counts, percentile_interval
+from erts.eval.bootstrap import indicators, macro_f1_from_counts, percentile_interval, predicted
+from erts.eval.stats import _matches, holm
 
 METRICS = ("macro_auroc", "macro_f1")
 
@@ -80,7 +81,7 @@ def paired_bootstrap(y_true: np.ndarray, probs_a: Sequence[np.ndarray], probs_b:
     def score(probs: np.ndarray, th: np.ndarray | None, w: np.ndarray) -> np.ndarray:
         if metric == "macro_auroc":
             return weighted_macro_auroc(y[:, usable], np.asarray(probs, dtype=float)[:, usable], w)
-        t, p = _indicators(np.asarray(y_true), _predict(np.asarray(probs, dtype=float), multilabel, th), k)
+        t, p = indicators(np.asarray(y_true), predicted(np.asarray(probs, dtype=float), multilabel, th), k)
         return macro_f1_from_counts(w, t, p)
 
     th_a = list(thresholds_a) if thresholds_a is not None else [None] * len(probs_a)

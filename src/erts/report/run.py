@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from erts.eval.stats import bootstrap_run
+from erts.eval.bootstrap import bootstrap_run
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples

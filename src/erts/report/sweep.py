@@ -6,8 +6,9 @@ from pathlib import Path
 import pandas as pd
 
 from erts.errors import DataError
+from erts.eval.controls import compared_at_the_cheapest, equal_budget_comparisons, is_control, label_controls
 from erts.eval.paired import METRICS, paired_runs
-from erts.eval.stats import compared_at_the_cheapest, equal_budget_comparisons, erts_comparisons, is_control, label_controls, paired_comparisons
+from erts.eval.stats import erts_comparisons, paired_comparisons
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples, pick_example_run
