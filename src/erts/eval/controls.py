@@ -44,7 +44,8 @@ def label_controls(df: pd.DataFrame, tolerance: float = 6e-3, seed_key: str = "s
     ``tolerance``: budgets are given to 2 decimals; one control may match several methods of
     about equal cost: it is then repeated for each; of two controls of one kind that match one method
     in one seed, the one nearer its share counts). Controls matching nothing keep the name
-    ``<method>@<budget>``. Other rows unchanged."""
+    ``<method>@<budget>``. Controls run at the cheapest method's budget only are named
+    ``full@cheapest`` / ``random@cheapest`` instead (``at_the_cheapest``). Other rows unchanged."""
     if "budget" not in df.columns:
         return df
     budget = pd.to_numeric(df["budget"], errors="coerce")
@@ -98,7 +99,8 @@ def equal_budget_comparisons(df: pd.DataFrame, keys: Sequence[str], metric: str 
     """Every method against ``full`` and ``random`` trained at the method's own effective epochs
     (``label_controls``), paired by seed; ``p_holm`` is Holm over this family (both controls of
     every method). A method that does not beat them spends its compute no better than training
-    less, or on a random subset."""
+    less, or on a random subset. Controls at the cheapest method's budget only (``at_the_cheapest``)
+    are every method's partners, ``full@cheapest`` and ``random@cheapest``."""
     labelled = label_controls(df, seed_key=seed_key)
     keys = [k for k in keys if k != "budget"]
     cheapest = labelled[method_key].astype(str).str.endswith("@" + CHEAPEST).any()
