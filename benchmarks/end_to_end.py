@@ -315,7 +315,9 @@ def main() -> None:
         df = normalise_cpu(df, ["dataset", "model"])
     shown = methods + [m + sfx for sfx in results if sfx for m in args.variant_methods.split(",")]
     cfg = load_config(overrides=base)  # a preset's model and epochs resolved as the runs resolved them
-    title = f"{args.dataset}: {cfg.model.model}, {cfg.train.epochs} epochs, {args.seeds} seeds, same loss/data/budget"
+    done = df["seed"].nunique()  # --summary-only mid-sweep: the seeds with a finished run
+    seeds = f"{args.seeds} seeds" if done >= args.seeds else f"{done} of {args.seeds} seeds finished"
+    title = f"{args.dataset}: {cfg.model.model}, {cfg.train.epochs} epochs, {seeds}, same loss/data/budget"
     print("\n" + "\n".join(summary_lines(df, shown, title, args.metric)))
     print("\n".join(record_paired_lines(df, shown, args.metric)))
     if args.metric == "test_macro_auroc" and "" in results:
