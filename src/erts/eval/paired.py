@@ -78,17 +78,20 @@ def paired_bootstrap(y_true: np.ndarray, probs_a: Sequence[np.ndarray], probs_b:
     y = _one_hot(y_true, k)
     usable = (y.sum(0) > 0) & (y.sum(0) < n)  # classes macro-AUROC is defined on (erts.eval.metrics)
 
-    def score(probs: np.ndarray, th: np.ndarray | None, w: np.ndarray) -> np.ndarray:
+    def scorer(probs: np.ndarray, th: np.ndarray | None):
+        """One run's metric as a function of the resample weights (what does not depend on them, once)."""
+        probs = np.asarray(probs, dtype=float)
         if metric == "macro_auroc":
-            return weighted_macro_auroc(y[:, usable], np.asarray(probs, dtype=float)[:, usable], w)
-        t, p = indicators(np.asarray(y_true), predicted(np.asarray(probs, dtype=float), multilabel, th), k)
-        return macro_f1_from_counts(w, t, p)
+            return lambda w: weighted_macro_auroc(y[:, usable], probs[:, usable], w)
+        t, p = indicators(np.asarray(y_true), predicted(probs, multilabel, th), k)
+        return lambda w: macro_f1_from_counts(w, t, p)
 
     th_a = list(thresholds_a) if thresholds_a is not None else [None] * len(probs_a)
     th_b = list(thresholds_b) if thresholds_b is not None else [None] * len(probs_b)
+    pairs = [(scorer(a, ta), scorer(b, tb)) for a, b, ta, tb in zip(probs_a, probs_b, th_a, th_b)]
 
     def diffs(w: np.ndarray) -> np.ndarray:  # (seeds, B)
-        return np.stack([score(a, ta, w) - score(b, tb, w) for a, b, ta, tb in zip(probs_a, probs_b, th_a, th_b)])
+        return np.stack([score_a(w) - score_b(w) for score_a, score_b in pairs])
 
     point = float(diffs(np.ones((1, n))).mean())
     rng = np.random.default_rng(seed)

@@ -65,8 +65,8 @@ def record_paired_section(s: Section, runs: pd.DataFrame, keys: list[str], shown
         s.text(f"Not available for {headline(metric)} (macro-AUROC and macro-F1 only).")
         return
     names = ["against full", "against the equal-budget controls", "ERTS against its rule"]
-    tables = [record_paired_table(paired_runs(f, runs, metric, keys, n_boot=n_boot), [k for k in shown if k != "budget"],
-                                  name, metric) for name, f in zip(names, families) if not f.empty]
+    tables = [record_paired_table(paired_runs(f, runs, metric, keys, n_boot=n_boot), shown, name, metric)
+              for name, f in zip(names, families) if not f.empty]
     tables = [t for t in tables if not t.empty]
     if not tables:
         s.text("No pair of configurations has test predictions (predictions_test.npz) of the same seeds.")
