@@ -129,9 +129,11 @@ def comparison_line(r, method_width: int = 10, base_width: int = 8) -> str:
 
 
 def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macro_f1",
-                  method_width: int = 15, base_width: int = 22) -> list[str]:
-    """Each method against full and random at its own effective epochs (paired by seed, Holm over the family)."""
-    comp = equal_budget_comparisons(df, ["dataset", "model", "method", "budget"], metric)
+                  method_width: int = 15, base_width: int = 22, comp: pd.DataFrame | None = None) -> list[str]:
+    """Each method against full and random at its own effective epochs (paired by seed, Holm over the family).
+    ``comp``: that family's table when already computed (``comparison_families``)."""
+    if comp is None:
+        comp = equal_budget_comparisons(df, ["dataset", "model", "method", "budget"], metric)
     at = ("the cheapest method's effective epochs in each seed (no more than its own)"
           if compared_at_the_cheapest(comp) else "its own effective epochs")
     out = [f"Equal-budget controls: each method against full (schedule compressed) and random (RS2) at {at}, "
@@ -145,6 +147,21 @@ def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macr
         verdict = "beats it" if beats else ("worse" if r.p_holm < 0.05 else "does not beat it")
         out.append(f"{comparison_line(r, method_width, base_width)}: {verdict}")
     return out
+
+
+def comparison_families(df: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
+    """The three families a summary compares in, each its own Holm family, computed once for the
+    per-seed t-tests and the record-paired bootstrap: every method against full, against the
+    equal-budget controls (controls labelled by ``label_controls``), and each ERTS-X against X."""
+    df = df.rename(columns=legacy_result_columns(df.columns))  # erts <= 0.2 names
+    keys = ["dataset", "model", "method"]
+    runs = label_controls(df)
+    runs = runs[~runs["method"].map(is_control)]
+    controls = (equal_budget_comparisons(df, [*keys, "budget"], metric) if "budget" in df
+                else pd.DataFrame(columns=["method", "baseline"]))
+    return {"against full": paired_comparisons(runs, keys, metric=metric),
+            "against the equal-budget controls": controls,
+            "ERTS against its rule": erts_comparisons(runs, keys, metric=metric)}
 
 
 def bootstrap_lines(sweep_dir: Path, df: pd.DataFrame, methods: list[str]) -> list[str]:
@@ -167,26 +184,19 @@ def bootstrap_lines(sweep_dir: Path, df: pd.DataFrame, methods: list[str]) -> li
 
 
 def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boot: int = 2000,
-                        families: list[tuple[str, pd.DataFrame]] | None = None) -> list[str]:
-    """The comparison families again (by default vs full, vs the equal-budget controls, ERTS-X vs X),
-    each difference now paired over the test records as well as the seeds (erts.eval.paired: one draw
-    of the records for both configurations and every seed, the seeds drawn too). ``df``: results with
-    ``run_dir``; ``families``: (name, comparison table) to pair instead."""
+                        families: dict[str, pd.DataFrame] | None = None) -> list[str]:
+    """The comparison families again (by default ``comparison_families``), each difference now paired
+    over the test records as well as the seeds (erts.eval.paired: one draw of the records for both
+    configurations and every seed, the seeds drawn too). ``df``: results with ``run_dir``."""
     if metric.removeprefix("test_") not in METRICS or "run_dir" not in df:
         return []
-    df = df.rename(columns=legacy_result_columns(df.columns))
-    keys = ["dataset", "model", "method"]
-    plain = label_controls(df)
     if families is None:
-        budget_runs = df[df["method"].isin(methods) | df["budget"].notna()] if "budget" in df else df.iloc[:0]
-        runs = plain[~plain["method"].map(is_control)]
-        families = [("against full", paired_comparisons(runs, keys, metric)),
-                    ("against the equal-budget controls", equal_budget_comparisons(budget_runs, [*keys, "budget"], metric)),
-                    ("ERTS against its rule", erts_comparisons(runs, keys, metric))]
+        families = comparison_families(df, metric)
+    plain = label_controls(df.rename(columns=legacy_result_columns(df.columns)))
     out = [f"Paired over test records and seeds ({metric.removeprefix('test_')}; two-level bootstrap, "
            f"{n_boot} draws of the test records and the seeds; Holm within each family):"]
     few = False
-    for name, pairs in families:
+    for name, pairs in families.items():
         if pairs.empty:
             continue
         res = paired_runs(pairs[pairs["method"].isin(methods)], plain, metric, n_boot=n_boot)
@@ -200,10 +210,14 @@ def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boo
     return out
 
 
-def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str = "test_macro_f1") -> list[str]:
+def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str = "test_macro_f1",
+                  families: dict[str, pd.DataFrame] | None = None) -> list[str]:
     """The printed summary of a results.csv: one line per method (the controls labelled full@<method>,
-    random@<method>), each method against its equal-budget controls, then each ERTS method against its rule."""
+    random@<method>), each method against its equal-budget controls, then each ERTS method against its
+    rule. ``families``: ``comparison_families(df, metric)`` when already computed."""
     df = df.rename(columns=legacy_result_columns(df.columns))  # erts <= 0.2 names
+    if families is None:
+        families = comparison_families(df, metric)
     controls_df = df
     df = label_controls(df)
     methods = [m for m in methods if m in set(df["method"])]  # mid-sweep: those with a finished run
@@ -215,7 +229,7 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
     metrics = list(dict.fromkeys([metric, "test_macro_f1", "effective_epochs"])) + (["test_f1_nao"] if "test_f1_nao" in df else [])
     summary = group_summary(df, ["method"], metrics).set_index("method").loc[methods]
     med = df.groupby("method")[["seconds_train", "seconds_total"]].median().loc[methods]
-    pairs = paired_comparisons(df[~df["method"].map(is_control)], ["dataset", "model", "method"], metric=metric)
+    pairs = families["against full"]
     pairs = pairs.set_index("method") if not pairs.empty else pd.DataFrame()
     f1_too = metric != "test_macro_f1" and "test_macro_f1" in df  # e.g. PTB-XL: AUROC compared, F1 beside it
     out = [title + " (seconds: median over seeds, x full: ratio of medians)", f"{'method':10s} {metric.removeprefix('test_') + ' [95% CI]':>26s} " + ("{:>8s} ".format("F1 NAO") if "test_f1_nao" in df else "") + ("{:>8s} ".format("macro-F1") if f1_too else "")
@@ -248,8 +262,9 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
         out.append("CPU x full at one speed: each run's CPU time scaled by the median CPU time of the validation "
                    "pass (the same work in every run) over its own, so machine speed drift between runs cancels.")
         out += [w for w in [speed_warning(df, ["dataset", "model"])] if w]
-    out += control_lines(controls_df, methods, metric)
-    erts = erts_comparisons(df[df["method"].isin(methods)], ["dataset", "model", "method"], metric=metric)
+    out += control_lines(controls_df, methods, metric, comp=families["against the equal-budget controls"])
+    erts = families["ERTS against its rule"]
+    erts = erts[erts["method"].isin(methods) & erts["baseline"].isin(methods)] if not erts.empty else erts
     out.append("ERTS against the rule it filters (paired by seed; Holm over these rows only, not with the rows above):")
     if erts.empty:
         out.append("  none: an erts-<rule> method needs <rule> in --methods, both finished for a seed")
@@ -318,8 +333,9 @@ def main() -> None:
     done = df["seed"].nunique()  # --summary-only mid-sweep: the seeds with a finished run
     seeds = f"{args.seeds} seeds" if done >= args.seeds else f"{done} of {args.seeds} seeds finished"
     title = f"{args.dataset}: {cfg.model.model}, {cfg.train.epochs} epochs, {seeds}, same loss/data/budget"
-    print("\n" + "\n".join(summary_lines(df, shown, title, args.metric)))
-    print("\n".join(record_paired_lines(df, shown, args.metric)))
+    families = comparison_families(df, args.metric)
+    print("\n" + "\n".join(summary_lines(df, shown, title, args.metric, families)))
+    print("\n".join(record_paired_lines(df, shown, args.metric, families=families)))
     if args.metric == "test_macro_auroc" and "" in results:
         print("\n".join(bootstrap_lines(results[""].parent, pd.read_csv(results[""]), methods)))
     for path in results.values():

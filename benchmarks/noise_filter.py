@@ -184,10 +184,10 @@ def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
     filt = paired_against(labelled[~labelled["method"].map(is_control)], keys, rule_of)
     out.append("Each filter against its unfiltered rule (paired by seed; Holm over these rows):")
     out += [comparison_line(r, 24, 10) for r in filt.itertuples()]
-    out += control_lines(df, configs, method_width=24, base_width=30)
     controls = equal_budget_comparisons(df, [*keys, "budget"]) if "budget" in df else pd.DataFrame()
-    return out + record_paired_lines(df, configs, "test_macro_f1", families=[
-        ("each filter against its unfiltered rule", filt), ("against the equal-budget controls", controls)])
+    out += control_lines(df, configs, method_width=24, base_width=30, comp=controls)
+    return out + record_paired_lines(df, configs, "test_macro_f1", families={
+        "each filter against its unfiltered rule": filt, "against the equal-budget controls": controls})
 
 
 def main() -> None:

@@ -71,13 +71,17 @@ def bootstrap_macro_f1(y_true: np.ndarray, probs: np.ndarray, *, multilabel: boo
             "std": float(reps.std(ddof=1)) if len(reps) > 1 else math.nan, "n_boot": int(n_boot)}
 
 
-def resample_counts(n: int, n_boot: int, seed: int = 0, chunk: int = 500):
+def resample_counts(n: int, n_boot: int | None, seed: int = 0, chunk: int = 500):
     """Bootstrap resamples of n records as (b, n) float multiplicities, ``chunk`` at a time (memory
     bounded at chunk x n): one multinomial draw per resample, so a statistic written for weights
-    scores a whole chunk of resamples with array operations."""
+    scores a whole chunk of resamples with array operations. ``n_boot`` None: without end (the
+    caller stops once it has enough usable resamples)."""
     rng = np.random.default_rng(seed)
-    for start in range(0, n_boot, chunk):
-        yield rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, n_boot - start)).astype(np.float64)
+    start = 0
+    while n_boot is None or start < n_boot:
+        size = chunk if n_boot is None else min(chunk, n_boot - start)
+        yield rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
+        start += size
 
 
 def percentile_interval(reps: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

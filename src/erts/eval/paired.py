@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from erts.eval.bootstrap import indicators, macro_f1_from_counts, percentile_interval, predicted
+from erts.eval.bootstrap import indicators, macro_f1_from_counts, percentile_interval, predicted, resample_counts
 from erts.eval.stats import _matches, holm
 
 METRICS = ("macro_auroc", "macro_f1")
@@ -94,18 +94,19 @@ def paired_bootstrap(y_true: np.ndarray, probs_a: Sequence[np.ndarray], probs_b:
         return np.stack([score_a(w) - score_b(w) for score_a, score_b in pairs])
 
     point = float(diffs(np.ones((1, n))).mean())
-    rng = np.random.default_rng(seed)
+    seed_rng = np.random.default_rng([seed, 1])  # the seeds' draws, apart from the records'
     s = len(probs_a)
     reps: list[np.ndarray] = []
     drawn, got = 0, 0
-    while got < n_boot and drawn < 20 * n_boot:  # a class too rare to be drawn every time ends the loop
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=chunk).astype(np.float64)
+    for w in resample_counts(n, None, seed, chunk):
         d = diffs(w)
-        pick = rng.integers(0, s, size=(chunk, s))  # the seeds of each replicate
+        pick = seed_rng.integers(0, s, size=(chunk, s))  # the seeds of each replicate
         rep = d[pick, np.arange(chunk)[:, None]].mean(1)
         rep = rep[np.isfinite(rep)]
         reps.append(rep)
         drawn, got = drawn + chunk, got + len(rep)
+        if got >= n_boot or drawn >= 20 * n_boot:  # a class too rare to be drawn every time ends it
+            break
     r = np.concatenate(reps)[:n_boot] if reps else np.array([])
     lo, hi = percentile_interval(r, confidence)
     p_value = min(1.0, 2 * min((np.sum(r <= 0) + 1) / (len(r) + 1), (np.sum(r >= 0) + 1) / (len(r) + 1))) \
