@@ -200,10 +200,14 @@ def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boo
         if pairs.empty:
             continue
         res = paired_runs(pairs[pairs["method"].isin(methods)], plain, metric, n_boot=n_boot)
+        if res.empty:
+            continue
         out.append(f"  {name}:")
         out += [f"    {r.method:15s} vs {r.baseline:18s} {r.diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
                 f"{r.n_seeds} seeds, p={r.p:.3f}, p(Holm)={r.p_holm:.3f}" for r in res.itertuples()]
         few = few or (not res.empty and bool((res["n_seeds"] < 2).any()))
+    if len(out) == 1:
+        out.append("  none yet: a pair needs both configurations finished in a seed")
     if few:
         out.append("  (a row of 1 seed holds the test records' sampling only, not the training's randomness: "
                    "two seeds of one configuration may differ by more)")

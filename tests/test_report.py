@@ -849,3 +849,6 @@ def test_end_to_end_pairs_each_comparison_over_test_records_and_seeds(tmp_path):
     assert f"{mean_diff('dbpd', 'random@'):+.4f}" in row["dbpd", "vs", "random@cheapest"]
     assert all(", 3 seeds," in line for line in row.values()) and len(row) == 2 + 4 + 1
     assert e2e.record_paired_lines(pd.DataFrame(rows), ["full"], "test_accuracy") == []
+    only_full = pd.DataFrame([r for r in rows if r["method"] == "full"])  # mid-sweep: nothing to pair yet
+    assert e2e.record_paired_lines(only_full, ["full", "dbpd"], "test_macro_auroc", n_boot=50)[1:] == [
+        "  none yet: a pair needs both configurations finished in a seed"]
