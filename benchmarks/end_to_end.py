@@ -37,8 +37,9 @@ import pandas as pd
 from erts.config import load_config
 from erts.eval.paired import METRICS, paired_runs
 from erts.eval.bootstrap import bootstrap_macro_auroc
-from erts.eval.controls import budget_share, compared_at_the_cheapest, equal_budget_comparisons, is_control, label_controls
-from erts.eval.stats import erts_comparisons, group_summary, paired_comparisons
+from erts.eval.controls import (budget_share, compared_at_the_cheapest, comparison_families, equal_budget_comparisons,
+                                is_control, label_controls)
+from erts.eval.stats import group_summary
 from erts.report.machine import normalise_cpu, speed_warning, with_probe
 from erts.train import runio
 from erts.train.costnames import legacy_result_columns
@@ -56,6 +57,7 @@ DATASETS = {
 # the schedule is left to the published proportions of the epochs (30: warm-up 2, Grad-CAM 3, revision 15)
 COMMON = {"model": "resnet18_1d", "epochs": 30, "batch_size": 64, "tau": 0.3, "phi": 0.7, "lr": 1e-3}
 METHODS = "full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch"
+KEYS = ["dataset", "model", "method"]  # the configuration keys a summary pairs on
 
 
 def parse_value(v: str):
@@ -131,9 +133,9 @@ def comparison_line(r, method_width: int = 10, base_width: int = 8) -> str:
 def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macro_f1",
                   method_width: int = 15, base_width: int = 22, comp: pd.DataFrame | None = None) -> list[str]:
     """Each method against full and random at its own effective epochs (paired by seed, Holm over the family).
-    ``comp``: that family's table when already computed (``comparison_families``)."""
+    ``comp``: that family's table when already computed (erts.eval.controls.comparison_families)."""
     if comp is None:
-        comp = equal_budget_comparisons(df, ["dataset", "model", "method", "budget"], metric)
+        comp = equal_budget_comparisons(df, [*KEYS, "budget"], metric)
     at = ("the cheapest method's effective epochs in each seed (no more than its own)"
           if compared_at_the_cheapest(comp) else "its own effective epochs")
     out = [f"Equal-budget controls: each method against full (schedule compressed) and random (RS2) at {at}, "
@@ -147,21 +149,6 @@ def control_lines(df: pd.DataFrame, methods: list[str], metric: str = "test_macr
         verdict = "beats it" if beats else ("worse" if r.p_holm < 0.05 else "does not beat it")
         out.append(f"{comparison_line(r, method_width, base_width)}: {verdict}")
     return out
-
-
-def comparison_families(df: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
-    """The three families a summary compares in, each its own Holm family, computed once for the
-    per-seed t-tests and the record-paired bootstrap: every method against full, against the
-    equal-budget controls (controls labelled by ``label_controls``), and each ERTS-X against X."""
-    df = df.rename(columns=legacy_result_columns(df.columns))  # erts <= 0.2 names
-    keys = ["dataset", "model", "method"]
-    runs = label_controls(df)
-    runs = runs[~runs["method"].map(is_control)]
-    controls = (equal_budget_comparisons(df, [*keys, "budget"], metric) if "budget" in df
-                else pd.DataFrame(columns=["method", "baseline"]))
-    return {"against full": paired_comparisons(runs, keys, metric=metric),
-            "against the equal-budget controls": controls,
-            "ERTS against its rule": erts_comparisons(runs, keys, metric=metric)}
 
 
 def bootstrap_lines(sweep_dir: Path, df: pd.DataFrame, methods: list[str]) -> list[str]:
@@ -185,14 +172,15 @@ def bootstrap_lines(sweep_dir: Path, df: pd.DataFrame, methods: list[str]) -> li
 
 def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boot: int = 2000,
                         families: dict[str, pd.DataFrame] | None = None) -> list[str]:
-    """The comparison families again (by default ``comparison_families``), each difference now paired
+    """The comparison families again (by default erts.eval.controls.comparison_families), each difference now paired
     over the test records as well as the seeds (erts.eval.paired: one draw of the records for both
     configurations and every seed, the seeds drawn too). ``df``: results with ``run_dir``."""
     if metric.removeprefix("test_") not in METRICS or "run_dir" not in df:
         return []
+    df = df.rename(columns=legacy_result_columns(df.columns))  # erts <= 0.2 names
     if families is None:
-        families = comparison_families(df, metric)
-    plain = label_controls(df.rename(columns=legacy_result_columns(df.columns)))
+        families = comparison_families(df, KEYS, metric)
+    plain = label_controls(df)
     out = [f"Paired over test records and seeds ({metric.removeprefix('test_')}; two-level bootstrap, "
            f"{n_boot} draws of the test records and the seeds; Holm within each family):"]
     few = False
@@ -205,7 +193,7 @@ def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boo
         out.append(f"  {name}:")
         out += [f"    {r.method:15s} vs {r.baseline:18s} {r.diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
                 f"{r.n_seeds} seeds, p={r.p:.3f}, p(Holm)={r.p_holm:.3f}" for r in res.itertuples()]
-        few = few or (not res.empty and bool((res["n_seeds"] < 2).any()))
+        few = few or bool((res["n_seeds"] < 2).any())
     if len(out) == 1:
         out.append("  none yet: a pair needs both configurations finished in a seed")
     if few:
@@ -218,10 +206,10 @@ def summary_lines(df: pd.DataFrame, methods: list[str], title: str, metric: str 
                   families: dict[str, pd.DataFrame] | None = None) -> list[str]:
     """The printed summary of a results.csv: one line per method (the controls labelled full@<method>,
     random@<method>), each method against its equal-budget controls, then each ERTS method against its
-    rule. ``families``: ``comparison_families(df, metric)`` when already computed."""
+    rule. ``families``: erts.eval.controls.comparison_families when already computed."""
     df = df.rename(columns=legacy_result_columns(df.columns))  # erts <= 0.2 names
     if families is None:
-        families = comparison_families(df, metric)
+        families = comparison_families(df, KEYS, metric)
     controls_df = df
     df = label_controls(df)
     methods = [m for m in methods if m in set(df["method"])]  # mid-sweep: those with a finished run
@@ -337,7 +325,7 @@ def main() -> None:
     done = df["seed"].nunique()  # --summary-only mid-sweep: the seeds with a finished run
     seeds = f"{args.seeds} seeds" if done >= args.seeds else f"{done} of {args.seeds} seeds finished"
     title = f"{args.dataset}: {cfg.model.model}, {cfg.train.epochs} epochs, {seeds}, same loss/data/budget"
-    families = comparison_families(df, args.metric)
+    families = comparison_families(df.rename(columns=legacy_result_columns(df.columns)), KEYS, args.metric)
     print("\n" + "\n".join(summary_lines(df, shown, title, args.metric, families)))
     print("\n".join(record_paired_lines(df, shown, args.metric, families=families)))
     if args.metric == "test_macro_auroc" and "" in results:

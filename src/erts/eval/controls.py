@@ -12,10 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from erts.eval.stats import _matches, holm, paired_against
+from erts.eval.stats import _matches, erts_comparisons, holm, paired_against, paired_comparisons
 
 CONTROL_METHODS = ("full", "random")
 CHEAPEST = "cheapest"  # full@cheapest: a control at the cheapest method's budget of its seed (at_the_cheapest)
+FAMILIES = ("against full", "against the equal-budget controls", "ERTS against its rule")
 
 
 def is_control(method: str) -> bool:
@@ -132,3 +133,17 @@ def _cheaper_than_the_controls(labelled: pd.DataFrame, method_key: str, seed_key
                   index=runs.index)
     below = pd.Series(budget_share(runs), index=runs.index) < b - tolerance
     return below.reindex(labelled.index, fill_value=False)
+
+
+def comparison_families(results: pd.DataFrame, keys: Sequence[str], metric: str = "test_macro_f1"
+                        ) -> dict[str, pd.DataFrame]:
+    """The three Holm families a sweep's summary compares in (``FAMILIES``): every method against
+    ``full``, against its equal-budget controls, and each ERTS-X against X, each paired by seed.
+    ``results``: controls as run (``full``/``random`` with a ``budget``), not yet labelled; ``keys``:
+    the configuration keys (``budget`` among them or not). Computed once, read by the t-tests and by
+    the record-paired bootstrap (erts.eval.paired) alike."""
+    labelled = label_controls(results)
+    keys = [k for k in keys if k != "budget"]
+    return {FAMILIES[0]: paired_comparisons(labelled[~labelled["method"].map(is_control)], keys, metric),
+            FAMILIES[1]: equal_budget_comparisons(results, keys, metric),
+            FAMILIES[2]: erts_comparisons(labelled, keys, metric)}

@@ -6,9 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from erts.errors import DataError
-from erts.eval.controls import compared_at_the_cheapest, equal_budget_comparisons, is_control, label_controls
+from erts.eval.controls import compared_at_the_cheapest, comparison_families, label_controls
 from erts.eval.paired import METRICS, paired_runs
-from erts.eval.stats import erts_comparisons, paired_comparisons
 from erts.report import plots
 from erts.report.dropping import selection_sections, with_label_noise
 from erts.report.examples import add_examples, pick_example_run
@@ -59,14 +58,13 @@ def resolve_metric(metric: str, sweep_dir: Path, results: pd.DataFrame) -> str:
 
 
 def record_paired_section(s: Section, runs: pd.DataFrame, keys: list[str], shown: list[str], metric: str,
-                          n_boot: int, families: list[pd.DataFrame]) -> None:
+                          n_boot: int, families: dict[str, pd.DataFrame]) -> None:
     """The three families again, each difference paired over the test records as well as the seeds."""
     if metric.removeprefix("test_") not in METRICS:
         s.text(f"Not available for {headline(metric)} (macro-AUROC and macro-F1 only).")
         return
-    names = ["against full", "against the equal-budget controls", "ERTS against its rule"]
     tables = [record_paired_table(paired_runs(f, runs, metric, keys, n_boot=n_boot), shown, name, metric)
-              for name, f in zip(names, families) if not f.empty]
+              for name, f in families.items() if not f.empty]
     tables = [t for t in tables if not t.empty]
     if not tables:
         s.text("No pair of configurations has test predictions (predictions_test.npz) of the same seeds.")
@@ -114,14 +112,14 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
     s.table(results_table(summary, shown, metric), "results")
     warnings = summary_warnings(summary, shown, metric)
     warnings += [w for w in [speed_warning(results, speed_keys)] if w]
-    comp = paired_comparisons(results[~results["method"].map(is_control)], keys, metric)
+    families = comparison_families(budget_runs, budget_keys, metric)
+    comp, controls, erts = families.values()
     comparison_section(secs["Paired comparisons with the baseline"], comp, shown,
                        "Each method against the full-data baseline (full) with the same other settings, paired by "
                        "seed: does dropping data cost accuracy?",
                        "every method against full",
                        "No method could be paired with a full-data baseline run (same settings, same seeds).",
                        "comparisons", BASELINE, metric)
-    controls = equal_budget_comparisons(budget_runs, budget_keys, metric)
     comparison_section(secs["Equal-budget controls"], controls, [k for k in shown if k != "budget"],
                        "Each method against the simple ways of spending its compute: full trained for the method's "
                        "own effective epochs, its schedule compressed (full@<method>), and a fresh random subset each "
@@ -132,7 +130,6 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
                        "every method against both of its equal-budget controls",
                        "No equal-budget control runs (method=full or random with budget = the method's effective "
                        "epochs / epochs; benchmarks/end_to_end.py runs them).", "equal_budget", "its control", metric)
-    erts = erts_comparisons(results, keys, metric=metric)
     comparison_section(secs["ERTS against the rule it filters"], erts, shown,
                        "The paper's claim: the focus filter improves on the dropout rule it filters. Each ERTS method "
                        "against that rule (erts-X against X: erts-dbpd against dbpd, erts-smrd against smrd, ...) "
@@ -142,8 +139,7 @@ def build_sweep_report(sweep_dir: Path, *, examples: int = 2, max_leads: int = 3
                        "No ERTS method could be paired with the rule it filters (erts-X needs X in the sweep, with the "
                        "same other settings and seeds).", "erts_comparisons", "its rule", metric)
     record_paired_section(secs["Paired over test records and seeds"], results.assign(
-        run_dir=[str(sweep_dir / "runs" / r) for r in results["run"]]), keys, shown, metric, n_boot,
-        [comp, controls, erts])
+        run_dir=[str(sweep_dir / "runs" / r) for r in results["run"]]), keys, shown, metric, n_boot, families)
     label_keys = [k for k in shown if k != "dataset"]
     datasets = list(dict.fromkeys(results["dataset"])) if "dataset" in results.columns else [None]
     for ds in datasets:
