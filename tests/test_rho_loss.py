@@ -98,6 +98,32 @@ def test_an_il_model_trains_on_its_half_only_and_scores_centre_windows(cache_dir
     torch.testing.assert_close(irreducible.il_losses(t, model, half[:7]), by_hand)
 
 
+def test_il_model_scores_with_the_weights_of_its_lowest_validation_loss(cache_dir, tmp_path, one_thread, monkeypatch):
+    """The official code scores with the IL model's best validation-loss checkpoint. The validation losses
+    are set by the test (0.5, 0.2, 0.9 after epochs 0-2), so the epoch to keep is known beforehand; the
+    weights after each epoch are captured where the validation pass sees them."""
+    t = trainer(cache_dir, tmp_path, rho_il_epochs=3)
+    half, _ = irreducible.holdout_halves(t.idx["train"], t.data.y[t.idx["train"]], 0)
+    val_losses, after_epoch, original = iter([0.5, 0.2, 0.9]), [], irreducible.il_losses
+
+    def set_val_loss(tr, model, ids):
+        if torch.equal(ids, t.idx["val"]):
+            after_epoch.append({k: v.clone() for k, v in model.state_dict().items()})
+            return torch.full((len(ids),), next(val_losses))
+        return original(tr, model, ids)
+
+    def same(state, other):
+        return all(torch.equal(state[k], other[k]) for k in state)
+
+    monkeypatch.setattr(irreducible, "il_losses", set_val_loss)
+    best = irreducible.train_il_model(t, half, seed=5).state_dict()
+    assert len(after_epoch) == 3 and same(best, after_epoch[1])
+    assert not same(best, after_epoch[0]) and not same(best, after_epoch[2])  # the epochs' weights differ
+    t.cfg.selection.rho_il_checkpoint = "last"
+    last = irreducible.train_il_model(t, half, seed=5).state_dict()
+    assert len(after_epoch) == 3 and same(last, after_epoch[2])  # no validation pass; the same training
+
+
 def test_rho_loss_rule_keeps_the_top_fraction_of_reducible_loss():
     loss = torch.tensor([2.0, 0.3, 1.5, 0.9, 2.2, 0.1])
     il = torch.tensor([1.9, 0.0, 0.2, 0.1, 0.3, 0.0])  # reducible: 0.1 0.3 1.3 0.8 1.9 0.1
@@ -105,9 +131,19 @@ def test_rho_loss_rule_keeps_the_top_fraction_of_reducible_loss():
     s = PoolScores(torch.zeros(6), torch.zeros(6, dtype=torch.bool), torch.ones(6, 1, dtype=torch.bool), loss=loss,
                    irreducible=il)
     out = sel.select(1, s.member, s, torch.Generator())
-    assert out.keep.tolist() == [False, False, True, True, True, False]  # ceil(0.5 * 6) = 3: 1.9, 1.3, 0.8
+    assert out.keep.tolist() == [False, False, True, True, True, False]  # int(6 * 0.5) = 3: 1.9, 1.3, 0.8
     # the highest training loss (sample 0) is dropped: its irreducible loss says it cannot be learnt
     assert not out.keep[0]
+
+
+@pytest.mark.parametrize("n, frac, expected", [(64, 0.1, 6), (320, 0.1, 32), (5, 0.1, 1), (100, 0.29, 28), (7, 1.0, 7)])
+def test_rho_loss_keeps_as_many_as_the_official_code(n, frac, expected):
+    """OATML/RHO-Loss @ 4c88851, MultiModels.training_step: selected_batch_size = max(1, int(batch_size *
+    percent_train)), float product and all (100 x 0.29 = 28.999...: 28); the expected counts are written out."""
+    from erts.selection.rules import reducible_loss_keep
+
+    keep = reducible_loss_keep(torch.rand(n, generator=torch.Generator().manual_seed(n)), torch.zeros(n), frac)
+    assert int(keep.sum()) == expected
 
 
 @pytest.mark.parametrize("granularity", ["batch", "epoch"])
@@ -129,7 +165,7 @@ def test_kept_set_is_the_top_fraction_of_loss_minus_il_in_every_pool(cache_dir, 
         reducible = -np.log(s["p"].astype(np.float64)) - il[s["index"]]
         for start in range(0, len(reducible), pool):
             r, kept = reducible[start:start + pool], s["pdd_keep"][start:start + pool]
-            assert kept.sum() == math.ceil(0.5 * len(r))
+            assert kept.sum() == max(1, len(r) // 2)
             assert r[kept].min() >= r[~kept].max() - 1e-4
             checked += 1
         assert (s["updated"] == s["pdd_keep"]).all()
@@ -141,10 +177,12 @@ def test_irreducible_phase_is_counted_once_in_the_first_epoch_and_in_the_totals(
     t.fit()
     m = t.finish()
     c, n = m["cost"], len(t.idx["train"])
-    # two models x 2 epochs x their half = 2 n training samples; every record scored once by the other model
-    assert c["forwards"]["irreducible"] == 2 * n + n and c["backwards"]["irreducible"] == 2 * n
+    # two models x 2 epochs x their half = 2 n training samples; every record scored once by the other model;
+    # each model's validation loss after each of its 2 epochs (rho_il_checkpoint=best) on the n_val records
+    n_val = len(t.idx["val"])
+    assert c["forwards"]["irreducible"] == 2 * n + n + 2 * 2 * n_val and c["backwards"]["irreducible"] == 2 * n
     log = pd.read_csv(tmp_path / "r" / "log.csv")
-    assert log.forwards_irreducible.tolist() == [3 * n, 0, 0, 0] and log.backwards_irreducible[0] == 2 * n
+    assert log.forwards_irreducible.tolist() == [3 * n + 4 * n_val, 0, 0, 0] and log.backwards_irreducible[0] == 2 * n
     assert log.seconds_irreducible[0] > 0 and (log.seconds_irreducible[1:] == 0).all()
     # FLOPs measured independently: a training step (forward + backward) and a scoring forward per sample
     model = build_model(t.cfg, t.rs)
@@ -154,7 +192,7 @@ def test_irreducible_phase_is_counted_once_in_the_first_epoch_and_in_the_totals(
     model.train()
     with FlopCounterMode(display=False) as step:
         F.cross_entropy(model(x), y).backward()
-    expected = 2 * n * step.get_total_flops() / 8 + n * fwd.get_total_flops() / 8
+    expected = 2 * n * step.get_total_flops() / 8 + (n + 4 * n_val) * fwd.get_total_flops() / 8
     assert c["flops"]["irreducible"] == pytest.approx(expected, rel=1e-9)
     # in the run's totals: training seconds, CPU seconds and FLOPs
     for group in ("seconds", "cpu_seconds"):
@@ -227,4 +265,4 @@ def test_own_loop_without_irreducible_losses_says_what_to_do():
         dd.select(x, y, idx, epoch=1)
     dd.set_irreducible_loss(torch.arange(10), torch.zeros(10))
     xs, ys, ids, w = dd.select(x, y, idx, epoch=1)
-    assert len(ids) == math.ceil(0.1 * 4)
+    assert len(ids) == 1  # max(1, int(4 * 0.1))

@@ -180,6 +180,9 @@ class SelectionConfig:
     # record's irreducible loss comes from the model trained on the other half; computed once, before epoch 0)
     rho_il_epochs: int = 4
     rho_il_model: Optional[str] = None  # rho-loss: the irreducible-loss model's architecture; None = the run's own model
+    # rho-loss: which epoch's weights of an IL model score: best = the lowest validation loss (the official code's
+    # checkpoint, OATML/RHO-Loss: ModelCheckpoint on val_loss_epoch), last = its last epoch
+    rho_il_checkpoint: Literal["best", "last"] = "best"
     score_mode: Literal["eval", "train"] = "eval"  # train reproduces the published BN/dropout pitfall
     # samples per scoring / Grad-CAM / evaluation forward; 0 = auto: 512 on GPU, and on CPU about 64k
     # time steps per 1-D batch (16 records of 32 x 1,000 for 2-D): small batches stay in cache (measured)

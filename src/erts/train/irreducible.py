@@ -11,7 +11,8 @@ gets the loss of the model trained on the *other* half.
 
 The IL models are the run's architecture (``rho_il_model`` chooses another), trained
 ``rho_il_epochs`` epochs with the run's optimiser, learning-rate schedule type (compressed to
-those epochs), batch size, loss and training windows; the last epoch's weights score. A
+those epochs), batch size, loss and training windows; the weights of the epoch with the lowest
+validation loss score, as in the official code (``rho_il_checkpoint=last``: the last epoch's). A
 record's IL loss is taken on its centre window, once (the paper computes it once too), so
 with ``crop=random`` per-batch selection compares a random window's training loss with the
 centre window's IL loss. All of it is counted in the cost meter's ``irreducible`` phase:
@@ -79,13 +80,15 @@ def il_config(cfg: Config) -> Config:
 
 def train_il_model(trainer: Run, ids: torch.Tensor, seed: int) -> torch.nn.Module:
     """An IL model trained on ``ids`` only (seeded init, order, windows and dropout; counted as
-    ``irreducible`` training steps)."""
+    ``irreducible`` training steps). With ``rho_il_checkpoint=best`` (the official code's checkpoint) the
+    weights of the epoch with the lowest validation loss (centre windows; ``irreducible`` forwards)."""
     cfg, device, data = il_config(trainer.cfg), trainer.device, trainer.data
     torch.manual_seed(seed)
     model = apply_batchnorm(build_model(cfg, trainer.rs, device).to(device), cfg.model.batchnorm, device, False)
     opt = build_optimizer(cfg, model)
     sched = build_scheduler(cfg, opt)
     gen = torch.Generator().manual_seed(seed)
+    best, best_loss = None, float("inf")
     model.train()
     for epoch in range(cfg.train.epochs):
         data.generator.manual_seed(_seed(seed, epoch, 3))  # its random training windows
@@ -99,6 +102,13 @@ def train_il_model(trainer: Run, ids: torch.Tensor, seed: int) -> torch.nn.Modul
                 loss.backward()
                 opt.step()
         sched.step()
+        if cfg.selection.rho_il_checkpoint == "best":
+            val_loss = float(il_losses(trainer, model.eval(), trainer.idx["val"]).mean())
+            if val_loss < best_loss:
+                best, best_loss = copy.deepcopy(model.state_dict()), val_loss
+            model.train()
+    if best is not None:
+        model.load_state_dict(best)
     return model.eval()
 
 

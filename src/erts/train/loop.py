@@ -135,8 +135,10 @@ class Trainer:
             from erts.train.irreducible import irreducible_losses
 
             if self.progress:
-                print(f"irreducible  2 models x {self.cfg.selection.rho_il_epochs} epochs, each on half of the "
-                      f"training split, then each half's losses from the other half's model", flush=True)
+                sel = self.cfg.selection
+                weights = "lowest validation loss" if sel.rho_il_checkpoint == "best" else "last epoch"
+                print(f"irreducible  2 models x {sel.rho_il_epochs} epochs, each on half of the training split "
+                      f"({weights}), then each half's losses from the other half's model", flush=True)
             self.dd.set_irreducible_loss(self.idx["train"], irreducible_losses(self))
 
     # ---------------------------------------------------------------- scoring and selection (DataDropout)
