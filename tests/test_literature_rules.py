@@ -42,12 +42,14 @@ def test_infobatch_rescaling_is_unbiased():
 
 
 def test_loss_percentile_keep_follows_the_cdf():
+    """The official percentile_of_score: the share of the history strictly below the loss."""
     history = torch.arange(1.0, 101.0)                     # losses 1..100
-    loss = torch.tensor([100.0, 50.0, 0.5])                # CDF 1.0, 0.5, 0.0
-    rates = torch.stack([loss_percentile_keep(loss, history, 1.0, gen(i)) for i in range(2000)]).float().mean(0)
-    assert rates[0] == 1.0 and rates[2] == 0.0 and abs(float(rates[1]) - 0.5) < 0.04
-    rates2 = torch.stack([loss_percentile_keep(loss, history, 2.0, gen(i)) for i in range(2000)]).float().mean(0)
-    assert abs(float(rates2[1]) - 0.25) < 0.04             # beta = 2: 0.5^2
+    loss = torch.tensor([100.0, 50.0, 0.5, 101.0])         # 99, 49, 0 and 100 of the 100 below
+    rates = torch.stack([loss_percentile_keep(loss, history, 1.0, gen(i)) for i in range(4000)]).float().mean(0)
+    assert rates[2] == 0.0 and rates[3] == 1.0
+    assert abs(float(rates[0]) - 0.99) < 0.01 and abs(float(rates[1]) - 0.49) < 0.03
+    rates2 = torch.stack([loss_percentile_keep(loss, history, 2.0, gen(i)) for i in range(4000)]).float().mean(0)
+    assert abs(float(rates2[1]) - 0.49 ** 2) < 0.03        # beta = 2
 
 
 def test_el2n_and_its_top_fraction():

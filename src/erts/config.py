@@ -171,7 +171,7 @@ class SelectionConfig:
     infobatch_r: float = 0.5  # InfoBatch: prune this share of the below-mean-loss samples (exactly int((1-r) n) of n kept, at random), rescale the kept ones by 1/(1-r)
     infobatch_delta: float = 0.875  # InfoBatch: prune while epoch + 1 <= delta x epochs (the official sampler's boundary); full data after
     topk_beta: float = 1.0  # loss-topk: keep probability = (percentile of the loss among recent losses) ^ beta
-    topk_history: int = 2048  # loss-topk: how many recent losses the percentile is taken over
+    topk_history: int = 1024  # loss-topk: how many recent losses the percentile is taken over (the official max_history_len)
     el2n_keep: float = 0.5  # el2n: keep this fraction of each pool, the highest EL2N scores
     # rho-loss (RHO-LOSS, Mindermann et al. 2022): keep this fraction of each pool, the highest reducible loss
     # (training loss - irreducible loss); the paper keeps 10 % of a large batch (batch_size=320 rho_keep=0.1)

@@ -157,9 +157,10 @@ def rs2_subset(universe: torch.Tensor, fraction: float, round_index: int, seed: 
 
 def loss_percentile_keep(loss: torch.Tensor, history: torch.Tensor, beta: float,
                          generator: torch.Generator) -> torch.Tensor:
-    """Selective-Backprop (Jiang et al. 2019): keep each sample with probability P(L <= loss)^beta,
-    the empirical CDF of its loss among ``history`` (recent losses, this pool's included)."""
-    cdf = torch.searchsorted(torch.sort(history).values, loss.float(), right=True).float() / max(len(history), 1)
+    """Selective-Backprop (Jiang et al. 2019): keep each sample with probability P(L < loss)^beta, the
+    share of ``history`` (recent losses, this pool's included) below its loss, as the official code
+    computes it (angelajiang/SelectiveBackprop, ``UnboundedHistogram.percentile_of_score``)."""
+    cdf = torch.searchsorted(torch.sort(history).values, loss.float(), right=False).float() / max(len(history), 1)
     draw = torch.rand(len(loss), generator=generator).to(loss.device)
     return draw < cdf.pow(beta)
 
