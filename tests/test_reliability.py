@@ -37,6 +37,23 @@ def write_run(run_dir: Path, method: str, seed: int, changed: list[bool], epochs
     return run_dir
 
 
+def section_markdown(runs, n_boot: int) -> str:
+    """The report section as ``erts report`` fills it, its tables as markdown."""
+    from erts.report.render import md_table
+
+    parts: list[str] = []
+
+    class Collect:
+        def text(self, text):
+            parts.append(text)
+
+        def table(self, df, _id):
+            parts.append(md_table(df))
+
+    rel.fill_section(Collect(), runs, n_boot=n_boot)
+    return "\n\n".join(parts)
+
+
 def mask(n: int, idx) -> np.ndarray:
     m = np.zeros(n, bool)
     m[list(idx)] = True
@@ -144,7 +161,7 @@ def test_ci_includes_one_for_a_weak_difference(tmp_path):
     assert r["ratio"] == pytest.approx(1.25)
     assert r["ci_low"] < 1 < r["ci_high"]
     assert not rel.goal_met(r)
-    md = rel.render_markdown(t)
+    md = section_markdown([run], n_boot=2000)
     assert "erts-dbpd: the focus filter dropped 50.0% of the relabelled candidates (4 of 8 sample-epochs" in md
     assert "40.0% of the unchanged ones (16 of 40), a ratio of 1.25" in md
     assert "it does not drop relabelled candidates at >= 1.5x" in md and "the CI does not exclude 1" in md
@@ -179,7 +196,7 @@ def test_seed_level_of_the_bootstrap(tmp_path):
 
 def test_markdown_states_the_goal_with_numbers(sweep):
     t = rel.reliability_table(sweep, n_boot=300)
-    md = rel.render_markdown(t)
+    md = section_markdown(sweep, n_boot=300)
     r = row(t, "erts-dbpd", "focus_filter", "overall")
     assert "erts-dbpd: the focus filter dropped 67.5% of the relabelled candidates (27 of 40 sample-epochs" in md
     assert f"a ratio of {r['ratio']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, 2 seed(s))" in md
@@ -196,7 +213,7 @@ def test_runs_without_label_truth_give_no_rows(tmp_path):
     assert not rel.has_label_truth(run)
     t = rel.reliability_table([run], n_boot=10)
     assert t.empty and list(t.columns) == rel.COLUMNS
-    assert "No run with label_changed ground truth" in rel.render_markdown(t)
+    assert "No run here has label_changed ground truth" in section_markdown([run], n_boot=10)
 
 
 # --- erts report: the section appears when the runs have label_changed ground truth ------------------------
@@ -258,7 +275,8 @@ def test_erts_report_reads_injected_label_noise_as_the_ground_truth(tmp_path):
     collect_results(grid, runs)
     assert main(["report", str(grid.sweep_dir), "--n-boot", "100", "--examples", "0"]) == 0
     md = (grid.sweep_dir / "report.md").read_text()
-    assert f"## {rel.HEADING}" in md and rel.FLIPPED_EXPLANATION in md
+    assert f"## {rel.HEADING}" in md and rel.TRUTH_SENTENCES["noise_flipped"] in md
+    assert rel.TRUTH_SENTENCES["label_changed"] not in md  # it says what relabelled means once, for these runs
     assert "With labels=current the relabelled records" not in md
     groups = {m: [grid.sweep_dir / "runs" / f"method={m},seed={s}" for s in range(2)] for m in ("full", "erts-dbpd")}
     assert rel.truth_column(groups) == "noise_flipped"

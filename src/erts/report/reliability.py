@@ -368,33 +368,19 @@ def display_table(table: pd.DataFrame, scope: str | None = "overall") -> pd.Data
     }).reset_index(drop=True)
 
 
+TRUTH_SENTENCES = {  # what "relabelled" means, by the ground truth the runs carry
+    "label_changed": "Relabelled: training records whose label changed between the first and the current release "
+                     "(label_changed).",
+    "noise_flipped": "Relabelled here means flipped on purpose: training records whose label ``label_noise=`` "
+                     "changed (noise_flipped); validation and test keep their labels.",
+}
 EXPLANATION = (
-    "Relabelled: training records whose label changed between the first and the current release "
-    "(label_changed). Focus filter: among its candidates (kept by the rule, focus score computed) in ERTS "
+    "Focus filter: among its candidates (kept by the rule, focus score computed) in ERTS "
     "epochs, the share it removed. Rule: among every scored sample in select epochs, the share the rule "
     "dropped (pdd_keep false, not rescued), so confidence alone can be told from what the filter adds. "
     "Rates pool sample-epochs over epochs and seeds; ratio = relabelled rate / unchanged rate; 95% CI: "
     "percentile bootstrap resampling seeds, then records within each seed (a record with all its epochs). "
     "Goal: ratio >= 1.5 with the CI above 1.")
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def render_markdown(table: pd.DataFrame, *, per_epoch: bool = True) -> str:
-    """Markdown: the overall table, one verdict per method, then (``per_epoch``) the per-epoch table."""
-    if table.empty:
-        return ("## Label noise: what gets dropped\n\nNo run with label_changed ground truth and a selection "
-                "log (CinC 2017 runs of an ERTS method or of dbpd).\n")
-    parts = ["## Label noise: what gets dropped", EXPLANATION, _md_table(display_table(table))]
-    parts += [v for m in dict.fromkeys(table["method"]) if (v := verdict(table, m))]
-    if per_epoch:
-        parts += ["Per epoch (pooled over seeds):", _md_table(display_table(table[table["scope"] != "overall"], None))]
-    return "\n\n".join(parts) + "\n"
 
 
 HEADING = "Label noise: what gets dropped"
@@ -421,8 +407,6 @@ def labels_note(runs) -> str:
 
 
 TRUTH_COLUMNS = ("noise_flipped", "label_changed")  # preferred first: flipped on purpose, else relabelled
-FLIPPED_EXPLANATION = ("Relabelled here means flipped on purpose: training records whose label ``label_noise=`` "
-                       "changed (noise_flipped); validation and test keep their labels.")
 
 
 def truth_column(runs) -> str:
@@ -443,10 +427,8 @@ def fill_section(section, runs, *, n_boot: int = 2000, seed: int = 0) -> pd.Data
                      "(runs of an ERTS method, dbpd or erts-dbpd, on CinC 2017 or with label_noise=), so there "
                      "is nothing to measure.")
         return t
-    section.text(EXPLANATION + f" Bootstrap: {n_boot} resamples.")
-    if truth == "noise_flipped":
-        section.text(FLIPPED_EXPLANATION)
-    elif note := labels_note(runs):
+    section.text(f"{TRUTH_SENTENCES[truth]} {EXPLANATION} Bootstrap: {n_boot} resamples.")
+    if truth == "label_changed" and (note := labels_note(runs)):
         section.text(note)
     section.table(display_table(t), "label_noise")
     for m in dict.fromkeys(t["method"]):
