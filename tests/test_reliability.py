@@ -162,7 +162,7 @@ def test_ci_includes_one_for_a_weak_difference(tmp_path):
     assert r["ci_low"] < 1 < r["ci_high"]
     assert not rel.goal_met(r)
     md = section_markdown([run], n_boot=2000)
-    assert "erts-dbpd: the focus filter dropped 50.0% of the relabelled candidates (4 of 8 sample-epochs" in md
+    assert "erts-dbpd: the reliability filter dropped 50.0% of the relabelled candidates (4 of 8 sample-epochs" in md
     assert "40.0% of the unchanged ones (16 of 40), a ratio of 1.25" in md
     assert "it does not drop relabelled candidates at >= 1.5x" in md and "the CI does not exclude 1" in md
     assert "the ratio is below 1.5" in md
@@ -198,11 +198,11 @@ def test_markdown_states_the_goal_with_numbers(sweep):
     t = rel.reliability_table(sweep, n_boot=300)
     md = section_markdown(sweep, n_boot=300)
     r = row(t, "erts-dbpd", "focus_filter", "overall")
-    assert "erts-dbpd: the focus filter dropped 67.5% of the relabelled candidates (27 of 40 sample-epochs" in md
+    assert "erts-dbpd: the reliability filter dropped 67.5% of the relabelled candidates (27 of 40 sample-epochs" in md
     assert f"a ratio of {r['ratio']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, 2 seed(s))" in md
     assert "it does drop relabelled candidates at >= 1.5x the rate of unchanged ones with the CI excluding 1." in md
-    assert "dbpd: the rule alone (confidence, before any focus filter) dropped 3.3% of the relabelled" in md
-    assert "| erts-dbpd | overall | focus filter | 40 | 67.5% |" in md
+    assert "dbpd: the rule alone (confidence, before any reliability filter) dropped 3.3% of the relabelled" in md
+    assert "| erts-dbpd | overall | reliability filter | 40 | 67.5% |" in md
     assert "Per epoch" in md
 
 

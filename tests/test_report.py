@@ -13,7 +13,7 @@ import pytest
 from conftest import load_benchmark, tiny_overrides
 from erts.config import Config, dump_config, set_value
 from erts.report.build import RUN_SECTIONS, SWEEP_SECTIONS, build_report, pick_examples
-from erts.report.selection import drop_rates, filter_by_truth, focus_candidates, load_selection_log, load_train_records
+from erts.report.selection import drop_rates, filter_by_truth, filter_candidates, load_selection_log, load_train_records
 from erts.train.sweep import Grid, collect_results, expand
 
 CLASSES = ["NORM", "MI", "STTC"]
@@ -152,7 +152,7 @@ def test_selection_log_and_drop_rates(fake_sweep):
     assert mi4["focus_drop"] == pytest.approx((~e4.erts_keep).mean())
     # warm-up epochs drop nothing
     assert (rates[rates.epoch < 2][["pdd_drop", "focus_drop"]] == 0).all().all()
-    cand = focus_candidates(sel, rec)
+    cand = filter_candidates(sel, rec)
     assert len(cand) == int(sel.focus.notna().sum())
     t = filter_by_truth(cand).set_index("truth")
     flips = cand[cand.truth == "label_flip"]
@@ -324,7 +324,7 @@ def test_every_figure_is_labelled(fake_sweep):
     figs = [plots.pareto_figure(summary, "t"), plots.curves_figure(log, "t"),
             plots.kept_fraction_figure([("a", "full", curve), ("b", "dbpd", curve)], "t"),
             plots.drop_rates_figure(drop_rates(sel, rec), "t"),
-            plots.focus_figure(focus_candidates(sel, rec).assign(run="r"), "t"),
+            plots.focus_figure(filter_candidates(sel, rec).assign(run="r"), "t"),
             plots.ecg_strip_figure(np.random.default_rng(0).normal(size=(3, 500)), 100.0, ["I", "II", "V1"],
                                    np.linspace(0, 1, 500), "record", "mV")]
     for fig in figs:

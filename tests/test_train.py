@@ -338,3 +338,24 @@ def test_a_phase_inside_another_is_booked_to_itself_only():
     assert c.seconds["update"] == pytest.approx(0.05, abs=0.03)
     assert c.seconds["update"] + c.seconds["gradcam"] == pytest.approx(wall, abs=0.01)
     assert c.forwards == {**c.forwards, "update": 4, "gradcam": 0} and c.backwards["update"] == 4
+
+
+def test_cli_says_which_reliability_filter_dropped_the_flipped_labels(cache_dir, tmp_path, capsys):
+    """The end-of-run line names the filter's signal (reliability=loss here, not the paper's focus) and
+    its drop shares by ground truth, computed here from the selection log and the flipped labels."""
+    from erts.cli.main import main
+
+    args = tiny_overrides(cache_dir, tmp_path, method="erts-dbpd", name="rl", reliability="loss",
+                          focus_filter="threshold", label_noise="symmetric", label_noise_rate=0.2)
+    assert main(["train", *args]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("reliability filter"))
+    assert line.startswith("reliability filter (loss) dropped (share of candidates, by ground truth):")
+    flipped = pd.read_csv(tmp_path / "rl" / "train_records.csv").set_index("index")["noise_flipped"]
+    cand = drop = 0
+    for f in sorted((tmp_path / "rl" / "selection").glob("epoch_*.npz")):
+        s = np.load(f)
+        if "filter_cand" in s and s["filter_cand"].any():
+            c = s["filter_cand"] & flipped.loc[s["index"]].to_numpy().astype(bool)
+            cand, drop = cand + int(c.sum()), drop + int((c & ~s["erts_keep"]).sum())
+    assert cand > 0 and f"label flipped {drop / cand:.1%} of {cand}" in line

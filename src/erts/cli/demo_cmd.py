@@ -167,13 +167,13 @@ def focus_filter_stats(run_dir: Path) -> dict | None:
     over the run's ERTS epochs; the ERTS epochs in which it removed any; None when it never ran."""
     import pandas as pd
 
-    from erts.report.selection import (filter_by_truth, focus_candidates, load_selection_log, load_train_records,
+    from erts.report.selection import (filter_by_truth, filter_candidates, load_selection_log, load_train_records,
                                        truth_contrast)
 
     sel = load_selection_log(run_dir)
     if sel.empty or sel["focus"].isna().all():
         return None
-    cand = focus_candidates(sel, load_train_records(run_dir))
+    cand = filter_candidates(sel, load_train_records(run_dir))
     table = filter_by_truth(cand)
     dropped = sel[sel["pdd_keep"] & ~sel["erts_keep"] & sel["focus"].notna()]
     epochs = sorted(int(e) for e in dropped["epoch"].unique())

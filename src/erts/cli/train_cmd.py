@@ -101,19 +101,24 @@ def format_summary(metrics: dict, run_dir: Path) -> str:
 
 
 def focus_filter_summary(run_dir: Path) -> str:
-    """Where the dataset knows which records are corrupted: how often the focus filter
-    dropped corrupted candidates versus clean ones (empty when it never ran)."""
-    from erts.report.selection import (filter_by_truth, focus_candidates, load_selection_log,
+    """Where the dataset knows which records are corrupted: how often the reliability filter (the
+    paper's focus, or the run's ``reliability=``) dropped corrupted candidates versus clean ones
+    (empty when it never ran)."""
+    from erts.report.selection import (filter_by_truth, filter_candidates, load_selection_log,
                                        load_train_records)
 
     sel = load_selection_log(run_dir)
-    if sel.empty or sel["focus"].isna().all():
+    if sel.empty:
         return ""
-    table = filter_by_truth(focus_candidates(sel, load_train_records(run_dir)))
+    table = filter_by_truth(filter_candidates(sel, load_train_records(run_dir)))
     if table.empty:
         return ""
     rows = "  ".join(f"{r.truth} {r.filter_drop:.1%} of {r.candidates}" for r in table.itertuples())
-    return f"focus filter dropped (share of candidates, by ground truth): {rows}"
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    reliability = ((cfg or {}).get("selection") or {}).get("reliability", "focus")
+    return f"reliability filter ({reliability}) dropped (share of candidates, by ground truth): {rows}"
 
 
 def run_train(args: argparse.Namespace) -> int:

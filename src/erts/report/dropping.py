@@ -14,7 +14,7 @@ import pandas as pd
 from erts.report import plots, reliability
 from erts.report.folders import read_log
 from erts.report.format import Section, fmt, slug
-from erts.report.selection import (drop_rates, filter_by_truth, focus_candidates, load_selection_log,
+from erts.report.selection import (drop_rates, filter_by_truth, filter_candidates, load_selection_log,
                                    load_train_records, truth_contrast)
 from erts.report.tables import BASELINE
 
@@ -64,7 +64,8 @@ def selection_sections(groups: list[tuple[str, str, list[Path]]], scope: str,
                      "and the share of the PDD-kept ones the focus filter then removed (right); mean over seeds.")
         n_drop_figs += 1
         for k, (sel, rec) in enumerate(logs):
-            cand = focus_candidates(sel, rec)
+            cand = filter_candidates(sel, rec)
+            cand = cand[cand["focus"].notna()]  # this section is about focus scores (a loss filter has none)
             if cand.empty:
                 continue
             cand = cand.assign(config=label, run=runs[k].name)

@@ -339,7 +339,7 @@ def verdict(table: pd.DataFrame, method: str) -> str:
                                   ("the CI does not exclude 1", not (np.isfinite(r["ci_low"]) and r["ci_low"] > 1)))
                  if bad]
         why = f" ({'; '.join(short)})" if short else ""
-        out.append(f"{method}: the focus filter dropped {_pct(r['relabelled_drop_rate'])} of the relabelled candidates "
+        out.append(f"{method}: the reliability filter dropped {_pct(r['relabelled_drop_rate'])} of the relabelled candidates "
                    f"({r['relabelled_dropped']} of {r['n_relabelled_candidates']} sample-epochs, "
                    f"{r['n_relabelled_records']} records x seeds) and {_pct(r['unchanged_drop_rate'])} of the unchanged "
                    f"ones ({r['unchanged_dropped']} of {r['n_unchanged_candidates']}), a ratio of {_num(r['ratio'])} "
@@ -347,7 +347,7 @@ def verdict(table: pd.DataFrame, method: str) -> str:
                    f"candidates at >= 1.5x the rate of unchanged ones with the CI excluding 1{why}.")
     if len(rule):
         r = rule.iloc[0]
-        out.append(f"{method}: the rule alone (confidence, before any focus filter) dropped "
+        out.append(f"{method}: the rule alone (confidence, before any reliability filter) dropped "
                    f"{_pct(r['relabelled_drop_rate'])} of the relabelled samples it scored and "
                    f"{_pct(r['unchanged_drop_rate'])} of the unchanged ones, a ratio of {_num(r['ratio'])} ({_ci(r)}).")
     return " ".join(out)
@@ -358,7 +358,7 @@ def display_table(table: pd.DataFrame, scope: str | None = "overall") -> pd.Data
     t = table if scope is None else table[table["scope"].astype(str) == scope]
     return pd.DataFrame({
         "method": t["method"], "scope": t["scope"].astype(str),
-        "which": t["which"].map({"focus_filter": "focus filter", "rule": "rule (confidence)"}),
+        "which": t["which"].map({"focus_filter": "reliability filter", "rule": "rule (confidence)"}),
         "relabelled candidates": t["n_relabelled_candidates"],
         "relabelled dropped": [_pct(v) for v in t["relabelled_drop_rate"]],
         "unchanged candidates": t["n_unchanged_candidates"],
@@ -375,8 +375,8 @@ TRUTH_SENTENCES = {  # what "relabelled" means, by the ground truth the runs car
                      "changed (noise_flipped); validation and test keep their labels.",
 }
 EXPLANATION = (
-    "Focus filter: among its candidates (kept by the rule, focus score computed) in ERTS "
-    "epochs, the share it removed. Rule: among every scored sample in select epochs, the share the rule "
+    "Reliability filter (erts-<rule>'s: the paper's focus, or the signal the run set with reliability=): "
+    "among its candidates (kept by the rule, scored by the filter) in ERTS epochs, the share it removed. Rule: among every scored sample in select epochs, the share the rule "
     "dropped (pdd_keep false, not rescued), so confidence alone can be told from what the filter adds. "
     "Rates pool sample-epochs over epochs and seeds; ratio = relabelled rate / unchanged rate; 95% CI: "
     "percentile bootstrap resampling seeds, then records within each seed (a record with all its epochs). "

@@ -99,9 +99,12 @@ def drop_rates(sel: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
                          "focus_drop": g["focus_drop"].mean()}).reset_index()
 
 
-def focus_candidates(sel: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """Rows that got a focus score (the focus filter's candidates), with label and ground truth."""
-    return with_records(sel[~np.isnan(sel["focus"].to_numpy(dtype=float))], records)
+def filter_candidates(sel: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """The reliability filter's candidates (the rows it ranked: ``filter_cand``; logs written before
+    it existed: the rows with a focus score), with label and ground truth. A filter on the loss
+    (``reliability=loss``) ranks its candidates without a focus score."""
+    ranked = sel["filter_cand"].to_numpy(dtype=bool) if "filter_cand" in sel else ~np.isnan(sel["focus"].to_numpy(dtype=float))
+    return with_records(sel[ranked], records)
 
 
 def filter_by_truth(cand: pd.DataFrame) -> pd.DataFrame:
