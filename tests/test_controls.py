@@ -177,12 +177,17 @@ def test_full_at_a_budget_trains_the_share_with_the_schedule_compressed(cache_di
     assert log.lr.iloc[3] == pytest.approx(1e-3 * (1 + math.cos(3 * math.pi / 4)) / 2, rel=1e-6)
 
 
-def test_random_trains_a_fresh_subset_each_select_epoch(cache_dir, tmp_path):
+@pytest.mark.parametrize("easy_keep", [0.0, 0.3])
+def test_random_trains_a_fresh_subset_each_select_epoch(cache_dir, tmp_path, easy_keep):
+    """easy_keep is the PDD rules' setting: a benchmark that sets it for every run (noise_filter.py) must
+    not give its random control more than the subset it draws (it once kept 0.4 + 0.3 x 0.6 = 0.58)."""
     m = train(load_config(overrides=tiny_overrides(cache_dir, tmp_path, method="random", epochs=5, warmup_epochs=1,
-                                                   revision_epoch=4, random_fraction=0.4, name="r")))
+                                                   revision_epoch=4, random_fraction=0.4, name="r",
+                                                   easy_keep=easy_keep)))
     log = pd.read_csv(tmp_path / "r" / "log.csv")
     n = int(log.n_train[0])
     assert list(log.n_updated) == [n, round(0.4 * n), round(0.4 * n), round(0.4 * n), n]
+    assert m["cost"]["effective_epochs"] == pytest.approx(2 + 3 * round(0.4 * n) / n)
     sel = [np.load(tmp_path / "r" / "selection" / f"epoch_{e:03d}.npz") for e in (1, 2)]
     a, b = (set(s["index"][s["updated"]]) for s in sel)
     assert not a & b  # without replacement across epochs

@@ -287,6 +287,8 @@ def test_rho_loss_controls_are_charged_its_irreducible_loss_models():
     assert budget_share(rho) == pytest.approx(14 / 30)
     assert budget_share({**rho, "backwards_irreducible": 0.0}) == pytest.approx(10 / 30)
     assert budget_share({"effective_epochs": 12.0, "epochs": 30}) == pytest.approx(0.4)  # older results: no columns
+    # a budgeted full run trains ceil(0.74 x 30) = 23 epochs of the schedule's 30: its share is 0.74, not 22.2 / 23
+    assert budget_share({"effective_epochs": 22.2, "epochs": 23, "reference_epochs": 30}) == pytest.approx(0.74)
     ctrl = {"run": "c", "dataset": "d", "method": "full", "budget": 0.47, "seed": 0, "effective_epochs": 14.1,
             "epochs": 15, "backwards_update": 14.1 * n, "backwards_irreducible": 0.0}
     labelled = label_controls(pd.DataFrame([rho, ctrl]))

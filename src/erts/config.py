@@ -164,8 +164,9 @@ class SelectionConfig:
     # (n_c / n) / (k_c / k)); the hard set of a selection epoch is mostly minority classes, and
     # training on it unweighted shifts the classifier's prior towards them (docs/selection.md)
     kept_weighting: Literal["none", "prior"] = "none"
-    # PDD rules: each sample the rule drops is still kept with this probability, its loss weighted by
-    # 1 / easy_keep (InfoBatch's unbiased rescaling with the rule's own hard/easy split); 0 = published
+    # PDD rules (dbpd, smrd, srd and their erts- forms; the other rules ignore it): each sample the rule drops
+    # is still kept with this probability, its loss weighted by 1 / easy_keep (InfoBatch's unbiased rescaling
+    # with the rule's own hard/easy split); 0 = published
     easy_keep: float = 0.0
     rescore_every: int = 0  # > 0: a scoring pass over the pool every k select epochs (refreshes the bank)
     infobatch_r: float = 0.5  # InfoBatch: prune this share of the below-mean-loss samples (exactly int((1-r) n) of n kept, at random), rescale the kept ones by 1/(1-r)

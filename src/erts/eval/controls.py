@@ -26,7 +26,7 @@ def is_control(method: str) -> bool:
 
 def budget_share(row) -> float | np.ndarray:
     """A run's share of a full run's compute, the budget its equal-budget controls get: effective epochs
-    / epochs, with rho-loss's irreducible-loss models charged as more effective epochs (their sample
+    / the schedule's epochs (``reference_epochs``; older results: ``epochs``), with rho-loss's irreducible-loss models charged as more effective epochs (their sample
     backwards, ``backwards_irreducible``, in units of the run's own, ``backwards_update`` = EE x N).
     ``row``: a results row (dict) or a results table (then one share per row)."""
     def col(name: str) -> np.ndarray:
@@ -34,7 +34,9 @@ def budget_share(row) -> float | np.ndarray:
         return np.nan_to_num(np.asarray(v, dtype=float))
 
     ee, bi, bu = np.asarray(row["effective_epochs"], dtype=float), col("backwards_irreducible"), col("backwards_update")
-    share = ee * (1 + np.where(bu > 0, bi / np.maximum(bu, 1e-12), 0.0)) / np.asarray(row["epochs"], dtype=float)
+    epochs = np.asarray(row["epochs"], dtype=float)  # a budgeted full run trains fewer: its reference is the schedule's
+    reference = np.asarray(row.get("reference_epochs", np.nan), dtype=float)
+    share = ee * (1 + np.where(bu > 0, bi / np.maximum(bu, 1e-12), 0.0)) / np.where(reference > 0, reference, epochs)
     return float(share) if share.ndim == 0 else share
 
 

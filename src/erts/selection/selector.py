@@ -144,7 +144,7 @@ class Selector:
     def importance_weighted(self) -> bool:
         """Loss weights that make the kept samples an unbiased estimate of the pool's loss (InfoBatch,
         easy_keep): a per-batch update then divides the weighted sum by the pool size."""
-        return self.rule == "infobatch" or (self.cfg.easy_keep > 0 and self.rule in ("dbpd", "smrd", "srd"))
+        return self.rule == "infobatch" or self.keeps_some_easy
 
     def reweights(self, epoch: int) -> bool:
         """Whether this epoch's kept samples carry loss weights (importance weights, kept_weighting)."""
@@ -238,6 +238,12 @@ class Selector:
         keep = top_fraction_keep(scores.el2n, c.el2n_keep)
         return keep, None, keep
 
+    @property
+    def keeps_some_easy(self) -> bool:
+        """easy_keep is the PDD rules' (dbpd, smrd, srd): what ``random`` leaves out is not easy, and its
+        budget (``random_fraction``) counts only the subset it draws, so a control stays at its budget."""
+        return self.cfg.easy_keep > 0 and self.rule in ("dbpd", "smrd", "srd")
+
     def _keep_some_easy(self, hard: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """easy_keep: every sample the rule dropped is kept with probability q, weighted 1/q."""
         q = self.cfg.easy_keep
@@ -292,7 +298,7 @@ class Selector:
         else:
             candidates, rescued = self.pdd_candidates(epoch, member, scores, generator, count, ids, universe)
             hard = candidates
-            if self.cfg.easy_keep > 0 and self.phase(epoch) == "select":
+            if self.keeps_some_easy and self.phase(epoch) == "select":
                 candidates, weight = self._keep_some_easy(candidates, generator)
         keep, ranked = candidates, torch.zeros_like(candidates)
         if self.erts_active(epoch) and self.needs_focus(hard):

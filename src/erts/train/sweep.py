@@ -271,6 +271,7 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
     cost = m.get("cost") or {}
     row["best_epoch"] = m.get("best_epoch")
     row["epochs"] = m.get("epochs")
+    row["reference_epochs"] = m.get("reference_epochs", m.get("epochs"))  # budgeted full trains fewer than these
     row["effective_epochs"] = cost.get("effective_epochs")
     row.update(flatten_cost(cost))  # <group>_<phase>: the names log.csv and metrics.json use (erts.train.cost)
     return row
