@@ -9,9 +9,10 @@
 # last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT] [NOISE_COMMIT]
 #   FROZEN_COMMIT: the commit sweeps 1-2 started from (41a3e06); its checkout lives in /work/sweep-frozen
 #   OUT: where the sweep folders go (~/erts-sweeps)
-#   NOISE_COMMIT: the commit of sweep 3 (8ba9a61: rho-loss as the official code; the sweep's first runs, full
-#     and dbpd of sym20 seed 0, were made at 6cb454c, whose training is the same for them: a tiny run of each
-#     gave identical metrics at both); its checkout lives in /work/sweep-frozen-nf2
+#   NOISE_COMMIT: the commit of sweep 3 (b39b199: rho-loss as the official code, 8ba9a61, and the random
+#     control kept at its budget when easy_keep is set; its first runs were made at 6cb454c and 8ba9a61, which
+#     train every method but rho-loss and random the same: a tiny run of each gave identical metrics);
+#     its checkout lives in /work/sweep-frozen-nf3
 # The whole script is read before it runs (one function), so editing this file never disturbs a running chain.
 set -u
 
@@ -24,8 +25,8 @@ frozen_checkout() {  # frozen_checkout DIR COMMIT: a detached worktree with its 
 }
 
 chain() {
-  local commit=${1:-41a3e06} out=${2:-$HOME/erts-sweeps} noise_commit=${3:-8ba9a61}
-  local frozen=${ERTS_FROZEN:-/work/sweep-frozen} frozen_nf=${ERTS_FROZEN_NF:-/work/sweep-frozen-nf2}
+  local commit=${1:-41a3e06} out=${2:-$HOME/erts-sweeps} noise_commit=${3:-b39b199}
+  local frozen=${ERTS_FROZEN:-/work/sweep-frozen} frozen_nf=${ERTS_FROZEN_NF:-/work/sweep-frozen-nf3}
   frozen_checkout "$frozen" "$commit" || return 1
   (cd "$frozen" && .venv/bin/python benchmarks/end_to_end.py --dataset cinc2017 \
       --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch \
