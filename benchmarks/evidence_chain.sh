@@ -11,7 +11,7 @@
 #   OUT: where the sweep folders go (~/erts-sweeps)
 #   NOISE_COMMIT: the commit of sweep 3 (b39b199: rho-loss as the official code, 8ba9a61, and the random
 #     control kept at its budget when easy_keep is set; its first runs were made at 6cb454c and 8ba9a61, which
-#     train every method but rho-loss and random the same: a tiny run of each gave identical metrics);
+#     train every method but rho-loss and random the same: tiny full and erts-dbpd runs gave identical metrics);
 #     its checkout lives in /work/sweep-frozen-nf3
 # The whole script is read before it runs (one function), so editing this file never disturbs a running chain.
 set -u
