@@ -168,15 +168,20 @@ def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
     metrics = ["test_macro_f1", "effective_epochs", "share"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
     summary = group_summary(labelled, ["method"], metrics).set_index("method")
     cpu = labelled.groupby("method")["cpu_train"].median() if "cpu_seconds_train" in df else None
+    flops = labelled.groupby("method")["flops_total"].median() if "flops_total" in df else None
     out = ["Test macro-F1 mean [95 % t-interval over seeds], effective epochs, share of full's compute "
-           "(rho-loss: its IL models charged), median CPU s of training / full's at one speed (each run's CPU "
-           "time scaled by the median validation-pass CPU time over its own, where every run recorded one):"]
+           "(rho-loss: its IL models charged; the controls' budget), FLOPs / full's (all the work: scoring "
+           "passes, Grad-CAM, IL models and their validation), median CPU s of training / full's at one speed "
+           "(each run's CPU time scaled by the median validation-pass CPU time over its own, where every run "
+           "recorded one):"]
     out += [w for w in [speed_warning(df, ["dataset", "model"])] if w]
     for m in shown:
         s = summary.loc[m]
         line = (f"  {m:24s} {s.test_macro_f1_mean:.4f} [{s.test_macro_f1_ci_low:.4f}, {s.test_macro_f1_ci_high:.4f}]"
                 + (f"  F1 NAO {s.test_f1_nao_mean:.4f}" if "test_f1_nao" in df else "")
                 + f"  EE {s.effective_epochs_mean:5.2f}  share {s.share_mean:.3f}")
+        if flops is not None and "full" in flops.index and flops["full"] > 0:
+            line += f"  FLOPs x{flops[m] / flops['full']:.3f}"
         if cpu is not None and "full" in cpu.index and cpu["full"] > 0:
             line += f"  CPU x{cpu[m] / cpu['full']:.3f}"
         out.append(line)

@@ -14,6 +14,7 @@ def test_f1_lines_pair_each_filter_with_its_rule_and_take_the_machine_speed_out(
           "full@": [0.67, 0.68, 0.66]}
     work = {"full": 100.0, "dbpd": 60.0, "erts-dbpd+diffuse": 62.0, "full@": 60.0}  # CPU s at speed 1
     ee = {"full": 30.0, "dbpd": 18.0, "erts-dbpd+diffuse": 18.6, "full@": 18.0}
+    flops = {"full": 3e14, "dbpd": 2.4e14, "erts-dbpd+diffuse": 2.7e14, "full@": 1.8e14}  # scoring, Grad-CAM on top
     speed = {"full": [1.0, 1.0, 2.0], "dbpd": [1.0, 3.0, 1.0], "erts-dbpd+diffuse": [1.0, 1.0, 1.0],
              "full@": [1.0, 1.0, 1.0]}  # the machine was 3x slower during dbpd's seed 1
     rows = []
@@ -49,6 +50,7 @@ def test_f1_lines_pair_filters_and_controls_over_the_test_records_too(tmp_path):
     y = rng.integers(0, 4, 400)
     quality = {"full": 2.0, "dbpd": 1.2, "erts-dbpd+diffuse": 1.5, "full@": 1.4}
     ee = {"full": 30.0, "dbpd": 18.0, "erts-dbpd+diffuse": 18.6, "full@": 18.0}
+    flops = {"full": 3e14, "dbpd": 2.4e14, "erts-dbpd+diffuse": 2.7e14, "full@": 1.8e14}  # scoring, Grad-CAM on top
     rows, f1 = [], {}
     for m in quality:
         for seed in range(3):
@@ -59,8 +61,12 @@ def test_f1_lines_pair_filters_and_controls_over_the_test_records_too(tmp_path):
             f1[m, seed] = f1_score(y, logits.argmax(1), average="macro")
             rows.append({"run": run.name, "run_dir": str(run), "dataset": "cinc2017", "model": "resnet18_1d",
                          "method": "full" if m == "full@" else m, "budget": 0.6 if m == "full@" else np.nan,
-                         "seed": seed, "epochs": 30, "effective_epochs": ee[m], "test_macro_f1": f1[m, seed]})
+                         "seed": seed, "epochs": 30, "effective_epochs": ee[m], "test_macro_f1": f1[m, seed],
+                         "flops_total": flops[m]})
     lines = nf.f1_lines(pd.DataFrame(rows), ["full", "dbpd", "erts-dbpd+diffuse"])
+    row = {line.split()[0]: line for line in lines if line.startswith("  ") and "FLOPs" in line}
+    assert "share 0.600  FLOPs x0.800" in row["dbpd"] and "share 0.620  FLOPs x0.900" in row["erts-dbpd+diffuse"]
+    assert "share 0.600  FLOPs x0.600" in row["full@cheapest"]  # the control's budget is all it spends
     i = next(k for k, line in enumerate(lines) if line.startswith("Paired over test records and seeds (macro_f1"))
     assert lines[i + 1] == "  each filter against its unfiltered rule:"
     d = np.mean([f1["erts-dbpd+diffuse", s] - f1["dbpd", s] for s in range(3)])
