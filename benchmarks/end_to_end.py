@@ -191,7 +191,8 @@ def record_paired_lines(df: pd.DataFrame, methods: list[str], metric: str, n_boo
         if res.empty:
             continue
         out.append(f"  {name}:")
-        out += [f"    {r.method:15s} vs {r.baseline:18s} {r.diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
+        mw, bw = res["method"].str.len().max(), res["baseline"].str.len().max()
+        out += [f"    {r.method:{mw}s} vs {r.baseline:{bw}s} {r.diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
                 f"{r.n_seeds} seeds, p={r.p:.3f}, p(Holm)={r.p_holm:.3f}" for r in res.itertuples()]
         few = few or bool((res["n_seeds"] < 2).any())
     if len(out) == 1:
