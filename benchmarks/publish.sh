@@ -3,7 +3,9 @@
 # figures; the self-contained HTML stays with the sweep), results.csv, grid.yaml, each finished run's
 # small files (config, per-epoch log, metrics, provenance, test predictions; not the selection logs or
 # checkpoints), and the benchmark's own summary when its command is given.
-# Usage: bash benchmarks/publish.sh SWEEP_DIR DEST [--metric M] [-- SUMMARY_COMMAND...]
+# Usage: bash benchmarks/publish.sh SWEEP_DIR DEST [--metric M] [--no-report] [-- SUMMARY_COMMAND...]
+#   --no-report: the runs and results only (noise_filter.py's filter sweeps: its summary compares them, and
+#   a report of a sweep that holds one configuration adds about 1 MB of figures and nothing to read)
 #   bash benchmarks/publish.sh ~/erts-sweeps/e2e-cinc2017-controls-bf16 benchmarks/measured/e2e-cinc2017-controls-bf16 \
 #     -- .venv/bin/python benchmarks/end_to_end.py --dataset cinc2017 \
 #        --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch --controls each --seeds 3 \
@@ -12,6 +14,8 @@ set -euo pipefail
 src=${1:?SWEEP_DIR}; dest=${2:?DEST}; shift 2
 metric=auto
 if [ "${1:-}" = "--metric" ]; then metric=$2; shift 2; fi
+report=1
+if [ "${1:-}" = "--no-report" ]; then report=0; shift; fi
 [ "${1:-}" = "--" ] && shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 [ -f "$src/results.csv" ] || { echo "publish: $src has no results.csv (no finished run yet)" >&2; exit 1; }
@@ -19,8 +23,10 @@ mkdir -p "$dest/runs"
 if [ $# -gt 0 ]; then  # first: it rewrites results.csv from the run folders (controls included, also mid-sweep)
   "$@" --summary-only > "$dest/summary.txt"
 fi
-"$here/.venv/bin/erts" report "$src" --out "$dest" --metric "$metric" --n-boot 2000 --examples 2
-rm -f "$dest/report.html"
+if [ "$report" = 1 ]; then
+  "$here/.venv/bin/erts" report "$src" --out "$dest" --metric "$metric" --n-boot 2000 --examples 2
+  rm -f "$dest/report.html"
+fi
 cp "$src/results.csv" "$src/grid.yaml" "$dest/"
 for run in "$src"/runs/*/; do
   [ -f "$run/metrics.json" ] || continue
