@@ -18,7 +18,8 @@ report=1
 if [ "${1:-}" = "--no-report" ]; then report=0; shift; fi
 [ "${1:-}" = "--" ] && shift
 here=$(cd "$(dirname "$0")/.." && pwd)
-[ -f "$src/results.csv" ] || { echo "publish: $src has no results.csv (no finished run yet)" >&2; exit 1; }
+[ "$(wc -l < "$src/results.csv" 2>/dev/null || echo 0)" -gt 1 ] ||
+  { echo "publish: $src has no finished run yet (results.csv missing or empty)" >&2; exit 1; }
 mkdir -p "$dest/runs"
 if [ $# -gt 0 ]; then  # first: it rewrites results.csv from the run folders (controls included, also mid-sweep)
   "$@" --summary-only > "$dest/summary.txt"
