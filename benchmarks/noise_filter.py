@@ -51,7 +51,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # end_to_end's machinery, beside this file
 
 from end_to_end import (COMMON, DATASETS, comparison_line, control_lines, parse_value, record_paired_lines,  # noqa: E402
-                        run_budget_controls)
+                        run_budget_controls, write_all_results)
 from erts.eval.controls import budget_share, equal_budget_comparisons, is_control, label_controls  # noqa: E402
 from erts.eval.stats import group_summary, paired_against  # noqa: E402
 from erts.report import reliability  # noqa: E402
@@ -237,6 +237,8 @@ def main() -> None:
     configs = ["full", *rules] + [f"erts-{r}+{f}" for f in filters for r in filter_rules]
     lines = [f"{args.dataset}: {BENCH['model']}, {overrides.get('epochs', BENCH['epochs'])} epochs, {args.seeds} seeds"]
     for s, all_grids in plan.items():
+        if (all_grids[0][1].sweep_dir / "runs").is_dir():  # its results.csv with the controls (each run_sweep
+            write_all_results(all_grids[0][1])            # call writes only its own grid's runs)
         lines += ["", f"## {s}", ""]
         lines += drop_lines(all_grids, list(range(args.seeds)), SETTINGS[s][1], rules, args.n_boot)
         lines += f1_lines(results(all_grids), configs)

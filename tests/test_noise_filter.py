@@ -74,3 +74,22 @@ def test_f1_lines_pair_filters_and_controls_over_the_test_records_too(tmp_path):
     assert lines[i + 3] == "  against the equal-budget controls:"
     ctrl = [line.split()[:3] for line in lines[i + 4:]]
     assert ["dbpd", "vs", "full@cheapest"] in ctrl and ["erts-dbpd+diffuse", "vs", "full@cheapest"] in ctrl
+
+
+def test_summary_rewrites_the_main_results_with_the_controls(tmp_path, monkeypatch):
+    """Each run_sweep call writes only its own grid's runs to results.csv, so after the controls ran the
+    setting's results.csv held the controls alone (publish.sh then reported on them only): the summary
+    rewrites it from the run folders, the main grid's runs and the controls."""
+    from test_report import make_run
+
+    nf = load_benchmark("noise_filter")
+    main_dir = tmp_path / "nf-sym20" / "runs"
+    names = ["seed=0,method=full", "seed=0,method=dbpd", "seed=0,method=full,budget=0.6"]
+    for name in names:
+        make_run(main_dir / name, method="dbpd" if "dbpd" in name else "full", seed=0, f1=0.7,
+                 config={"budget": 0.6} if "budget" in name else None)
+    pd.DataFrame({"run": [names[2]]}).to_csv(tmp_path / "nf-sym20" / "results.csv", index=False)  # the stale one
+    monkeypatch.setattr("sys.argv", ["noise_filter.py", "--dataset", "synthetic", "--settings", "sym20", "--seeds", "1",
+                                     "--out", str(tmp_path), "--name", "nf", "--summary-only", "--n-boot", "20"])
+    nf.main()
+    assert sorted(pd.read_csv(tmp_path / "nf-sym20" / "results.csv")["run"]) == sorted(names)
