@@ -104,6 +104,7 @@ def focus_filter_summary(run_dir: Path) -> str:
     """Where the dataset knows which records are corrupted: how often the reliability filter (the
     paper's focus, or the run's ``reliability=``) dropped corrupted candidates versus clean ones
     (empty when it never ran)."""
+    from erts.report.provenance import read_config
     from erts.report.selection import (filter_by_truth, filter_candidates, load_selection_log,
                                        load_train_records)
 
@@ -114,10 +115,7 @@ def focus_filter_summary(run_dir: Path) -> str:
     if table.empty:
         return ""
     rows = "  ".join(f"{r.truth} {r.filter_drop:.1%} of {r.candidates}" for r in table.itertuples())
-    import yaml
-
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
-    reliability = ((cfg or {}).get("selection") or {}).get("reliability", "focus")
+    reliability = (read_config(run_dir) or {}).get("selection.reliability", "focus")
     return f"reliability filter ({reliability}) dropped (share of candidates, by ground truth): {rows}"
 
 
