@@ -143,6 +143,31 @@ def test_existing_run_is_not_overwritten(cache_dir, tmp_path):
         run(cache_dir, tmp_path, epochs=1, name="x")
 
 
+def test_a_finished_run_frees_its_trainer_even_when_a_reference_cycle_holds_it(cache_dir, tmp_path, monkeypatch):
+    """A first import's caught exception keeps Trainer.__init__'s frame in a cycle; left to the
+    exit, the DDP model frees the gloo process group during finalization (a rank aborted there)."""
+    import gc
+    import weakref
+
+    from erts.train import loop
+
+    made = []
+    init = loop.Trainer.__init__
+
+    def init_in_a_cycle(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.cycle = [self]  # held only by itself once train() returns
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(loop.Trainer, "__init__", init_in_a_cycle)
+    gc.disable()  # the collector must not run by chance: train() itself has to free it
+    try:
+        run(cache_dir, tmp_path, method="full", epochs=1, name="r")
+        assert len(made) == 1 and made[0]() is None
+    finally:
+        gc.enable()
+
+
 def test_training_crops_random_for_updates_centre_for_eval():
     from erts.data.tensors import Tensors
 

@@ -11,6 +11,7 @@ all derive from (seed, epoch), so a resumed run repeats an uninterrupted one.
 """
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -530,6 +531,14 @@ def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) ->
         trainer.fit()
         return trainer.finish()
     finally:
+        # Free the trainer now, not whenever the cyclic garbage collector next runs: an exception
+        # caught inside a first import (model building) keeps its frames, Trainer.__init__'s among
+        # them, in a reference cycle. Left to the interpreter's exit, the model's DDP wrapper frees
+        # the gloo process group during finalization, where a rank can abort ("terminate called
+        # without an active exception") after a finished run; in a sweep or a notebook it keeps the
+        # model's (GPU) memory held into the next run.
+        trainer = None  # noqa: F841
+        gc.collect()
         if owner:
             distributed.shutdown()
 
