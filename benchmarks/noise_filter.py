@@ -204,7 +204,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rules", default="dbpd,rho-loss", help="the unfiltered rules")
     ap.add_argument("--filter-rules", default="dbpd", help="the rules the filters run on (erts-<rule>)")
-    ap.add_argument("--filters", default="focus,diffuse,loss", help=f"of {', '.join(FILTERS)}")
+    ap.add_argument("--filters", default="focus,diffuse,loss", help=f"of {', '.join(FILTERS)} ('': none)")
     ap.add_argument("--controls", default="each", choices=["each", "cheapest", "none"])
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--name", default=None, help="sweep folder prefix (default noise-<dataset>)")
@@ -212,14 +212,14 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of each drop ratio")
     ap.add_argument("--summary-only", action="store_true", help="start no run: summarise what has finished")
     args = ap.parse_args()
-    settings, filters = args.settings.split(","), args.filters.split(",")
+    settings, filters = args.settings.split(","), [f for f in args.filters.split(",") if f]  # "": none
     for s in settings:
         if s not in SETTINGS or (s == "original-train" and args.dataset != "cinc2017"):
             raise SystemExit(f"--settings: {s!r} is not one of {', '.join(SETTINGS)} (original-train: cinc2017 only)")
     if set(filters) - set(FILTERS):
         raise SystemExit(f"--filters: expected some of {', '.join(FILTERS)}")
     overrides = {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.overrides)}
-    rules, filter_rules = args.rules.split(","), args.filter_rules.split(",")
+    rules, filter_rules = args.rules.split(","), [r for r in args.filter_rules.split(",") if r]
     prefix = args.name or f"noise-{args.dataset}"
     plan = {s: grids(f"{prefix}-{s}", args.out, setting_base(args.dataset, s, args.pair.split(","), overrides),
                      list(range(args.seeds)), rules, filter_rules, filters, args.workers) for s in settings}

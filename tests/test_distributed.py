@@ -99,6 +99,23 @@ def test_per_batch_selection_on_two_ranks_counts_both_ranks_updates(cache_dir, t
     assert m["cost"]["effective_epochs"] == pytest.approx(updated / n_train)
 
 
+def test_full_update_batches_on_two_ranks_update_every_kept_sample_once_in_fewer_steps(cache_dir, tmp_path):
+    """update_batches=full (loss-topk's default): each rank queues its kept samples, and the ranks step
+    together once they hold a global batch between them."""
+    args = tiny_overrides(cache_dir, tmp_path, name="r", method="loss-topk", granularity="batch", epochs=2,
+                          warmup_epochs=0, revision_epoch=2, batch_size=14)
+    run(torchrun_cmd(args))
+    run_dir = tmp_path / "r"
+    log = pd.read_csv(run_dir / "log.csv")
+    n_train = int(log.loc[0, "n_train"])
+    for epoch in range(2):
+        sel = selection(run_dir, epoch)
+        kept = int(sel["updated"].sum())
+        assert 0 < kept < n_train and log.loc[epoch, "n_updated"] == kept == log.loc[epoch, "forwards_update"]
+        # fewer steps than the global batches, and at least the full global batches the kept samples make
+        assert -(-kept // 28) <= log.loc[epoch, "n_steps"] < -(-n_train // 28)
+
+
 def _weights(run_dir: Path) -> dict:
     w = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
     return {k: v for k, v in w.items() if v.is_floating_point()}

@@ -15,12 +15,14 @@ def blocks() -> list[str]:
 def test_api_examples_run(tmp_path, monkeypatch, cache_dir, capsys):
     monkeypatch.chdir(tmp_path)
     code = blocks()
-    assert len(code) == 4
+    assert len(code) == 5
     namespace: dict = {}
     for block in code:
         exec(compile(block, str(DOC), "exec"), namespace)
     out = capsys.readouterr().out
     assert "effective epochs" in out and "samples this epoch" in out and "samples trained per epoch" in out
+    steps = namespace["steps"]  # the queue example: full batches of 64 in its select epochs, the rest last
+    assert steps[:4] == [64] * 4 and steps.count(64) >= len(steps) - 3
     trained = namespace["trained"]  # the InfoBatch example pruned (its own asserts ran too)
     assert trained[0] == 256 and min(trained[1:7]) < 230
     assert (tmp_path / "runs" / "api-demo" / "metrics.json").exists()

@@ -109,6 +109,12 @@ class SelectionConfig:
     # form full batches: fewer steps). auto: epoch for infobatch (the official sampler), random (RS2) and full
     # with a budget; batch for the others. Resolved when the config is loaded
     granularity: Literal["auto", "batch", "epoch"] = "auto"
+    # per-batch selection: what an optimiser step of a select epoch trains on. kept = each pool's kept samples
+    # (the published PDD code: a step per mini-batch, on fewer samples); full = the kept samples queue until
+    # batch_size of them have gathered, and each step trains on a full batch, the rest at the epoch's end
+    # (Selective-Backprop's backprop queue; RHO-LOSS's batch selected from a pool 1 / rho_keep times larger).
+    # auto: full for loss-topk and rho-loss (their official code), kept for the others. Resolved on load
+    update_batches: Literal["auto", "kept", "full"] = "auto"
     # equal-budget controls: the share of a full run's compute (effective epochs / epochs) the run may spend.
     # full: the epochs scaled and the whole learning-rate schedule compressed to them (the last epoch cut
     # short to a random part of the data when budget x epochs is not whole); random: its per-epoch fraction
@@ -426,6 +432,13 @@ def validate(cfg: Config) -> None:
         fraction_for_budget(schedule_of(cfg), s.budget)  # raises when the schedule alone spends more
     if s.granularity == "auto":
         s.granularity = auto_granularity(s)
+    if s.update_batches == "auto":
+        s.update_batches = "full" if s.method.removeprefix("erts-") in ("loss-topk", "rho-loss") else "kept"
+    rule = s.method.removeprefix("erts-")
+    if s.update_batches == "full" and (rule == "infobatch" or (rule in ("dbpd", "smrd", "srd") and s.easy_keep > 0)):
+        raise ConfigError(f"update_batches=full cannot queue {s.method}'s importance-weighted samples (their loss "
+                          f"is divided by their own pool's size); use update_batches=kept, or "
+                          f"granularity=epoch for full batches")
 
 
 def auto_granularity(s: SelectionConfig) -> str:
@@ -487,6 +500,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
 
 def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuilds a Config saved with ``to_dict`` (used on resume)."""
+    selection = values.get("selection")
+    if isinstance(selection, dict) and "update_batches" not in selection:
+        # saved before erts had the key: its per-batch steps trained on each pool's kept samples, and a
+        # resumed run goes on as it began
+        values = {**values, "selection": {**selection, "update_batches": "kept"}}
     cfg = Config()
     apply_dict(cfg, values)
     validate(cfg)

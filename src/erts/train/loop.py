@@ -30,6 +30,7 @@ from erts.progress import progress as progress_bar  # alias: self.progress / tra
 from erts.eval.metrics import compute_metrics, tune_thresholds
 from erts.selection import PoolScores, Selector
 from erts.selection.dropout import LOG_FIELDS, DataDropout
+from erts.selection.queue import UpdateQueue
 from erts.selection.dropout import confidence, el2n  # noqa: F401 (re-exported)
 from erts.train import runio
 from erts.train.builders import (apply_batchnorm, build_loss, build_model, build_optimizer, build_scheduler,
@@ -101,6 +102,7 @@ class Trainer:
                               input_length=self.data.length)
         self.replay = load_kept_counts(cfg.selection.smrd_schedule, self) if cfg.selection.smrd_schedule else None
         self.start_epoch, self.best_f1, self.best_epoch = 0, -1.0, -1
+        self.n_steps = 0  # optimiser steps taken by this process (log.csv: per epoch)
         self.log_rows: list[dict] = []
 
     # ---------------------------------------------------------------- helpers
@@ -199,6 +201,7 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+        self.n_steps += 1
         self.cost.updated += len(ids)
         return float(total.detach()) / local_norm if len(ids) else float("nan")
 
@@ -235,6 +238,9 @@ class Trainer:
                        for pos in global_batches(kept_pos, bs, d)]
         else:
             batches = [(rank_slice(b, d), "select", None) for b in global_batches(order, bs, d)]
+        # update_batches=full: the kept samples of the pools gather until a batch is full (Selective-Backprop)
+        queue = UpdateQueue(self.device) if cfg.selection.granularity == "batch" and self.fills_batches(epoch) else None
+        steps_before = self.n_steps
         bar = progress_bar(batches, f"epoch {epoch}", unit="batch", disable=not self.progress, every=0, interval=30)
         for b, (ids, mode, weight) in enumerate(bar):
             x, denom = None, None
@@ -250,8 +256,13 @@ class Trainer:
                     # InfoBatch per batch: the weighted sum over the pool size, an unbiased batch gradient
                     denom = len(ids) if self.selector.importance_weighted else None
                 ids, x = ids[keep], x[keep]
-            if len(ids) or d.enabled:  # distributed: every rank steps together, an empty share too
+            if queue is not None:
+                queue.put(ids, x, weight)
+                losses += [(self.update(i, w, wt, None, epoch), len(i)) for i, w, wt in self._full_batches(queue)]
+            elif len(ids) or d.enabled:  # distributed: every rank steps together, an empty share too
                 losses.append((self.update(ids, x, weight, denom, epoch), len(ids)))
+        if queue is not None:  # the epoch's last kept samples: a last, smaller step (as the official trainer)
+            losses += [(self.update(i, w, wt, None, epoch), len(i)) for i, w, wt in self._full_batches(queue, rest=True)]
         self.sched.step()
         self.bank.sync(d)
         local = {k: torch.cat(v) for k, v in fields.items()}
@@ -264,6 +275,7 @@ class Trainer:
         loss_sum, n_loss = map(float, all_sum(sums, d))  # over every rank's updates
         return {
             "train_loss": loss_sum / n_loss if n_loss else float("nan"),
+            "n_steps": self.n_steps - steps_before,  # optimiser steps (the ranks step together)
             "n_train": len(train_ids),
             "n_scored": int(np.isfinite(selection["p"]).sum()),
             "n_pdd_kept": int(selection["pdd_keep"].sum()),
@@ -271,6 +283,22 @@ class Trainer:
             "n_rescued": int(selection["rescued"].sum()),
             "n_updated": int(selection["updated"].sum()),
         }
+
+    def fills_batches(self, epoch: int) -> bool:
+        """update_batches=full in a select epoch (the other epochs' batches are full already)."""
+        return self.cfg.selection.update_batches == "full" and self.selector.phase(epoch) == "select"
+
+    def _full_batches(self, queue: UpdateQueue, rest: bool = False):
+        """Each full batch waiting in ``queue`` (``rest``: then what is left), as this rank's share.
+        Distributed: every rank steps once the ranks together hold ``batch_size`` x world samples,
+        each on up to ``batch_size`` of its own queue (a rank with fewer steps on fewer, or none)."""
+        bs, d = self.cfg.optim.batch_size, self.dist
+        while True:
+            waiting = len(queue) if not d.enabled else \
+                int(all_sum(torch.tensor([len(queue)], dtype=torch.float64, device=self.device), d))
+            if waiting == 0 or (waiting < bs * d.world and not rest):
+                return
+            yield queue.take(bs)
 
     def _empty_pool_log(self) -> dict[str, torch.Tensor]:
         flags = ("pdd_keep", "erts_keep", "rescued", "filter_cand")
