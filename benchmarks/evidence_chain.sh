@@ -2,17 +2,19 @@
 # The evidence sweeps, one after the other, never two at once on 2 cores, each from a frozen checkout:
 #   1. issue 23: CinC 2017 with the equal-budget controls (first: every later number rests on the controls);
 #   2. issue 22: PTB-XL under the benchmark protocol;
-#   3. issue 24: the reliability filters and rho-loss on injected and real label noise (noise_filter.py).
+#   3. issue 24: the reliability filters and rho-loss on injected and real label noise (noise_filter.py);
+#   4. issue 24: rho-loss again, stepping on full batches (update_batches=full).
 # Every run in bf16 autocast: on this CPU (avx512_bf16, AMX) it trains 1.9x (CinC) to 2.3x (PTB-XL) faster
 # and scored inside the fp32 run's bootstrap interval on both (benchmarks/bf16_check.py; benchmarks/README.md).
 # Resumable: run it again after any stop; finished runs are skipped, a started one resumes from its
-# last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT] [NOISE_COMMIT]
+# last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT] [NOISE_COMMIT] [QUEUE_COMMIT]
 #   FROZEN_COMMIT: the commit sweeps 1-2 started from (41a3e06); its checkout lives in /work/sweep-frozen
 #   OUT: where the sweep folders go (~/erts-sweeps)
 #   NOISE_COMMIT: the commit of sweep 3 (b39b199: rho-loss as the official code, 8ba9a61, and the random
 #     control kept at its budget when easy_keep is set; its first runs were made at 6cb454c and 8ba9a61, which
 #     train every method but rho-loss and random the same: tiny full and erts-dbpd runs gave identical metrics);
 #     its checkout lives in /work/sweep-frozen-nf3
+#   QUEUE_COMMIT: the commit of sweep 4 (31e1be1: update_batches); its checkout lives in /work/sweep-frozen-q
 # The whole script is read before it runs (one function), so editing this file never disturbs a running chain.
 set -u
 
@@ -27,6 +29,7 @@ frozen_checkout() {  # frozen_checkout DIR COMMIT: a detached worktree with its 
 chain() {
   local commit=${1:-41a3e06} out=${2:-$HOME/erts-sweeps} noise_commit=${3:-b39b199}
   local frozen=${ERTS_FROZEN:-/work/sweep-frozen} frozen_nf=${ERTS_FROZEN_NF:-/work/sweep-frozen-nf3}
+  local queue_commit=${4:-31e1be1} frozen_q=${ERTS_FROZEN_Q:-/work/sweep-frozen-q}
   frozen_checkout "$frozen" "$commit" || return 1
   (cd "$frozen" && .venv/bin/python benchmarks/end_to_end.py --dataset cinc2017 \
       --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch \
@@ -45,7 +48,21 @@ chain() {
   # every run finished; the summary is printed by publish.sh from a newer checkout)
   frozen_checkout "$frozen_nf" "$noise_commit" || return 1
   (cd "$frozen_nf" && .venv/bin/python benchmarks/noise_filter.py --controls cheapest --seeds 3 --out "$out" \
-      --name noise-cinc2017-bf16 bf16=true)
+      --name noise-cinc2017-bf16 bf16=true) || return 1
+  # 4. rho-loss stepping on full batches (update_batches=full, its default since 31e1be1: 64 selected from about
+  # 640 scored, the paper's structure); sweep 3 stepped on each batch's 6 kept samples. `full` never selects,
+  # so sweep 3's full runs are copied in, not rerun; the equal-budget controls are sweep 3's (same samples updated)
+  frozen_checkout "$frozen_q" "$queue_commit" || return 1
+  local setting seed src dst
+  for setting in sym20 pair20 original-train; do
+    for seed in 0 1 2; do
+      src="$out/noise-cinc2017-bf16-$setting/runs/seed=$seed,method=full"
+      dst="$out/noise-cinc2017-bf16-rhofull-$setting/runs/seed=$seed,method=full"
+      if [ -f "$src/metrics.json" ] && [ ! -e "$dst" ]; then mkdir -p "$(dirname "$dst")" && cp -r "$src" "$dst"; fi
+    done
+  done
+  (cd "$frozen_q" && .venv/bin/python benchmarks/noise_filter.py --rules rho-loss --filter-rules '' --filters '' \
+      --controls none --seeds 3 --out "$out" --name noise-cinc2017-bf16-rhofull bf16=true)
 }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
