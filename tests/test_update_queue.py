@@ -88,9 +88,10 @@ def test_a_run_steps_on_full_batches_of_its_kept_samples(cache_dir, tmp_path, me
                                                update_batches=update_batches, rho_keep=0.25, rho_il_epochs=1))
     full = update_batches != "kept"
     assert cfg.selection.update_batches == ("full" if full else "kept")
-    train(cfg)
+    metrics = train(cfg)
     log = pd.read_csv(tmp_path / "r" / "log.csv")
     assert log.n_steps.tolist() == steps_expected(tmp_path / "r", 32, full)
+    assert metrics["optimizer_steps"] == log.n_steps.sum()
     select = log[log.phase == "select"]
     assert len(select) and (select.n_updated < select.n_train).all()
     if full:  # fewer steps than pools: each one a full batch

@@ -443,6 +443,11 @@ class Trainer:
             getattr(cost, g)[p] += v
         cost.updated += extra[-1]
 
+    def optimizer_steps(self) -> int | None:
+        """The run's optimiser steps (log.csv's n_steps summed; None for a run resumed from a log without them)."""
+        steps = [r.get("n_steps") for r in self.log_rows]
+        return None if any(v is None or v == "" for v in steps) else int(sum(int(float(v)) for v in steps))
+
     def finish(self) -> dict:
         """Loads the best epoch, tunes multi-label thresholds on val, evaluates test once."""
         best = runio.load_checkpoint(self.run_dir / "checkpoints" / "best.pt", self.device)
@@ -463,6 +468,7 @@ class Trainer:
                    "loss": self.loss_name, "class_names": list(self.rs.class_names), "multilabel": self.rs.multilabel,
                    "epochs": self.selector.epochs, "budget": cfg.selection.budget,
                    "reference_epochs": cfg.train.epochs, "best_epoch": self.best_epoch, "val": val, "test": test,
+                   "optimizer_steps": self.optimizer_steps(),
                    "cost": self.cost.summary(len(self.idx["train"])),
                    "device": str(self.device), "world_size": d.world, "rank_seconds": rank_seconds,
                    "skipped_records": len(self.rs.skipped),
