@@ -2,7 +2,8 @@
 queue, and each optimiser step trains on ``batch_size`` of them.
 
 Selective-Backprop's official trainer back-propagates once ``batch_size`` selected samples have
-gathered (and the rest at the epoch's end); RHO-LOSS trains each step on a batch selected from a
+gathered, and what is left at the epoch's end (unless its last pool completed a batch: then it
+carries the rest into the next epoch; erts steps on it); RHO-LOSS trains each step on a batch selected from a
 pool ``1 / rho_keep`` times larger. Both are this queue in front of a per-batch rule
 (``update_batches=full``). The queue holds the very windows that were scored, so a sample is
 updated on the window its rule saw. It is empty at every epoch's end, hence never checkpointed.
