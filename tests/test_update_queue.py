@@ -114,3 +114,12 @@ def test_a_run_saved_before_the_key_resumes_with_per_pool_steps():
     saved = load_config(overrides=["method=loss-topk"]).to_dict()
     del saved["selection"]["update_batches"]
     assert config_from_dict(saved).selection.update_batches == "kept"
+
+
+def test_data_dropout_says_where_full_batches_come_from_in_a_users_loop():
+    from torch import nn
+
+    from erts import DataDropout
+
+    with pytest.raises(ValueError, match="UpdateQueue"):
+        DataDropout(nn.Linear(4, 2), "loss-topk", num_samples=10, epochs=2, update_batches="full")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from erts.config import SelectionConfig
+from erts.config import ConfigError, SelectionConfig
 from erts.distributed import Dist, gather_pool, shard
 from erts.selection.bank import ScoreBank
 from erts.selection.selector import PoolScores, Selection, Selector
@@ -103,6 +103,10 @@ class DataDropout:
         if selection is None:
             from erts.config import load_config
 
+            if "update_batches" in settings:
+                raise ConfigError("update_batches is erts' trainer's (how its steps batch the kept samples); "
+                                 "DataDropout only selects: in your loop, queue what select returns with "
+                                 "erts.selection.queue.UpdateQueue (docs/api.md)")
             cfg = load_config(overrides={"method": method, "epochs": epochs, "gradcam_layer": gradcam_layer,
                                          **settings})
             selection = cfg.selection
