@@ -92,6 +92,9 @@ def test_a_run_steps_on_full_batches_of_its_kept_samples(cache_dir, tmp_path, me
     log = pd.read_csv(tmp_path / "r" / "log.csv")
     assert log.n_steps.tolist() == steps_expected(tmp_path / "r", 32, full)
     assert metrics["optimizer_steps"] == log.n_steps.sum()
+    from erts.cli.train_cmd import format_summary
+
+    assert f", {log.n_steps.sum()} optimiser steps" in format_summary(metrics, tmp_path / "r")
     select = log[log.phase == "select"]
     assert len(select) and (select.n_updated < select.n_train).all()
     if full:  # fewer steps than pools: each one a full batch

@@ -80,7 +80,8 @@ def format_summary(metrics: dict, run_dir: Path) -> str:
         "per-class  " + "  ".join(f"{k} {v:.3f}" for k, v in t["per_class_f1"].items()),
         f"cost       effective epochs {c['effective_epochs']:.2f} of {metrics.get('reference_epochs') or metrics['epochs']}"
         + (f" (budget {metrics['budget']:g}: {metrics['epochs']} epochs, the schedule compressed)"
-           if metrics.get("budget") and metrics["method"] == "full" else ""),
+           if metrics.get("budget") and metrics["method"] == "full" else "")
+        + (f", {metrics['optimizer_steps']} optimiser steps" if metrics.get("optimizer_steps") is not None else ""),
         f"seconds    scoring {sec['scoring']:.1f}  gradcam {sec['gradcam']:.1f}  update {sec['update']:.1f}  "
         f"eval {sec['eval']:.1f}  other {sec['other']:.1f}  total {sec['total']:.1f}",
         f"samples    fwd scoring {c['forwards']['scoring']:.0f}  fwd/bwd gradcam "
