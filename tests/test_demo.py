@@ -95,6 +95,10 @@ def test_demo_writes_the_report_of_both_runs_and_a_results_table(demo):
     assert "erts-dbpd" in text and "full" in text and "Provenance" in text
     results = pd.read_csv(d / "results.csv")
     assert sorted(results["method"]) == ["erts-dbpd", "full"]
+    # each configuration's optimiser steps, from its runs' logs, in the results and the report's table
+    for run, steps in zip(results["run"], results["optimizer_steps"]):
+        assert steps == pd.read_csv(d / "runs" / run / "log.csv")["n_steps"].sum()
+    assert "optimiser steps" in (d / "report.md").read_text()
     grid = yaml.safe_load((d / "grid.yaml").read_text())
     assert grid["grid"] == {"method": ["full", "erts-dbpd"]} and grid["base"]["n_records"] in (200, "200")
 

@@ -50,7 +50,7 @@ def build_run_report(run_dir: Path, *, n_boot: int = 2000, examples: int = 2, ma
             s.text(f"n/a: {', '.join(absent)} ha{'s' if len(absent) == 1 else 've'} no record in the test split, so "
                    "F1 is undefined there; macro-F1 averages the classes present in the split.")
     if cost:
-        s.table(cost_table(cost, m.get("epochs")), "cost")
+        s.table(cost_table(cost, m.get("epochs"), m.get("optimizer_steps")), "cost")
     log = read_log(run_dir)
     title = f"{m.get('dataset')} / {m.get('model')} / {m.get('method')} / seed {m.get('seed')}"
     if log is not None and len(log):

@@ -35,7 +35,7 @@ def sweep_summary(results: pd.DataFrame, keys: list[str], metric: str = "test_ma
         raise DataError(f"results.csv has no column {metric!r}; metrics it has: "
                         f"{', '.join(c for c in results.columns if c.startswith(('test_', 'val_')))}")
     metrics = [m for m in dict.fromkeys((metric, "test_macro_f1", "test_accuracy", "test_macro_auroc", "val_macro_f1",
-                                         "effective_epochs", "seconds_total", "cpu_seconds_total",
+                                         "effective_epochs", "optimizer_steps", "seconds_total", "cpu_seconds_total",
                                          "cpu_seconds_total_norm", "flops_total"))
                if m in results.columns]
     s = group_summary(results, keys, metrics)
@@ -112,6 +112,8 @@ def results_table(summary: pd.DataFrame, show_keys: list[str], metric: str = "te
         if "effective_epochs_mean" in r:
             row["effective epochs"] = fmt(r["effective_epochs_mean"], 2)
             row["EE / full"] = fmt(r.get("effective_epochs_ratio"), 2)
+        if np.isfinite(r.get("optimizer_steps_mean", np.nan)):  # per-batch rules step on fewer samples, more often
+            row["optimiser steps"] = f"{r['optimizer_steps_mean']:.0f}"
         if "seconds_total_mean" in r:
             row["wall-clock s"] = fmt(r["seconds_total_mean"], 1)
         if "flops_total_mean" in r:
@@ -233,10 +235,11 @@ def pareto_input(summary: pd.DataFrame, label_keys: list[str], time: str, metric
     })
 
 
-def cost_table(cost: dict, epochs) -> pd.DataFrame:
+def cost_table(cost: dict, epochs, steps: int | None = None) -> pd.DataFrame:
     cost = normalize_cost(cost)
     sec, cpu, fwd, bwd, fl = (cost.get(k, {}) for k in ("seconds", "cpu_seconds", "forwards", "backwards", "flops"))
     rows = [{"cost": "effective epochs", "value": f"{fmt(cost.get('effective_epochs'), 2)} of {epochs}"}]
+    rows += [{"cost": "optimiser steps", "value": f"{steps}"}] if steps is not None else []
     rows += [{"cost": f"wall-clock s, {k}", "value": fmt(v, 1)} for k, v in sec.items()]
     rows += [{"cost": f"CPU s (all threads), {k}", "value": fmt(v, 1)} for k, v in cpu.items()]
     rows += [{"cost": f"sample forwards, {k}", "value": f"{v:.0f}"} for k, v in fwd.items()]

@@ -273,6 +273,7 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
     row["epochs"] = m.get("epochs")
     row["reference_epochs"] = m.get("reference_epochs", m.get("epochs"))  # budgeted full trains fewer than these
     row["effective_epochs"] = cost.get("effective_epochs")
+    row["optimizer_steps"] = m.get("optimizer_steps")  # None before erts counted them
     row.update(flatten_cost(cost))  # <group>_<phase>: the names log.csv and metrics.json use (erts.train.cost)
     return row
 
