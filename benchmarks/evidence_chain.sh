@@ -3,7 +3,8 @@
 #   1. issue 23: CinC 2017 with the equal-budget controls (first: every later number rests on the controls);
 #   2. issue 22: PTB-XL under the benchmark protocol;
 #   3. issue 24: the reliability filters and rho-loss on injected and real label noise (noise_filter.py);
-#   4. issue 24: rho-loss again, stepping on full batches (update_batches=full).
+#   4. issue 24: rho-loss again, stepping on full batches (update_batches=full);
+#   5. issue 24: `erts audit` on the injected label noise (sym20, pair20; seed 0).
 # Every run in bf16 autocast: on this CPU (avx512_bf16, AMX) it trains 1.9x (CinC) to 2.3x (PTB-XL) faster
 # and scored inside the fp32 run's bootstrap interval on both (benchmarks/bf16_check.py; benchmarks/README.md).
 # Resumable: run it again after any stop; finished runs are skipped, a started one resumes from its
@@ -62,7 +63,13 @@ chain() {
     done
   done
   (cd "$frozen_q" && .venv/bin/python benchmarks/noise_filter.py --rules rho-loss --filter-rules '' --filters '' \
-      --controls none --seeds 3 --out "$out" --name noise-cinc2017-bf16-rhofull bf16=true)
+      --controls none --seeds 3 --out "$out" --name noise-cinc2017-bf16-rhofull bf16=true) || return 1
+  # 5. `erts audit` on the injected noise (seed 0): which signal finds random flips, and N<->O swaps, that no
+  # filter skips while training (docs/audit.md); tables in $out/audit-cinc2017-<setting>/
+  (cd "$frozen_q" && .venv/bin/python benchmarks/audit_bench.py --out "$out/audit-sym20" \
+      --measured "$out/audit-cinc2017-sym20" labels=current label_noise=symmetric label_noise_rate=0.2 &&
+    .venv/bin/python benchmarks/audit_bench.py --out "$out/audit-pair20" --measured "$out/audit-cinc2017-pair20" \
+      labels=current label_noise=pair label_noise_rate=0.2 "label_noise_classes=[N,O]")
 }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
