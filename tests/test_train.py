@@ -144,7 +144,7 @@ def test_existing_run_is_not_overwritten(cache_dir, tmp_path):
 
 
 def test_a_finished_run_frees_its_trainer_even_when_a_reference_cycle_holds_it(cache_dir, tmp_path, monkeypatch):
-    """A first import's caught exception keeps Trainer.__init__'s frame in a cycle; left to the
+    """A first import during model building leaves Trainer.__init__'s frame in a cycle; left to the
     exit, the DDP model frees the gloo process group during finalization (a rank aborted there)."""
     import gc
     import weakref

@@ -565,9 +565,9 @@ def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) ->
         trainer.fit()
         return trainer.finish()
     finally:
-        # Free the trainer now, not whenever the cyclic garbage collector next runs: an exception
-        # caught inside a first import (model building) keeps its frames, Trainer.__init__'s among
-        # them, in a reference cycle. Left to the interpreter's exit, the model's DDP wrapper frees
+        # Free the trainer now, not whenever the cyclic garbage collector next runs: a module's first
+        # import during model building leaves the calling frames, Trainer.__init__'s among them, in a
+        # reference cycle (measured). Left to the interpreter's exit, the model's DDP wrapper frees
         # the gloo process group during finalization, where a rank can abort ("terminate called
         # without an active exception") after a finished run; in a sweep or a notebook it keeps the
         # model's (GPU) memory held into the next run.
