@@ -25,7 +25,8 @@ from erts.selection.schedule import Schedule, budget_epochs, resolve_schedule, s
 
 
 # selection methods (defined here, not in erts.selection, so validating a config never imports torch)
-RULES = ("dbpd", "smrd", "srd", "random", "infobatch", "loss-topk", "el2n", "rho-loss")
+PDD_RULES = ("dbpd", "smrd", "srd")  # Progressive Data Dropout's rules (easy_keep is theirs)
+RULES = (*PDD_RULES, "random", "infobatch", "loss-topk", "el2n", "rho-loss")
 METHODS = ("full", *RULES, *(f"erts-{r}" for r in RULES))
 
 
@@ -432,10 +433,10 @@ def validate(cfg: Config) -> None:
         fraction_for_budget(schedule_of(cfg), s.budget)  # raises when the schedule alone spends more
     if s.granularity == "auto":
         s.granularity = auto_granularity(s)
-    if s.update_batches == "auto":
-        s.update_batches = "full" if s.method.removeprefix("erts-") in ("loss-topk", "rho-loss") else "kept"
     rule = s.method.removeprefix("erts-")
-    if s.update_batches == "full" and (rule == "infobatch" or (rule in ("dbpd", "smrd", "srd") and s.easy_keep > 0)):
+    if s.update_batches == "auto":
+        s.update_batches = "full" if rule in ("loss-topk", "rho-loss") else "kept"
+    if s.update_batches == "full" and (rule == "infobatch" or (rule in PDD_RULES and s.easy_keep > 0)):
         raise ConfigError(f"update_batches=full cannot queue {s.method}'s importance-weighted samples (their loss "
                           f"is divided by their own pool's size); use update_batches=kept, or "
                           f"granularity=epoch for full batches")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from erts.config import METHODS, SelectionConfig, fraction_for_budget
+from erts.config import METHODS, PDD_RULES, SelectionConfig, fraction_for_budget
 from erts.selection.rules import (class_rescue, dbpd_keep, diffuse_rank_keep, diffuse_threshold_keep, focus_rank_keep,
                                   focus_threshold_keep, class_prior_weights, infobatch_keep, loss_percentile_keep,
                                   loss_quantile_keep, low_loss_keep, random_keep, reducible_loss_keep, rs2_subset,
@@ -242,7 +242,7 @@ class Selector:
     def keeps_some_easy(self) -> bool:
         """easy_keep is the PDD rules' (dbpd, smrd, srd): what ``random`` leaves out is not easy, and its
         budget (``random_fraction``) counts only the subset it draws, so a control stays at its budget."""
-        return self.cfg.easy_keep > 0 and self.rule in ("dbpd", "smrd", "srd")
+        return self.cfg.easy_keep > 0 and self.rule in PDD_RULES
 
     def _keep_some_easy(self, hard: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """easy_keep: every sample the rule dropped is kept with probability q, weighted 1/q."""

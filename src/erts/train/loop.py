@@ -256,13 +256,12 @@ class Trainer:
                     # InfoBatch per batch: the weighted sum over the pool size, an unbiased batch gradient
                     denom = len(ids) if self.selector.importance_weighted else None
                 ids, x = ids[keep], x[keep]
-            if queue is not None:
+            if queue is not None:  # after the epoch's last pool, what is left: a smaller step (as the official trainer)
                 queue.put(ids, x, weight)
-                losses += [(self.update(i, w, wt, None, epoch), len(i)) for i, w, wt in self._full_batches(queue)]
+                losses += [(self.update(i, w, wt, None, epoch), len(i))
+                           for i, w, wt in self._full_batches(queue, rest=b == len(batches) - 1)]
             elif len(ids) or d.enabled:  # distributed: every rank steps together, an empty share too
                 losses.append((self.update(ids, x, weight, denom, epoch), len(ids)))
-        if queue is not None:  # the epoch's last kept samples: a last, smaller step (as the official trainer)
-            losses += [(self.update(i, w, wt, None, epoch), len(i)) for i, w, wt in self._full_batches(queue, rest=True)]
         self.sched.step()
         self.bank.sync(d)
         local = {k: torch.cat(v) for k, v in fields.items()}
