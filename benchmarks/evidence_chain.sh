@@ -9,6 +9,8 @@
 # and scored inside the fp32 run's bootstrap interval on both (benchmarks/bf16_check.py; benchmarks/README.md).
 # Resumable: run it again after any stop; finished runs are skipped, a started one resumes from its
 # last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT] [NOISE_COMMIT] [QUEUE_COMMIT]
+#   ERTS_CHAIN_FROM=N (environment, default 1): start at step N, e.g. on a new machine whose earlier steps
+#     are finished and published (the sweep folders are not kept between machines; benchmarks/measured is)
 #   FROZEN_COMMIT: the commit sweeps 1-2 started from (41a3e06); its checkout lives in /work/sweep-frozen
 #   OUT: where the sweep folders go (~/erts-sweeps)
 #   NOISE_COMMIT: the commit of sweep 3 (b39b199: rho-loss as the official code, 8ba9a61, and the random
@@ -16,7 +18,7 @@
 #     train every method but rho-loss and random the same: tiny full and erts-dbpd runs gave identical metrics);
 #     its checkout lives in /work/sweep-frozen-nf3
 #   QUEUE_COMMIT: the commit of sweep 4 (31e1be1: update_batches); its checkout lives in /work/sweep-frozen-q
-# The whole script is read before it runs (one function), so editing this file never disturbs a running chain.
+# The whole script is read before it runs (functions, called on the last lines), so editing this file never disturbs a running chain.
 set -u
 
 frozen_checkout() {  # frozen_checkout DIR COMMIT: a detached worktree with its own .venv
@@ -31,6 +33,20 @@ chain() {
   local commit=${1:-41a3e06} out=${2:-$HOME/erts-sweeps} noise_commit=${3:-b39b199}
   local frozen=${ERTS_FROZEN:-/work/sweep-frozen} frozen_nf=${ERTS_FROZEN_NF:-/work/sweep-frozen-nf3}
   local queue_commit=${4:-31e1be1} frozen_q=${ERTS_FROZEN_Q:-/work/sweep-frozen-q}
+  local from=${ERTS_CHAIN_FROM:-1}
+  if [ "$from" -le 2 ]; then steps_1_2 "$commit" "$out" "$frozen" || return 1; fi
+  if [ "$from" -le 3 ]; then
+    frozen_checkout "$frozen_nf" "$noise_commit" || return 1
+    (cd "$frozen_nf" && .venv/bin/python benchmarks/noise_filter.py --controls cheapest --seeds 3 --out "$out" \
+        --name noise-cinc2017-bf16 bf16=true) || return 1
+  fi
+  frozen_checkout "$frozen_q" "$queue_commit" || return 1
+  if [ "$from" -le 4 ]; then step_4 "$out" "$frozen_q" || return 1; fi
+  step_5 "$out" "$frozen_q"
+}
+
+steps_1_2() {  # steps_1_2 COMMIT OUT FROZEN: issues 23 and 22
+  local commit=$1 out=$2 frozen=$3
   frozen_checkout "$frozen" "$commit" || return 1
   (cd "$frozen" && .venv/bin/python benchmarks/end_to_end.py --dataset cinc2017 \
       --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch \
@@ -47,13 +63,13 @@ chain() {
     echo "evidence_chain: the PTB-XL step exited with $?; the label-noise sweep goes on (rerun to retry)" >&2
   # (the frozen 41a3e06's end_to_end.py ends with a KeyError printing the summary of a --preset grid after
   # every run finished; the summary is printed by publish.sh from a newer checkout)
-  frozen_checkout "$frozen_nf" "$noise_commit" || return 1
-  (cd "$frozen_nf" && .venv/bin/python benchmarks/noise_filter.py --controls cheapest --seeds 3 --out "$out" \
-      --name noise-cinc2017-bf16 bf16=true) || return 1
+}
+
+step_4() {  # step_4 OUT FROZEN_Q
+  local out=$1 frozen_q=$2
   # 4. rho-loss stepping on full batches (update_batches=full, its default since 31e1be1: 64 selected from about
   # 640 scored, the paper's structure); sweep 3 stepped on each batch's 6 kept samples. `full` never selects,
   # so sweep 3's full runs are copied in, not rerun; the equal-budget controls are sweep 3's (same samples updated)
-  frozen_checkout "$frozen_q" "$queue_commit" || return 1
   local setting seed src dst
   for setting in sym20 pair20 original-train; do
     for seed in 0 1 2; do
@@ -63,7 +79,11 @@ chain() {
     done
   done
   (cd "$frozen_q" && .venv/bin/python benchmarks/noise_filter.py --rules rho-loss --filter-rules '' --filters '' \
-      --controls none --seeds 3 --out "$out" --name noise-cinc2017-bf16-rhofull bf16=true) || return 1
+      --controls none --seeds 3 --out "$out" --name noise-cinc2017-bf16-rhofull bf16=true)
+}
+
+step_5() {  # step_5 OUT FROZEN_Q
+  local out=$1 frozen_q=$2
   # 5. `erts audit` on the injected noise (seed 0): which signal finds random flips, and N<->O swaps, that no
   # filter skips while training (docs/audit.md); tables in $out/audit-cinc2017-<setting>/
   (cd "$frozen_q" && .venv/bin/python benchmarks/audit_bench.py --out "$out/audit-sym20" \
