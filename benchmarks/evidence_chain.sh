@@ -92,6 +92,6 @@ step_5() {  # step_5 OUT FROZEN_Q
       labels=current label_noise=pair label_noise_rate=0.2 "label_noise_classes=[N,O]")
 }
 
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+REPO=${ERTS_REPO:-$(cd "$(dirname "$0")/.." && pwd)}  # ERTS_REPO: the clone to make the frozen worktrees from, when this file is a copy
 chain "$@"
 exit $?
