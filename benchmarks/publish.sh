@@ -3,20 +3,27 @@
 # figures; the self-contained HTML stays with the sweep), results.csv, grid.yaml, each finished run's
 # small files (config, per-epoch log, metrics, provenance, test predictions; not the selection logs or
 # checkpoints), and the benchmark's own summary when its command is given.
-# Usage: bash benchmarks/publish.sh SWEEP_DIR DEST [--metric M] [--no-report] [-- SUMMARY_COMMAND...]
+# Usage: bash benchmarks/publish.sh SWEEP_DIR DEST [--metric M] [--no-report] [--selection] [-- SUMMARY_COMMAND...]
 #   --no-report: the runs and results only (noise_filter.py's filter sweeps: its summary compares them, and
 #   a report of a sweep that holds one configuration adds about 1 MB of figures and nothing to read)
+#   --selection: each run's selection logs and train_records.csv too (about 0.35 MB a CinC run): what
+#   noise_filter.py's drop ratios are computed from, so its summary can be rebuilt from the published runs
 #   bash benchmarks/publish.sh ~/erts-sweeps/e2e-cinc2017-controls-bf16 benchmarks/measured/e2e-cinc2017-controls-bf16 \
 #     -- .venv/bin/python benchmarks/end_to_end.py --dataset cinc2017 \
 #        --methods full,dbpd,smrd,erts-dbpd,infobatch,erts-infobatch --controls each --seeds 3 \
 #        --out ~/erts-sweeps --name e2e-cinc2017-controls-bf16 bf16=true
 set -euo pipefail
 src=${1:?SWEEP_DIR}; dest=${2:?DEST}; shift 2
-metric=auto
-if [ "${1:-}" = "--metric" ]; then metric=$2; shift 2; fi
-report=1
-if [ "${1:-}" = "--no-report" ]; then report=0; shift; fi
-[ "${1:-}" = "--" ] && shift
+metric=auto report=1 selection=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --metric) metric=${2:?--metric M}; shift 2 ;;
+    --no-report) report=0; shift ;;
+    --selection) selection=1; shift ;;
+    --) shift; break ;;
+    *) echo "publish: unknown option $1 (expected --metric M, --no-report, --selection, -- COMMAND)" >&2; exit 2 ;;
+  esac
+done
 here=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(wc -l < "$src/results.csv" 2>/dev/null || echo 0)" -gt 1 ] ||
   { echo "publish: $src has no finished run yet (results.csv missing or empty)" >&2; exit 1; }
@@ -35,5 +42,9 @@ for run in "$src"/runs/*/; do
   for f in config.yaml log.csv metrics.json run.json predictions_test.npz; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/runs/$name/"
   done
+  if [ "$selection" = 1 ]; then
+    [ -f "$run/train_records.csv" ] && cp "$run/train_records.csv" "$dest/runs/$name/"
+    [ -d "$run/selection" ] && rm -rf "$dest/runs/$name/selection" && cp -r "$run/selection" "$dest/runs/$name/"
+  fi
 done
 echo "published $src -> $dest ($(ls "$dest/runs" | wc -l) runs)"
