@@ -93,3 +93,14 @@ def test_summary_rewrites_the_main_results_with_the_controls(tmp_path, monkeypat
                                      "--out", str(tmp_path), "--name", "nf", "--summary-only", "--n-boot", "20"])
     nf.main()
     assert sorted(pd.read_csv(tmp_path / "nf-sym20" / "results.csv")["run"]) == sorted(names)
+
+
+def test_audit_retrain_fixes_k_from_cleanlab_and_draws_its_control_from_the_audited_records(tmp_path):
+    ar = load_benchmark("audit_retrain")
+    audit = pd.DataFrame({"record_id": [f"A{i:05d}" for i in range(50)],
+                          "cleanlab_issue": [1.0] * 7 + [0.0] * 40 + [np.nan] * 3})
+    assert ar.suspects_count(audit, None) == 7 and ar.suspects_count(audit, 12) == 12
+    a = pd.read_csv(ar.random_list(audit, 7, 0, tmp_path / "r.csv"), dtype=str).record_id
+    b = pd.read_csv(ar.random_list(audit, 7, 0, tmp_path / "s.csv"), dtype=str).record_id
+    c = pd.read_csv(ar.random_list(audit, 7, 1, tmp_path / "t.csv"), dtype=str).record_id
+    assert len(set(a)) == 7 and set(a) <= set(audit.record_id) and list(a) == list(b) and list(a) != list(c)

@@ -69,6 +69,10 @@ class DataConfig:
     label_noise_rate: float = 0.2  # label_noise: the share of the (pair: each class's) training records flipped
     label_noise_classes: Optional[list[str]] = None  # label_noise=pair: the two class names swapped (e.g. [N, O])
     label_noise_seed: int = 0  # seeds which records label_noise flips (and, symmetric, to which class)
+    # training records set aside by a list, e.g. the first rows of `erts audit`'s audit.csv: a CSV with a
+    # record_id column; validation and test are never changed by it (erts.data.exclude)
+    exclude_records: Optional[str] = None
+    exclude_top: Optional[int] = None  # only the list's first N rows (required for an audit.csv: it ranks every record)
 
 
 @dataclass
@@ -404,6 +408,8 @@ def validate(cfg: Config) -> None:
          f"label_noise=pair needs label_noise_classes=[A, B], two different class names "
          f"(got {d.label_noise_classes})"),
         (d.label_noise == "none" or not d.multilabel, "label_noise is for single-label datasets"),
+        (d.exclude_top is None or d.exclude_top >= 1, f"exclude_top={d.exclude_top} must be at least 1"),
+        (d.exclude_top is None or d.exclude_records, "exclude_top needs exclude_records=<a CSV with record_id>"),
         (s.rescore_every >= 0, f"rescore_every={s.rescore_every} must be >= 0 (0: the source's default)"),
         (t.epochs >= 1, f"epochs={t.epochs} must be >= 1"),
         (o.batch_size >= 1, f"batch_size={o.batch_size} must be >= 1"),

@@ -26,13 +26,15 @@ def load_dataset(cfg, *, all_splits: bool = True) -> RecordSet:
     warns instead): training needs all three, and finding out after the training, or after
     its run folder was written, helps nobody. A training window (``crop_s``) longer than the
     prepared records is a stated warning: training then uses the whole records. ``label_noise``
-    flips a seeded share of the training labels after the cache is read (erts.data.noise).
+    flips a seeded share of the training labels after the cache is read (erts.data.noise), and
+    ``exclude_records`` sets listed training records aside after that (erts.data.exclude).
     """
+    from erts.data.exclude import apply_exclusions
     from erts.data.noise import apply_label_noise
 
     check_dataset(cfg.dataset)
     module, func = DATASETS[cfg.dataset][0].split(":")
-    rs = apply_label_noise(getattr(importlib.import_module(module), func)(cfg), cfg)
+    rs = apply_exclusions(apply_label_noise(getattr(importlib.import_module(module), func)(cfg), cfg), cfg)
     problem = split_problem(rs)
     if all_splits and problem:
         raise DataError(problem)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SPLITS = ("train", "val", "test")
+EXCLUDED = "excluded"  # a training record set aside by a list (exclude_records=): in no split, row kept
 
 
 def names_text(names) -> str:
@@ -39,7 +40,7 @@ class RecordSet:
 
     signals:    (N, leads, T) float32, possibly memory-mapped.
     labels:     (N,) int64 class index (single-label) or (N, C) float32 multi-hot.
-    split:      (N,) str array with values in SPLITS.
+    split:      (N,) str array with values in SPLITS, or EXCLUDED (set aside, erts.data.exclude).
     record_ids: (N,) str array, unique, the names users see in reports.
     meta:       per-record metadata (N rows, same order). Never fed to the model;
                 it holds things like ground-truth corruption flags or patient ids.
@@ -71,9 +72,9 @@ class RecordSet:
                 raise ValueError(f"{self.name}: {attr} has {len(getattr(self, attr))} rows, signals have {n}")
         if len(self.meta) not in (0, n):
             raise ValueError(f"{self.name}: meta has {len(self.meta)} rows, signals have {n}")
-        bad = set(np.unique(self.split)) - set(SPLITS)
+        bad = set(np.unique(self.split)) - {*SPLITS, EXCLUDED}
         if bad:
-            raise ValueError(f"{self.name}: unknown split values {sorted(bad)}; expected {SPLITS}")
+            raise ValueError(f"{self.name}: unknown split values {sorted(bad)}; expected {SPLITS} or {EXCLUDED!r}")
         if self.multilabel and self.labels.ndim != 2:
             raise ValueError(f"{self.name}: multi-label sets need (N, C) multi-hot labels")
         if not self.multilabel and self.labels.ndim != 1:
@@ -97,8 +98,8 @@ class RecordSet:
         return signal_lengths(self.signals)
 
     def indices(self, split: str) -> np.ndarray:
-        """Row indices of one split, in stored order."""
-        if split not in SPLITS:
+        """Row indices of one split (or of the EXCLUDED records), in stored order."""
+        if split not in SPLITS and split != EXCLUDED:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         return np.flatnonzero(self.split == split)
 

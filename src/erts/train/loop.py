@@ -23,7 +23,7 @@ from erts import distributed
 from erts.config import Config, config_from_dict, dump_config
 from erts.data import load_dataset
 from erts.distributed import Dist, all_sum, gather_cat, gather_pool, global_batches, rank_seed, rank_slice, shard
-from erts.data.records import RecordSet
+from erts.data.records import EXCLUDED, RecordSet
 from erts.data.tensors import Tensors, aggregate, eval_stride_s, fit_standardizer
 from erts.errors import DataError
 from erts.progress import progress as progress_bar  # alias: self.progress / train(progress=) shadow the name
@@ -38,6 +38,7 @@ from erts.train.builders import (apply_batchnorm, build_loss, build_model, build
 from erts.train.cost import CostMeter, epoch_row
 from erts.train.costnames import legacy_log_columns
 
+EXCLUDED_FILE = "excluded_records.csv"  # the training records exclude_records= set aside, in the run folder
 # ground-truth columns copied to train_records.csv when a dataset has them (never model input)
 GROUND_TRUTH_COLUMNS = ("corruption", "true_class", "label_changed", "label_original", "label_current",
                         "noise_flipped", "label_clean")
@@ -471,6 +472,7 @@ class Trainer:
                    "cost": self.cost.summary(len(self.idx["train"])),
                    "device": str(self.device), "world_size": d.world, "rank_seconds": rank_seconds,
                    "skipped_records": len(self.rs.skipped),
+                   "excluded_records": len(self.rs.indices(EXCLUDED)),
                    "provenance": runio.read_provenance(self.run_dir)}
         if d.main:
             runio.write_json(self.run_dir / "metrics.json", metrics)
@@ -531,6 +533,18 @@ def write_train_records(rs: RecordSet, path: Path) -> None:
     runio.write_text(path, df.to_csv(index=False))
 
 
+def write_excluded_records(rs: RecordSet, path: Path) -> None:
+    """The training records a list set aside (exclude_records=), so the run folder says what it left
+    out and reopens with the same list however the user's file changes (load_config_from_run)."""
+    import pandas as pd
+
+    idx = rs.indices(EXCLUDED)
+    if len(idx):
+        names = np.array(rs.class_names)
+        label = [";".join(names[r > 0.5]) for r in rs.labels[idx]] if rs.multilabel else names[rs.labels[idx]]
+        runio.write_text(path, pd.DataFrame({"record_id": rs.record_ids[idx], "label": label}).to_csv(index=False))
+
+
 def run_dir_for(cfg: Config) -> Path:
     return Path(cfg.train.out_dir) / cfg.run_name()
 
@@ -561,6 +575,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool | None = None) ->
             trainer.load_state(runio.load_checkpoint(last, trainer.device))
         elif dist.main:
             write_train_records(rs, run_dir / "train_records.csv")
+            write_excluded_records(rs, run_dir / EXCLUDED_FILE)
         trainer.fit()
         return trainer.finish()
     finally:
@@ -587,7 +602,11 @@ def warn_other_world_size(run_dir: Path, world: int) -> None:
 
 
 def load_config_from_run(run_dir: str | Path) -> Config:
-    return config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+    """The run's config; a run that set records aside reads them from its own copy of the list."""
+    cfg = config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+    if cfg.data.exclude_records and (Path(run_dir) / EXCLUDED_FILE).exists():
+        cfg.data.exclude_records, cfg.data.exclude_top = str(Path(run_dir) / EXCLUDED_FILE), None
+    return cfg
 
 
 def is_finished(run_dir: str | Path) -> bool:
