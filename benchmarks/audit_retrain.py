@@ -86,7 +86,7 @@ def summary(runs: dict[str, Path], audit: pd.DataFrame, audit_info: dict, truth:
         share = f"{bad} ({bad / len(left):.1%})" if len(left) else ""
         r = rows[name]
         lines.append(f"| {name} | {len(left)} | {share} | {r['test_macro_f1']:.3f} | {r.get('cpu_seconds_train', float('nan')):.0f} "
-                     f"| {r.get('optimizer_steps', '')} |")
+                     f"| {r.get('optimizer_steps') or ''} |")
     lines += ["", "Record-paired test macro-F1 differences (one seed: the test records' sampling only):", ""]
     preds = {name: load_predictions(run) for name, run in runs.items()}
     for a, b in (("pruned", "full"), ("pruned", "random"), ("random", "full")):

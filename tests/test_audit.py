@@ -196,6 +196,17 @@ def test_cli_reuses_the_folds_and_gives_the_same_ranking(tiny_audit, cache_dir, 
     assert "ground truth:" in captured.out and "combined" in captured.out
     again = pd.read_csv(res.csv)
     assert again["record_id"].tolist() == res.table["record_id"].tolist()
+    # the next step it prints: train again without cleanlab's count of the top suspects, and that works
+    flagged = int(np.nansum(again["cleanlab_issue"]))
+    assert flagged > 0 and f"exclude_records={res.csv} exclude_top={flagged}" in captured.out
+    from erts.config import load_config
+    from erts.data import load_dataset
+    from erts.data.records import EXCLUDED
+
+    rs = load_dataset(load_config(overrides=audit_overrides(cache_dir, out) +
+                                  [f"exclude_records={res.csv}", f"exclude_top={flagged}"]).data)
+    ranked = again.sort_values("combined_rank").record_id.astype(str)
+    assert set(rs.record_ids[rs.indices(EXCLUDED)]) == set(ranked.iloc[:flagged])
 
 
 def test_a_run_folder_is_audited_with_its_config(tiny_audit, cache_dir, capsys):

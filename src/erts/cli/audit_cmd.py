@@ -34,6 +34,8 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def run_audit(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from erts.audit.core import audit
     from erts.audit.metrics import metrics_view
 
@@ -47,4 +49,8 @@ def run_audit(args: argparse.Namespace) -> int:
         print(f"\nground truth: {int(m.n_wrong)} of {int(m.n)} records (base rate {m.base_rate:.3f})")
         print(metrics_view(res.metrics).to_string(index=False))
     print(f"\nwrote {res.csv}\nwrote {res.html}")
+    flagged = int(np.nansum(res.table["cleanlab_issue"]))
+    if flagged:
+        print(f"train again without the {flagged} records cleanlab flags (its estimate of how many labels are "
+              f"wrong): erts train <the same settings> exclude_records={res.csv} exclude_top={flagged}")
     return 0
