@@ -5,7 +5,10 @@ one seed, three `full` runs under the noise benchmark's settings (30 epochs, res
 validation and test labels clean) differ only in the training records they leave out:
 
 - `full`: none (or --baseline, the noise sweep's own `full` run of the setting and seed);
-- `pruned`: the audit's K most suspicious (``exclude_records=<audit.csv> exclude_top=K``);
+- `pruned`: the audit's K most suspicious (``exclude_records=<audit.csv> exclude_top=K``, the
+  combined rank); with ``--rank-by p_oof`` also `pruned-p_oof`: the K most suspicious by that one
+  signal column of audit.csv (its orientation from erts.audit.signals; the docs' advice for label
+  flips between classes, written before these runs: the out-of-fold self-confidence);
 - `random`: K training records drawn at random (the control: the same number left out, so the same
   compute, without the audit's choice).
 
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the noise benchmark'
 
 from noise_filter import SETTINGS, setting_base  # noqa: E402
 from end_to_end import parse_value  # noqa: E402
+from erts.audit.signals import SIGNALS  # noqa: E402
 from erts.config import load_config  # noqa: E402
 from erts.eval.paired import load_predictions, paired_bootstrap  # noqa: E402
 from erts.train.loop import is_finished, resume, train  # noqa: E402
@@ -54,6 +58,18 @@ def random_list(audit: pd.DataFrame, k: int, seed: int, path: Path) -> Path:
     ids = rng.choice(audit["record_id"].to_numpy(dtype=str), size=k, replace=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"record_id": ids}).to_csv(path, index=False)
+    return path
+
+
+def signal_list(audit: pd.DataFrame, column: str, k: int, path: Path) -> Path:
+    """The K most suspicious records by one signal column of audit.csv, written as a record_id CSV."""
+    signal = next((s for s in SIGNALS if s.column == column), None)
+    if signal is None:
+        raise SystemExit(f"--rank-by {column}: not a signal column of audit.csv "
+                         f"({', '.join(sorted({s.column for s in SIGNALS}))})")
+    order = np.argsort(-signal.score(audit), kind="stable")[:k]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"record_id": audit["record_id"].to_numpy(dtype=str)[order]}).to_csv(path, index=False)
     return path
 
 
@@ -89,7 +105,8 @@ def summary(runs: dict[str, Path], audit: pd.DataFrame, audit_info: dict, truth:
                      f"| {r.get('optimizer_steps') or ''} |")
     lines += ["", "Record-paired test macro-F1 differences (one seed: the test records' sampling only):", ""]
     preds = {name: load_predictions(run) for name, run in runs.items()}
-    for a, b in (("pruned", "full"), ("pruned", "random"), ("random", "full")):
+    pruned = [name for name in runs if name.startswith("pruned")]
+    for a, b in [(p, "full") for p in pruned] + [(p, "random") for p in pruned] + [("random", "full")]:
         y, pa, _ = preds[a]
         yb, pb, _ = preds[b]
         if not np.array_equal(y, yb):
@@ -106,6 +123,7 @@ def main() -> None:
     ap.add_argument("--setting", required=True, choices=sorted(SETTINGS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--top", type=int, default=None, help="K (default: the records cleanlab flags)")
+    ap.add_argument("--rank-by", default="", help="also prune the top K by these audit.csv signal columns (e.g. p_oof)")
     ap.add_argument("--baseline", default=None, help="the setting's `full` run of this seed, if it exists")
     ap.add_argument("--out", required=True)
     ap.add_argument("--n-boot", type=int, default=2000)
@@ -121,6 +139,10 @@ def main() -> None:
     runs = {"full": Path(args.baseline) if args.baseline else train_or_read(base, out, f"full-s{args.seed}")}
     runs["pruned"] = train_or_read({**base, "exclude_records": str(audit_dir / "audit.csv"), "exclude_top": k},
                                    out, f"pruned{k}-s{args.seed}")
+    for column in filter(None, args.rank_by.split(",")):
+        ranked = signal_list(audit, column, k, out / f"pruned{k}-{column}-s{args.seed}.csv")
+        runs[f"pruned-{column}"] = train_or_read({**base, "exclude_records": str(ranked)}, out,
+                                                 f"pruned{k}-{column}-s{args.seed}")
     rand = random_list(audit, k, args.seed, out / f"random{k}-s{args.seed}.csv")
     runs["random"] = train_or_read({**base, "exclude_records": str(rand)}, out, f"random{k}-s{args.seed}")
     truth = SETTINGS[args.setting][1]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy import stats as sps
 
 from conftest import load_benchmark
@@ -104,3 +105,14 @@ def test_audit_retrain_fixes_k_from_cleanlab_and_draws_its_control_from_the_audi
     b = pd.read_csv(ar.random_list(audit, 7, 0, tmp_path / "s.csv"), dtype=str).record_id
     c = pd.read_csv(ar.random_list(audit, 7, 1, tmp_path / "t.csv"), dtype=str).record_id
     assert len(set(a)) == 7 and set(a) <= set(audit.record_id) and list(a) == list(b) and list(a) != list(c)
+
+
+def test_audit_retrain_ranks_by_a_signal_in_its_suspicious_direction(tmp_path):
+    ar = load_benchmark("audit_retrain")
+    audit = pd.DataFrame({"record_id": ["a", "b", "c", "d"], "p_oof": [0.9, 0.1, 0.5, 0.05],
+                          "el2n": [0.2, 1.1, 0.3, 0.9]})
+    low = pd.read_csv(ar.signal_list(audit, "p_oof", 2, tmp_path / "p.csv")).record_id.tolist()
+    high = pd.read_csv(ar.signal_list(audit, "el2n", 2, tmp_path / "e.csv")).record_id.tolist()
+    assert low == ["d", "b"] and high == ["b", "d"]  # p_oof: low is suspicious; EL2N: high
+    with pytest.raises(SystemExit, match="not a signal column"):
+        ar.signal_list(audit, "given_label", 2, tmp_path / "x.csv")
