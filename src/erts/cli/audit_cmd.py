@@ -51,6 +51,8 @@ def run_audit(args: argparse.Namespace) -> int:
     print(f"\nwrote {res.csv}\nwrote {res.html}")
     flagged = int(np.nansum(res.table["cleanlab_issue"]))
     if flagged:
-        print(f"train again without the {flagged} records cleanlab flags (its estimate of how many labels are "
-              f"wrong): erts train <the same settings> exclude_records={res.csv} exclude_top={flagged}")
+        print(f"to train again without the top {flagged} (cleanlab's estimate of how many labels are wrong): "
+              f"erts train <the same settings> exclude_records={res.csv} exclude_top={flagged}\n"
+              "  measured on CinC 2017 with 20 % injected noise, it did not raise test F1, and the combined rank "
+              "took genuine records of the rarest class: read docs/audit.md, 'Train again without the suspects'")
     return 0
