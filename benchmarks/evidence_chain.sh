@@ -10,7 +10,8 @@
 # Resumable: run it again after any stop; finished runs are skipped, a started one resumes from its
 # last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT] [NOISE_COMMIT] [QUEUE_COMMIT]
 #   ERTS_CHAIN_FROM=N (environment, default 1): start at step N, e.g. on a new machine whose earlier steps
-#     are finished and published (the sweep folders are not kept between machines; benchmarks/measured is)
+#     are finished and published (the sweep folders are not kept between machines; benchmarks/measured is);
+#   ERTS_CHAIN_TO=N (default 5): stop after step N (step 5's audits are published: measured/audit-cinc2017-*)
 #   FROZEN_COMMIT: the commit sweeps 1-2 started from (41a3e06); its checkout lives in /work/sweep-frozen
 #   OUT: where the sweep folders go (~/erts-sweeps)
 #   NOISE_COMMIT: the commit of sweep 3 (b39b199: rho-loss as the official code, 8ba9a61, and the random
@@ -33,16 +34,16 @@ chain() {
   local commit=${1:-41a3e06} out=${2:-$HOME/erts-sweeps} noise_commit=${3:-b39b199}
   local frozen=${ERTS_FROZEN:-/work/sweep-frozen} frozen_nf=${ERTS_FROZEN_NF:-/work/sweep-frozen-nf3}
   local queue_commit=${4:-31e1be1} frozen_q=${ERTS_FROZEN_Q:-/work/sweep-frozen-q}
-  local from=${ERTS_CHAIN_FROM:-1}
-  if [ "$from" -le 2 ]; then steps_1_2 "$commit" "$out" "$frozen" || return 1; fi
-  if [ "$from" -le 3 ]; then
+  local from=${ERTS_CHAIN_FROM:-1} to=${ERTS_CHAIN_TO:-5}
+  if [ "$from" -le 2 ] && [ "$to" -ge 1 ]; then steps_1_2 "$commit" "$out" "$frozen" || return 1; fi
+  if [ "$from" -le 3 ] && [ "$to" -ge 3 ]; then
     frozen_checkout "$frozen_nf" "$noise_commit" || return 1
     (cd "$frozen_nf" && .venv/bin/python benchmarks/noise_filter.py --controls cheapest --seeds 3 --out "$out" \
         --name noise-cinc2017-bf16 bf16=true) || return 1
   fi
   frozen_checkout "$frozen_q" "$queue_commit" || return 1
-  if [ "$from" -le 4 ]; then step_4 "$out" "$frozen_q" || return 1; fi
-  step_5 "$out" "$frozen_q"
+  if [ "$from" -le 4 ] && [ "$to" -ge 4 ]; then step_4 "$out" "$frozen_q" || return 1; fi
+  if [ "$to" -ge 5 ]; then step_5 "$out" "$frozen_q"; fi
 }
 
 steps_1_2() {  # steps_1_2 COMMIT OUT FROZEN: issues 23 and 22
