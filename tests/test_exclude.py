@@ -36,6 +36,9 @@ def test_listed_training_records_are_set_aside_and_nothing_else_changes(cache_di
     for split in ("val", "test"):
         np.testing.assert_array_equal(out.indices(split), whole.indices(split))
     np.testing.assert_array_equal(out.labels, whole.labels)  # rows kept: indices match the whole split's
+    table = out.summary()
+    assert table.loc[EXCLUDED, "total"] == 4 and table.loc["train", "total"] == len(whole.indices("train")) - 4
+    assert EXCLUDED not in whole.summary().index
 
 
 def test_an_audit_ranking_needs_exclude_top_and_is_read_by_rank(cache_dir, tmp_path):

@@ -111,10 +111,12 @@ class RecordSet:
         return {c: int(k) for c, k in zip(self.class_names, counts)}
 
     def summary(self) -> pd.DataFrame:
-        """Record and class counts per split (rows: splits, columns: classes + total)."""
+        """Record and class counts per split (rows: splits, and the excluded records when a list set
+        some aside; columns: classes + total)."""
         import pandas as pd
 
-        rows = {s: {**self.class_counts(s), "total": len(self.indices(s))} for s in SPLITS}
+        shown = SPLITS + ((EXCLUDED,) if len(self.indices(EXCLUDED)) else ())
+        rows = {s: {**self.class_counts(s), "total": len(self.indices(s))} for s in shown}
         return pd.DataFrame(rows).T
 
 
