@@ -6,7 +6,7 @@
 # Usage: bash benchmarks/publish.sh SWEEP_DIR DEST [--metric M] [--no-report] [--selection] [-- SUMMARY_COMMAND...]
 #   --no-report: the runs and results only (noise_filter.py's filter sweeps: its summary compares them, and
 #   a report of a sweep that holds one configuration adds about 1 MB of figures and nothing to read)
-#   --selection: each run's selection logs and train_records.csv too (about 0.35 MB a CinC run): what
+#   --selection: each run's selection logs and train_records.csv too (about 1.1 MB a 30-epoch CinC run): what
 #   noise_filter.py's drop ratios are computed from, so its summary can be rebuilt from the published runs
 #   bash benchmarks/publish.sh ~/erts-sweeps/e2e-cinc2017-controls-bf16 benchmarks/measured/e2e-cinc2017-controls-bf16 \
 #     -- .venv/bin/python benchmarks/end_to_end.py --dataset cinc2017 \
@@ -25,12 +25,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 here=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$dest/runs"
+if [ $# -gt 0 ]; then  # first: it rewrites results.csv from the run folders (controls included, also mid-sweep,
+  "$@" --summary-only > "$dest/summary.txt"  # and after a stop during the controls, which left it empty)
+fi
 [ "$(wc -l < "$src/results.csv" 2>/dev/null || echo 0)" -gt 1 ] ||
   { echo "publish: $src has no finished run yet (results.csv missing or empty)" >&2; exit 1; }
-mkdir -p "$dest/runs"
-if [ $# -gt 0 ]; then  # first: it rewrites results.csv from the run folders (controls included, also mid-sweep)
-  "$@" --summary-only > "$dest/summary.txt"
-fi
 if [ "$report" = 1 ]; then
   "$here/.venv/bin/erts" report "$src" --out "$dest" --metric "$metric" --n-boot 2000 --examples 2
   rm -f "$dest/report.html"
