@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Copies a sweep's results into the repository so they survive the machine: the report (Markdown and
 # figures; the self-contained HTML stays with the sweep), results.csv, grid.yaml, each finished run's
-# small files (config, per-epoch log, metrics, provenance, test predictions; not the selection logs, unless
-# --selection, or
-# checkpoints), and the benchmark's own summary when its command is given.
+# small files (config, per-epoch log, metrics, provenance, test predictions; not the checkpoints, nor the
+# selection logs unless --selection), and the benchmark's own summary when its command is given.
 # Usage: bash benchmarks/publish.sh SWEEP_DIR DEST [--metric M] [--no-report] [--selection] [-- SUMMARY_COMMAND...]
 #   --no-report: the runs and results only (noise_filter.py's filter sweeps: its summary compares them, and
 #   a report of a sweep that holds one configuration adds about 1 MB of figures and nothing to read)
