@@ -55,10 +55,7 @@ def suspects_count(audit: pd.DataFrame, top: int | None) -> int:
 def random_list(audit: pd.DataFrame, k: int, seed: int, path: Path) -> Path:
     """K audited (training) records drawn at random, seeded by the run seed, written as a record_id CSV."""
     rng = np.random.default_rng([seed, 2024])
-    ids = rng.choice(audit["record_id"].to_numpy(dtype=str), size=k, replace=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"record_id": ids}).to_csv(path, index=False)
-    return path
+    return write_list(rng.choice(audit["record_id"].to_numpy(dtype=str), size=k, replace=False), path)
 
 
 def signal_list(audit: pd.DataFrame, column: str, k: int, path: Path) -> Path:
@@ -68,18 +65,21 @@ def signal_list(audit: pd.DataFrame, column: str, k: int, path: Path) -> Path:
         raise SystemExit(f"--rank-by {column}: not a signal column of audit.csv "
                          f"({', '.join(sorted({s.column for s in SIGNALS}))})")
     order = np.argsort(-signal.score(audit), kind="stable")[:k]
+    return write_list(audit["record_id"].to_numpy(dtype=str)[order], path)
+
+
+def write_list(ids: np.ndarray, path: Path) -> Path:
+    """``ids`` as a record_id CSV, the form exclude_records= reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"record_id": audit["record_id"].to_numpy(dtype=str)[order]}).to_csv(path, index=False)
+    pd.DataFrame({"record_id": ids}).to_csv(path, index=False)
     return path
 
 
 def train_or_read(overrides: dict, out: Path, name: str) -> Path:
     """The run ``out/name``: trained, resumed, or read when it has finished."""
     run = out / name
-    if is_finished(run):
-        print(f"{name}: finished, read")
-    elif (run / "config.yaml").exists():
-        print(f"{name}: resuming")
+    if (run / "config.yaml").exists():  # erts' resume: a finished run is read, a started one continued
+        print(f"{name}: {'finished, read' if is_finished(run) else 'resuming'}")
         resume(run)
     else:
         print(f"{name}: training")

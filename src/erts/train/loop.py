@@ -516,17 +516,20 @@ def load_kept_counts(run_dir: str, trainer: Trainer) -> dict[int, np.ndarray]:
     return counts
 
 
+def label_names(rs: RecordSet, idx: np.ndarray) -> list[str]:
+    """The given labels of rows ``idx`` as class names (multi-label: joined by ';')."""
+    names = np.array(rs.class_names)
+    if rs.multilabel:
+        return [";".join(names[row > 0.5]) for row in rs.labels[idx]]
+    return list(names[rs.labels[idx]])
+
+
 def write_train_records(rs: RecordSet, path: Path) -> None:
     """One row per training record with any ground-truth columns (for analyses, never model input)."""
     import pandas as pd
 
     idx = rs.indices("train")
-    if rs.multilabel:
-        names = np.array(rs.class_names)
-        label = [";".join(names[row > 0.5]) for row in rs.labels[idx]]
-    else:
-        label = np.array(rs.class_names)[rs.labels[idx]]
-    df = pd.DataFrame({"index": idx, "record_id": rs.record_ids[idx], "label": label})
+    df = pd.DataFrame({"index": idx, "record_id": rs.record_ids[idx], "label": label_names(rs, idx)})
     for col in GROUND_TRUTH_COLUMNS:
         if col in rs.meta.columns:
             df[col] = rs.meta[col].to_numpy()[idx]
@@ -540,9 +543,8 @@ def write_excluded_records(rs: RecordSet, path: Path) -> None:
 
     idx = rs.indices(EXCLUDED)
     if len(idx):
-        names = np.array(rs.class_names)
-        label = [";".join(names[r > 0.5]) for r in rs.labels[idx]] if rs.multilabel else names[rs.labels[idx]]
-        runio.write_text(path, pd.DataFrame({"record_id": rs.record_ids[idx], "label": label}).to_csv(index=False))
+        df = pd.DataFrame({"record_id": rs.record_ids[idx], "label": label_names(rs, idx)})
+        runio.write_text(path, df.to_csv(index=False))
 
 
 def run_dir_for(cfg: Config) -> Path:
