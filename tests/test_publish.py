@@ -9,7 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+
+from erts.report.reliability import COUNTS_FILE, run_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_FILES = ["config.yaml", "log.csv", "metrics.json", "run.json", "predictions_test.npz"]
@@ -23,10 +27,16 @@ def fake_sweep(root: Path) -> Path:
     unfinished.mkdir(parents=True)
     (sweep / "results.csv").write_text("run,test_macro_f1\nseed=0,method=full,0.7\n")
     (sweep / "grid.yaml").write_text("name: sweep\n")
-    for f in SMALL_FILES + ["checkpoint_last.pt", "train_records.csv"]:
+    for f in SMALL_FILES + ["checkpoint_last.pt"]:
         (run / f).write_text(f)
+    # one select epoch of 4 training records: the rule drops records 0 and 2 (2 is a flipped label)
+    (run / "log.csv").write_text("epoch,phase\n0,select\n")
+    pd.DataFrame({"index": [0, 1, 2, 3], "record_id": ["a", "b", "c", "d"], "label": "N",
+                  "noise_flipped": [False, False, True, False]}).to_csv(run / "train_records.csv", index=False)
     (run / "selection").mkdir()
-    (run / "selection" / "epoch_000.npz").write_text("log")
+    keep = np.array([False, True, False, True])
+    np.savez(run / "selection" / "epoch_000.npz", index=np.arange(4), p=np.full(4, 0.5, np.float32),
+             focus=np.full(4, np.nan, np.float32), pdd_keep=keep, erts_keep=keep, updated=keep)
     (unfinished / "log.csv").write_text("epoch\n0\n")  # no metrics.json: still training
     return sweep
 
@@ -59,9 +69,21 @@ def test_publish_selection_adds_what_the_drop_ratios_are_computed_from(tmp_path)
     dest = tmp_path / "published"
     publish(sweep, dest, "--no-report", "--selection")
     published = dest / "runs" / "seed=0,method=full"
-    assert sorted(p.name for p in published.iterdir()) == sorted(SMALL_FILES + ["selection", "train_records.csv"])
-    assert (published / "selection" / "epoch_000.npz").read_text() == "log"
-    publish(sweep, dest, "--no-report", "--selection")  # again: the folder is replaced, not nested
+    assert sorted(p.name for p in published.iterdir()) == sorted(SMALL_FILES + [COUNTS_FILE, "train_records.csv"])
+    with np.load(published / COUNTS_FILE) as z:  # the rule's candidates and drops of epoch 0, per record
+        assert list(z["rule_index"]) == [0, 1, 2, 3] and list(z["rule_epochs"]) == [0]
+        assert z["rule_cand"].ravel().tolist() == [1, 1, 1, 1] and z["rule_drop"].ravel().tolist() == [1, 0, 1, 0]
+    counts = run_counts(published, "rule", truth="noise_flipped")  # read back without the logs
+    assert counts.changed.tolist() == [False, False, True, False] and counts.drop.sum() == 2
+
+
+def test_publish_selection_logs_copies_the_logs(tmp_path):
+    sweep = fake_sweep(tmp_path)
+    dest = tmp_path / "published"
+    publish(sweep, dest, "--no-report", "--selection-logs")
+    published = dest / "runs" / "seed=0,method=full"
+    assert {"selection", "train_records.csv", COUNTS_FILE} <= {p.name for p in published.iterdir()}
+    publish(sweep, dest, "--no-report", "--selection-logs")  # again: the folder is replaced, not nested
     assert sorted(p.name for p in (published / "selection").iterdir()) == ["epoch_000.npz"]
 
 

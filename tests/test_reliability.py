@@ -1,6 +1,7 @@
 """erts.report.reliability: drop rates of relabelled against unchanged candidates, on run folders written by hand."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +285,35 @@ def test_erts_report_reads_injected_label_noise_as_the_ground_truth(tmp_path):
     relabelled = rel.reliability_table(groups, n_boot=100, truth="label_changed")
     assert relabelled.empty and not flipped.empty
     assert rel.verdict(flipped, "erts-dbpd") in md
+
+
+def test_counts_file_replaces_the_logs(sweep, tmp_path):
+    """A run published with selection_counts.npz and without its logs gives the same table, the hand counts
+    of test_rates_by_hand included; a run without select epochs writes no file."""
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    for run in sorted((copy / "runs").iterdir()):
+        written = rel.write_counts(run)
+        assert (written is None) == run.name.startswith("method=full")
+        shutil.rmtree(run / "selection")
+    from_logs = rel.reliability_table(sorted((sweep / "runs").iterdir()), n_boot=300)
+    from_counts = rel.reliability_table(sorted((copy / "runs").iterdir()), n_boot=300)
+    pd.testing.assert_frame_equal(from_logs, from_counts)
+    r = row(from_counts, "erts-dbpd", "focus_filter", "overall")
+    assert (r["relabelled_dropped"], r["n_relabelled_candidates"]) == (27, 40)
+    assert (r["unchanged_dropped"], r["n_unchanged_candidates"]) == (12, 78)
+    with np.load(copy / "runs" / "method=dbpd,seed=0" / rel.COUNTS_FILE) as z:
+        assert sorted(z.files) == ["rule_cand", "rule_drop", "rule_epochs", "rule_index"]  # no focus scores
+        assert z["rule_index"][0] == OFFSET and list(z["rule_epochs"]) == [1, 2, 3]
+
+
+def test_counts_file_of_the_wrong_shape_is_an_error(sweep, tmp_path):
+    run = write_run(tmp_path / "r", "dbpd", 0, CHANGED, scenario_epochs("dbpd", 0))
+    rel.write_counts(run)
+    with np.load(run / rel.COUNTS_FILE) as z:
+        arrays = dict(z)
+    arrays["rule_cand"] = arrays["rule_cand"][:, :2]
+    shutil.rmtree(run / "selection")
+    np.savez(run / rel.COUNTS_FILE, **arrays)
+    with pytest.raises(rel.DataError, match="rule counts have shape"):
+        rel.run_counts(run, "rule")

@@ -49,8 +49,6 @@ of unchanged ones, with the CI of the ratio excluding 1 (``ci_low > 1``).
 """
 from __future__ import annotations
 
-from erts.errors import DataError
-
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,10 +59,13 @@ import pandas as pd
 import yaml
 
 from erts.data.truth import as_bool
+from erts.errors import DataError
+from erts.fileio import atomic_write
 from erts.report.selection import load_selection_log, load_train_records
 
 GOAL_RATIO = 1.5
 WHICH = ("focus_filter", "rule")
+COUNTS_FILE = "selection_counts.npz"  # write_counts: the drop ratios' inputs without the logs
 RULE_METHODS = ("dbpd", "erts-dbpd")
 COLUMNS = ["method", "scope", "which", "n_relabelled_candidates", "relabelled_drop_rate", "unchanged_drop_rate",
            "ratio", "ci_low", "ci_high", "n_unchanged_candidates", "relabelled_dropped", "unchanged_dropped",
@@ -118,21 +119,11 @@ class RunCounts:
     drop: np.ndarray     # (n_records, n_epochs) int
 
 
-def run_counts(run_dir: str | Path, which: str, truth: str = "label_changed") -> RunCounts | None:
-    """One run's candidate and drop counts per record and epoch (None: no such epoch, or no label truth).
-
-    Rows are the training records that were candidates at least once (the bootstrap's clusters);
-    ``truth`` is the ground-truth column of train_records.csv.
-    """
-    if which not in WHICH:
-        raise ValueError(f"which={which!r}; expected one of {WHICH}")
-    run_dir = Path(run_dir)
-    if not has_label_truth(run_dir, truth) or not (run_dir / "selection").is_dir():
-        return None
+def _log_counts(run_dir: Path, which: str) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray] | None:
+    """From the selection logs: (record index, epochs, candidates, drops) per record and epoch, or None."""
     sel = load_selection_log(run_dir)
     if sel.empty:
         return None
-    records = load_train_records(run_dir)
     phases = _phases(run_dir, sel)
     select = sel["epoch"].map(phases).eq("select").to_numpy()
     focus = np.isfinite(sel["focus"].to_numpy(dtype=float))
@@ -151,13 +142,77 @@ def run_counts(run_dir: str | Path, which: str, truth: str = "label_changed") ->
         return None
     c = pd.DataFrame({"epoch": sel["epoch"].to_numpy()[is_cand], "index": sel["index"].to_numpy()[is_cand],
                       "drop": is_drop[is_cand].astype(np.int64)})
-    missing = np.setdiff1d(c["index"].unique(), records.index.to_numpy())
+    g = c.groupby(["index", "epoch"])["drop"].agg(["size", "sum"]).unstack("epoch", fill_value=0)
+    return (g.index.to_numpy(np.int64), [int(e) for e in g["size"].columns],
+            g["size"].to_numpy(np.int64), g["sum"].to_numpy(np.int64))
+
+
+def _file_counts(path: Path, which: str) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray] | None:
+    """The same from a ``selection_counts.npz`` (``write_counts``), or None when it has no such epochs."""
+    with np.load(path, allow_pickle=False) as z:
+        if f"{which}_index" not in z.files:
+            return None
+        index, epochs = z[f"{which}_index"], z[f"{which}_epochs"]
+        cand, drop = z[f"{which}_cand"].astype(np.int64), z[f"{which}_drop"].astype(np.int64)
+    if cand.shape != (len(index), len(epochs)) or drop.shape != cand.shape:
+        raise DataError(f"{path}: {which} counts have shape {cand.shape} / {drop.shape}, "
+                        f"expected ({len(index)}, {len(epochs)})")
+    return index.astype(np.int64), [int(e) for e in epochs], cand, drop
+
+
+def run_counts(run_dir: str | Path, which: str, truth: str = "label_changed") -> RunCounts | None:
+    """One run's candidate and drop counts per record and epoch (None: no such epoch, or no label truth).
+
+    Rows are the training records that were candidates at least once (the bootstrap's clusters);
+    ``truth`` is the ground-truth column of train_records.csv. Read from the selection logs, or,
+    in a run folder published without them, from its ``selection_counts.npz`` (``write_counts``).
+    """
+    if which not in WHICH:
+        raise ValueError(f"which={which!r}; expected one of {WHICH}")
+    run_dir = Path(run_dir)
+    if not has_label_truth(run_dir, truth):
+        return None
+    if (run_dir / "selection").is_dir():
+        found = _log_counts(run_dir, which)
+    elif (run_dir / COUNTS_FILE).exists():
+        found = _file_counts(run_dir / COUNTS_FILE, which)
+    else:
+        return None
+    if found is None:
+        return None
+    index, epochs, cand, drop = found
+    records = load_train_records(run_dir)
+    missing = np.setdiff1d(index, records.index.to_numpy())
     if len(missing):
         raise DataError(f"{run_dir}: selection log rows {missing[:5].tolist()} are not in train_records.csv")
-    g = c.groupby(["index", "epoch"])["drop"].agg(["size", "sum"]).unstack("epoch", fill_value=0)
-    changed = as_bool(records.loc[g.index, truth]).to_numpy()
-    return RunCounts(run=run_dir.name, epochs=[int(e) for e in g["size"].columns], changed=changed,
-                     cand=g["size"].to_numpy(np.int64), drop=g["sum"].to_numpy(np.int64))
+    changed = as_bool(records.loc[index, truth]).to_numpy()
+    return RunCounts(run=run_dir.name, epochs=epochs, changed=changed, cand=cand, drop=drop)
+
+
+def write_counts(run_dir: str | Path, dest: str | Path | None = None) -> Path | None:
+    """Saves what the drop ratios need from a run's selection logs, ``selection_counts.npz``.
+
+    Per ``which``: the candidate records' indices, the epochs, and candidates and drops per record
+    and epoch (uint8). About 1/20 of the logs' size, so a published sweep can keep it for every run;
+    ``run_counts`` reads it when the run folder has no selection logs. ``dest``: the folder to write
+    it to (default: the run's own). Returns the file, or None when the run has no select epoch.
+    """
+    run_dir = Path(run_dir)
+    arrays: dict[str, np.ndarray] = {}
+    for which in WHICH:
+        found = _log_counts(run_dir, which) if (run_dir / "selection").is_dir() else None
+        if found is None:
+            continue
+        index, epochs, cand, drop = found
+        if cand.max(initial=0) > np.iinfo(np.uint8).max:
+            raise DataError(f"{run_dir}: a record was a {which} candidate over 255 times in one epoch")
+        arrays |= {f"{which}_index": index, f"{which}_epochs": np.asarray(epochs, np.int64),
+                   f"{which}_cand": cand.astype(np.uint8), f"{which}_drop": drop.astype(np.uint8)}
+    if not arrays:
+        return None
+    path = Path(dest or run_dir) / COUNTS_FILE
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+    return path
 
 
 # --- statistics --------------------------------------------------------------------------
