@@ -34,6 +34,8 @@ Printed (and written to ``<out>/<name>-summary.md``) per setting:
    (Holm within each family; controls: "beats it", "worse" or "does not beat it" at p(Holm) < 0.05).
 3. **The same, paired over the test records and seeds** (erts.eval.paired; runs with test predictions):
    macro-F1 differences with their two-level bootstrap interval, p and Holm within each family.
+4. **As a table**: the drop rates and ratios, test macro-F1 over the seeds finished (with their number)
+   and FLOPs over ``full``'s, one Markdown row per configuration: what docs/audit.md quotes.
 
     python benchmarks/noise_filter.py --out ~/erts-sweeps                # CinC 2017, 3 settings x 3 seeds (days on 2 cores)
     python benchmarks/noise_filter.py --out ~/erts-sweeps --settings pair20 --filters focus,diffuse --controls cheapest
@@ -127,22 +129,26 @@ def results(all_grids: list[tuple[str, Grid]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def drop_lines(all_grids: list[tuple[str, Grid]], seeds: list[int], truth: str, rules: list[str],
-               n_boot: int) -> list[str]:
-    """The drop-ratio table: each filter's (and unfiltered rule's) drop rates of noisy and clean records."""
+def drop_table(all_grids: list[tuple[str, Grid]], seeds: list[int], truth: str, rules: list[str],
+               n_boot: int) -> pd.DataFrame:
+    """Each filter's (and unfiltered rule's) drop rates of noisy and clean candidates, pooled over seeds."""
     groups: dict[str, list[Path]] = {}
     for seed in seeds:
         for label, d in configurations(all_grids, seed).items():
             if label != "full":
                 groups.setdefault(label, []).append(d)
     t = reliability.reliability_table(groups, n_boot=n_boot, truth=truth, rule_methods=tuple(rules))
-    t = t[t["scope"] == "overall"]
+    return t[t["scope"] == "overall"].set_index("method")
+
+
+def drop_lines(t: pd.DataFrame, truth: str) -> list[str]:
+    """The drop-ratio table in words (``drop_table``)."""
     out = [f"Drop rate of noisy ({truth}) and clean candidates, pooled over seeds; ratio with a 95 % "
            "bootstrap CI (seeds, then records):",
            f"  {'configuration':24s} {'dropped by':12s} {'noisy':>16s} {'clean':>17s} {'ratio [95% CI]':>24s}"]
-    for r in t.itertuples():
+    for method, r in t.iterrows():
         which = "rule" if r.which == "rule" else "filter"
-        out.append(f"  {r.method:24s} {which:12s} {r.relabelled_drop_rate:6.1%} of {r.n_relabelled_candidates:<7d} "
+        out.append(f"  {method:24s} {which:12s} {r.relabelled_drop_rate:6.1%} of {r.n_relabelled_candidates:<7d} "
                    f"{r.unchanged_drop_rate:6.1%} of {r.n_unchanged_candidates:<8d} "
                    f"{r.ratio:6.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]")
     return out if not t.empty else out[:1] + ["  no finished run with ground truth yet"]
@@ -154,36 +160,49 @@ def rule_of(label: str) -> str | None:
     return method.removeprefix("erts-") if method.startswith("erts-") and not is_control(label) else None
 
 
-def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
-    """Test F1 per configuration and its paired comparisons (filter vs rule; vs equal-budget controls)."""
-    if df.empty:
-        return ["Test F1: no finished run yet"]
+def prepared(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The results with each run's share and CPU time at one speed, and the same with the controls named."""
     probed = "cpu_seconds_train" in df and df["eval_cpu_per_epoch"].notna().all()
     if probed:  # the machine's speed drift between runs taken out (erts.report.machine)
         df = normalise_cpu(df, ["dataset", "model"], "cpu_seconds_train")
     df = df.assign(share=budget_share(df), cpu_train=df.get("cpu_seconds_train_norm" if probed else "cpu_seconds_train"))
-    labelled = label_controls(df)
+    return df, label_controls(df)
+
+
+def f1_table(df: pd.DataFrame, configs: list[str]) -> pd.DataFrame:
+    """One row per configuration shown (``configs`` that finished, then the controls): test macro-F1 (and
+    F1 NAO) mean and 95 % t-interval over seeds, ``n`` seeds, effective epochs, share, and FLOPs and
+    CPU time of training over ``full``'s (medians; NaN without them)."""
+    df, labelled = prepared(df)
     shown = [c for c in configs if c in set(labelled["method"])]
     shown += sorted(m for m in set(labelled["method"]) if is_control(m))
     metrics = ["test_macro_f1", "effective_epochs", "share"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
-    summary = group_summary(labelled, ["method"], metrics).set_index("method")
-    cpu = labelled.groupby("method")["cpu_train"].median() if "cpu_seconds_train" in df else None
-    flops = labelled.groupby("method")["flops_total"].median() if "flops_total" in df else None
+    summary = group_summary(labelled, ["method"], metrics).set_index("method").loc[shown]
+    for col, name in (("flops_total", "flops_x"), ("cpu_train", "cpu_x")):
+        med = labelled.groupby("method")[col].median() if col in labelled else pd.Series(dtype=float)
+        ok = "full" in med.index and med.get("full", 0) > 0
+        summary[name] = med.reindex(shown) / med["full"] if ok else float("nan")
+    return summary
+
+
+def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
+    """Test F1 per configuration and its paired comparisons (filter vs rule; vs equal-budget controls)."""
+    if df.empty:
+        return ["Test F1: no finished run yet"]
+    table = f1_table(df, configs)
+    df, labelled = prepared(df)
     out = ["Test macro-F1 mean [95 % t-interval over seeds], effective epochs, share of full's compute "
            "(rho-loss: its IL models charged; the controls' budget), FLOPs / full's (all the work: scoring "
            "passes, Grad-CAM, IL models and their validation), median CPU s of training / full's at one speed "
            "(each run's CPU time scaled by the median validation-pass CPU time over its own, where every run "
            "recorded one):"]
     out += [w for w in [speed_warning(df, ["dataset", "model"])] if w]
-    for m in shown:
-        s = summary.loc[m]
+    for m, s in table.iterrows():
         line = (f"  {m:24s} {s.test_macro_f1_mean:.4f} [{s.test_macro_f1_ci_low:.4f}, {s.test_macro_f1_ci_high:.4f}]"
                 + (f"  F1 NAO {s.test_f1_nao_mean:.4f}" if "test_f1_nao" in df else "")
                 + f"  EE {s.effective_epochs_mean:5.2f}  share {s.share_mean:.3f}")
-        if flops is not None and "full" in flops.index and flops["full"] > 0:
-            line += f"  FLOPs x{flops[m] / flops['full']:.3f}"
-        if cpu is not None and "full" in cpu.index and cpu["full"] > 0:
-            line += f"  CPU x{cpu[m] / cpu['full']:.3f}"
+        line += f"  FLOPs x{s.flops_x:.3f}" if pd.notna(s.flops_x) else ""
+        line += f"  CPU x{s.cpu_x:.3f}" if pd.notna(s.cpu_x) else ""
         out.append(line)
     keys = ["dataset", "model", "method"]
     filt = paired_against(labelled[~labelled["method"].map(is_control)], keys, rule_of)
@@ -193,6 +212,23 @@ def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
     out += control_lines(df, configs, method_width=24, base_width=30, comp=controls)
     return out + record_paired_lines(df, configs, "test_macro_f1", families={
         "each filter against its unfiltered rule": filt, "against the equal-budget controls": controls})
+
+
+def markdown_table(drops: pd.DataFrame, f1: pd.DataFrame, truth: str) -> list[str]:
+    """The setting's table as docs/audit.md shows it: drop rates and ratio, test macro-F1 over the seeds
+    finished, FLOPs over ``full``'s; one row per configuration of ``f1`` (those with a drop rate too)."""
+    noisy = "flipped" if truth == "noise_flipped" else "relabelled"
+    out = [f"| configuration | {noisy} / clean dropped | ratio [95 % CI] | test macro-F1 [95 % CI] | seeds "
+           "| FLOPs x full |", "|---|---|---|---|---|---|"]
+    for m, s in f1.iterrows():
+        d = drops.loc[m] if m in drops.index else None
+        dropped = f"{d.relabelled_drop_rate:.1%} / {d.unchanged_drop_rate:.1%}" if d is not None else ""
+        ratio = f"{d.ratio:.2f} [{d.ci_low:.2f}, {d.ci_high:.2f}]" if d is not None else ""
+        ci = (f" [{s.test_macro_f1_ci_low:.3f}, {s.test_macro_f1_ci_high:.3f}]"
+              if pd.notna(s.test_macro_f1_ci_low) else "")
+        flops = f"{s.flops_x:.2f}" if pd.notna(s.flops_x) else ""
+        out.append(f"| {m} | {dropped} | {ratio} | {s.test_macro_f1_mean:.3f}{ci} | {int(s.n)} | {flops} |")
+    return out
 
 
 def main() -> None:
@@ -235,13 +271,17 @@ def main() -> None:
                 run_budget_controls(all_grids[0][1], last, control_budgets(all_grids, last, args.controls),
                                     args.workers)
     configs = ["full", *rules] + [f"erts-{r}+{f}" for f in filters for r in filter_rules]
-    lines = [f"{args.dataset}: {BENCH['model']}, {overrides.get('epochs', BENCH['epochs'])} epochs, {args.seeds} seeds"]
+    lines = [f"{args.dataset}: {BENCH['model']}, {overrides.get('epochs', BENCH['epochs'])} epochs, {args.seeds} seeds planned"]
     for s, all_grids in plan.items():
         if (all_grids[0][1].sweep_dir / "runs").is_dir():  # its results.csv with the controls (each run_sweep
             write_all_results(all_grids[0][1])            # call writes only its own grid's runs)
         lines += ["", f"## {s}", ""]
-        lines += drop_lines(all_grids, list(range(args.seeds)), SETTINGS[s][1], rules, args.n_boot)
-        lines += f1_lines(results(all_grids), configs)
+        truth, res = SETTINGS[s][1], results(all_grids)
+        drops = drop_table(all_grids, list(range(args.seeds)), truth, rules, args.n_boot)
+        lines += drop_lines(drops, truth)
+        lines += f1_lines(res, configs)
+        if not res.empty:
+            lines += ["", "As a table:", ""] + markdown_table(drops, f1_table(res, configs), truth)
     text = "\n".join(lines)
     print(text)
     path = Path(args.out) / f"{prefix}-summary.md"

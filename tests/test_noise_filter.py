@@ -116,3 +116,28 @@ def test_audit_retrain_ranks_by_a_signal_in_its_suspicious_direction(tmp_path):
     assert low == ["d", "b"] and high == ["b", "d"]  # p_oof: low is suspicious; EL2N: high
     with pytest.raises(SystemExit, match="not a signal column"):
         ar.signal_list(audit, "given_label", 2, tmp_path / "x.csv")
+
+
+def test_markdown_table_is_the_docs_table_of_drop_rates_f1_over_seeds_and_flops():
+    nf = load_benchmark("noise_filter")
+    f1 = {"full": [0.70, 0.72, 0.71], "dbpd": [0.66, 0.69, 0.67], "erts-dbpd+loss": [0.68],  # the filter: 1 seed so far
+          "full@": [0.67, 0.68, 0.66]}
+    flops = {"full": 4e14, "dbpd": 3.6e14, "erts-dbpd+loss": 3.4e14, "full@": 2.4e14}
+    ee = {"full": 30.0, "dbpd": 18.0, "erts-dbpd+loss": 18.6, "full@": 18.0}
+    rows = [{"run": f"{m}-{seed}", "dataset": "cinc2017", "model": "resnet18_1d", "method": "full" if m == "full@" else m,
+             "budget": 0.6 if m == "full@" else np.nan, "seed": seed, "epochs": 30, "effective_epochs": ee[m],
+             "test_macro_f1": v, "flops_total": flops[m]}
+            for m, values in f1.items() for seed, v in enumerate(values)]
+    drops = pd.DataFrame({"which": ["rule", "focus_filter"], "relabelled_drop_rate": [0.112, 0.525],
+                          "unchanged_drop_rate": [0.552, 0.107], "ratio": [0.2029, 4.92], "ci_low": [0.18, 4.49],
+                          "ci_high": [0.23, 5.43]}, index=pd.Index(["dbpd", "erts-dbpd+loss"], name="method"))
+    table = nf.markdown_table(drops, nf.f1_table(pd.DataFrame(rows), ["full", "dbpd", "erts-dbpd+loss"]),
+                              "noise_flipped")
+    assert table[0].startswith("| configuration | flipped / clean dropped | ratio [95 % CI] | test macro-F1")
+    by_name = {line.split(" | ")[0].strip("| "): line for line in table[2:]}
+    lo, hi = sps.t.interval(0.95, 2, loc=np.mean(f1["dbpd"]), scale=sps.sem(f1["dbpd"]))
+    assert by_name["dbpd"] == f"| dbpd | 11.2% / 55.2% | 0.20 [0.18, 0.23] | 0.673 [{lo:.3f}, {hi:.3f}] | 3 | 0.90 |"
+    assert by_name["erts-dbpd+loss"] == "| erts-dbpd+loss | 52.5% / 10.7% | 4.92 [4.49, 5.43] | 0.680 | 1 | 0.85 |"
+    assert by_name["full"].startswith("| full |  |  | 0.710 [") and by_name["full"].endswith("| 3 | 1.00 |")
+    control = next(v for k, v in by_name.items() if k.startswith("full@"))  # named after the method it matches
+    assert control.endswith("|  |  | 0.670 [0.645, 0.695] | 3 | 0.60 |")
