@@ -249,6 +249,18 @@ def test_erts_report_has_the_label_noise_section(tmp_path, capsys):
     # a single run's report has it too; a sweep without label_changed has not
     assert main(["report", str(sweep_dir / "runs" / "method=erts-dbpd,seed=0"), "--examples", "0"]) == 0
     assert f"## {rel.HEADING}" in (sweep_dir / "runs" / "method=erts-dbpd,seed=0" / "report.md").read_text()
+    # published with selection_counts.npz instead of the logs: the same verdicts; the per-class drops say why not
+    counts_only = tmp_path / "published"
+    shutil.copytree(sweep_dir, counts_only)
+    for run in (counts_only / "runs").iterdir():
+        rel.write_counts(run)
+        shutil.rmtree(run / "selection", ignore_errors=True)
+    assert main(["report", str(counts_only), "--n-boot", "200", "--examples", "0"]) == 0
+    md_counts = (counts_only / "report.md").read_text()
+    for m in ("dbpd", "erts-dbpd"):
+        assert rel.verdict(expected, m) in md_counts
+    assert "dbpd, erts-dbpd: no selection log in the run folders" in md_counts
+    assert "no selection log" not in md  # with the logs: the per-class drop figures
     for r in runs:
         rec = pd.read_csv(r.run_dir / "train_records.csv")
         rec.drop(columns="label_changed").to_csv(r.run_dir / "train_records.csv", index=False)

@@ -50,12 +50,14 @@ def selection_sections(groups: list[tuple[str, str, list[Path]]], scope: str,
                     "band: min to max). Warm-up and revision epochs train on everything (1.0).")
     else:
         kept.text(f"{scope}: no log.csv found, so no kept fractions.")
-    cand_frames, truth_rows, n_drop_figs = [], [], 0
+    cand_frames, truth_rows, n_drop_figs, unlogged = [], [], 0, []
     for label, method, runs in groups:
         if method == BASELINE:  # drops nothing by definition
             continue
         logs = [x for x in map(run_selection, runs) if x is not None]
         if not logs:
+            if any(reliability.run_method(r) != BASELINE for r in runs):  # a budgeted full run selects nothing
+                unlogged.append(label)
             continue
         rates = pd.concat([drop_rates(sel, rec) for sel, rec in logs])
         rates = rates.groupby(["epoch", "label"], as_index=False)[["pdd_drop", "focus_drop"]].mean()
@@ -73,7 +75,11 @@ def selection_sections(groups: list[tuple[str, str, list[Path]]], scope: str,
             if not t.empty:
                 truth_rows.append(t.assign(config=label, run=runs[k].name))
             cand_frames.append(cand.sample(min(len(cand), FOCUS_SAMPLE), random_state=0))
-    if not n_drop_figs:
+    if unlogged:  # e.g. a published benchmark's runs: selection_counts.npz only (the label-noise section reads it)
+        drops.text(f"{scope}: {', '.join(unlogged)}: no selection log in the run folders (or no train_records.csv), "
+                   "so no per-class drop rates; a run published with selection_counts.npz alone still has its "
+                   "label-noise drop ratios below.")
+    elif not n_drop_figs:
         drops.text(f"{scope}: no run with data dropout and a selection log (only the full baseline, "
                    "which drops nothing).")
     if cand_frames:
