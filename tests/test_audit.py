@@ -199,6 +199,10 @@ def test_cli_reuses_the_folds_and_gives_the_same_ranking(tiny_audit, cache_dir, 
     # the next step it prints: train again without cleanlab's count of the top suspects, and that works
     flagged = int(np.nansum(again["cleanlab_issue"]))
     assert flagged > 0 and f"exclude_records={res.csv} exclude_top={flagged}" in captured.out
+    top_labels = again.sort_values("combined_rank").given_label.iloc[:flagged]  # and what it would take per class
+    for label, n in again.given_label.value_counts().items():
+        taken = int((top_labels == label).sum())
+        assert f"{label} {taken} of {n} ({taken / n:.0%})" in captured.out
     from erts.config import load_config
     from erts.data import load_dataset
     from erts.data.records import EXCLUDED

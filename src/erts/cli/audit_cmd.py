@@ -33,10 +33,15 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
     return None, items
 
 
+def taken_text(taken) -> str:
+    """'A 251 of 516 (49 %), N ...' from ``taken_by_class``."""
+    return ", ".join(f"{r.given_label} {r.taken} of {r.records} ({r.share:.0%})" for r in taken.itertuples())
+
+
 def run_audit(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from erts.audit.core import audit
+    from erts.audit.core import audit, taken_by_class
     from erts.audit.metrics import metrics_view
 
     target, overrides = split_items(args.items)
@@ -53,6 +58,7 @@ def run_audit(args: argparse.Namespace) -> int:
     if flagged:
         print(f"to train again without the top {flagged} (cleanlab's estimate of how many labels are wrong): "
               f"erts train <the same settings> exclude_records={res.csv} exclude_top={flagged}\n"
+              f"  it would take, by given label: {taken_text(taken_by_class(res.table, flagged))}\n"
               "  measured on CinC 2017 with 20 % injected noise, it did not raise test F1, and the combined rank "
               "took genuine records of the rarest class: read docs/audit.md, 'Train again without the suspects'")
     return 0
