@@ -35,8 +35,15 @@ mkdir -p "$dest/runs"
 if [ $# -gt 0 ]; then  # first: it rewrites results.csv from the run folders (controls included, also mid-sweep,
   "$@" --summary-only > "$dest/summary.txt"  # and after a stop during the controls, which left it empty)
 fi
-[ "$(wc -l < "$src/results.csv" 2>/dev/null || echo 0)" -gt 1 ] ||
-  { echo "publish: $src has no finished run yet (results.csv missing or empty)" >&2; exit 1; }
+listed=$(( $(wc -l < "$src/results.csv" 2>/dev/null || echo 1) - 1 ))
+[ "$listed" -gt 0 ] || { echo "publish: $src has no finished run yet (results.csv missing or empty)" >&2; exit 1; }
+finished=$(find "$src/runs" -mindepth 2 -maxdepth 2 -name metrics.json 2>/dev/null | wc -l)
+if [ "$listed" -lt "$finished" ]; then  # a grid's run_sweep lists its own runs only (noise_filter's controls)
+  echo "publish: $src/results.csv lists $listed of its $finished finished runs, so its report would leave" \
+       "the others out; run the benchmark's --summary-only first (it rewrites results.csv) or give its" \
+       "command after --" >&2
+  exit 1
+fi
 if [ "$report" = 1 ]; then
   "$here/.venv/bin/erts" report "$src" --out "$dest" --metric "$metric" --n-boot 2000 --examples 2
   rm -f "$dest/report.html"

@@ -91,3 +91,16 @@ def test_publish_refuses_an_unknown_option(tmp_path):
     with pytest.raises(subprocess.CalledProcessError) as err:
         publish(fake_sweep(tmp_path), tmp_path / "published", "--selections")
     assert "unknown option --selections" in err.value.stderr
+
+
+def test_publish_refuses_a_results_csv_that_lists_fewer_runs_than_finished(tmp_path):
+    """noise_filter's controls are their own run_sweep, which rewrites results.csv with its runs alone."""
+    sweep = fake_sweep(tmp_path)
+    other = sweep / "runs" / "seed=0,method=random,budget=0.74"
+    other.mkdir()
+    (other / "metrics.json").write_text("{}")
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        publish(sweep, tmp_path / "published", "--no-report")
+    assert "results.csv lists 1 of its 2 finished runs" in err.value.stderr
+    (sweep / "results.csv").write_text("run,test_macro_f1\nseed=0,method=full,0.7\nx,0.6\n")
+    publish(sweep, tmp_path / "published", "--no-report")
