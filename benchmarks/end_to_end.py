@@ -97,6 +97,7 @@ def run_budget_controls(grid: Grid, seed: int, budgets: list[float], workers: in
         res = run_sweep(g, workers=workers)
         if res.failed:
             raise SystemExit(f"failed control runs: {', '.join(res.failed)}")
+    write_all_results(grid)  # run_sweep left the controls' runs alone in results.csv
 
 
 def random_feasible(base: dict, budget: float) -> bool:

@@ -852,3 +852,19 @@ def test_end_to_end_pairs_each_comparison_over_test_records_and_seeds(tmp_path):
     only_full = pd.DataFrame([r for r in rows if r["method"] == "full"])  # mid-sweep: nothing to pair yet
     assert e2e.record_paired_lines(only_full, ["full", "dbpd"], "test_macro_auroc", n_boot=50)[1:] == [
         "  none yet: a pair needs both configurations finished in a seed"]
+
+
+def test_running_the_controls_leaves_a_results_csv_with_every_finished_run(tmp_path):
+    """run_sweep rewrites results.csv with its own grid's runs: after the controls it held them alone, and
+    publishing such a sweep reported on the controls only. run_budget_controls rewrites it whole."""
+    e2e = load_benchmark("end_to_end")
+    grid = Grid(name="e2e", out_dir=str(tmp_path), base={"epochs": 6}, grid={"seed": [0], "method": ["full", "dbpd"]})
+    for r in expand(grid):
+        make_run(r.run_dir, method=r.values["method"], seed=0, f1=0.7)
+    for method in ("full", "random"):  # finished already: run_sweep skips them and writes results.csv of its grid
+        make_run(grid.sweep_dir / "runs" / f"seed=0,method={method},budget=0.61", method=method, seed=0, f1=0.6,
+                 config={"budget": 0.61})
+    e2e.run_budget_controls(grid, 0, [0.61], workers=1)
+    assert sorted(pd.read_csv(grid.sweep_dir / "results.csv")["run"]) == [
+        "seed=0,method=dbpd", "seed=0,method=full", "seed=0,method=full,budget=0.61",
+        "seed=0,method=random,budget=0.61"]
