@@ -4,14 +4,18 @@
 #   2. issue 22: PTB-XL under the benchmark protocol;
 #   3. issue 24: the reliability filters and rho-loss on injected and real label noise (noise_filter.py);
 #   4. issue 24: rho-loss again, stepping on full batches (update_batches=full);
-#   5. issue 24: `erts audit` on the injected label noise (sym20, pair20; seed 0).
+#   5. issue 24: `erts audit` on the injected label noise (sym20, pair20; seed 0);
+#   6. issue 24: train again without the audit's suspects, seeds 1-2 (audit_retrain.py; seed 0 is published).
 # Every run in bf16 autocast: on this CPU (avx512_bf16, AMX) it trains 1.9x (CinC) to 2.3x (PTB-XL) faster
 # and scored inside the fp32 run's bootstrap interval on both (benchmarks/bf16_check.py; benchmarks/README.md).
 # Resumable: run it again after any stop; finished runs are skipped, a started one resumes from its
 # last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT] [NOISE_COMMIT] [QUEUE_COMMIT]
+#   [RETRAIN_COMMIT]
 #   ERTS_CHAIN_FROM=N (environment, default 1): start at step N, e.g. on a new machine whose earlier steps
 #     are finished and published (the sweep folders are not kept between machines; benchmarks/measured is);
-#   ERTS_CHAIN_TO=N (default 5): stop after step N (step 5's audits are published: measured/audit-cinc2017-*)
+#   ERTS_CHAIN_TO=N (default 6): stop after step N
+#   ERTS_CHAIN_SKIP="5 ..." (default none): leave these steps out (step 5's audits are published,
+#     measured/audit-cinc2017-*, their rankings included, which step 6 reads when $OUT lacks them)
 #   FROZEN_COMMIT: the commit sweeps 1-2 started from (41a3e06); its checkout lives in /work/sweep-frozen
 #   OUT: where the sweep folders go (~/erts-sweeps)
 #   NOISE_COMMIT: the commit of sweep 3 (b39b199: rho-loss as the official code, 8ba9a61, and the random
@@ -19,6 +23,7 @@
 #     train every method but rho-loss and random the same: tiny full and erts-dbpd runs gave identical metrics);
 #     its checkout lives in /work/sweep-frozen-nf3
 #   QUEUE_COMMIT: the commit of sweep 4 (31e1be1: update_batches); its checkout lives in /work/sweep-frozen-q
+#   RETRAIN_COMMIT: the commit of step 6 (4322872, which trained seed 0's p_oof runs); in /work/sweep-frozen-x2
 # The whole script is read before it runs (functions, called on the last lines), so editing this file never disturbs a running chain.
 set -u
 
@@ -34,16 +39,26 @@ chain() {
   local commit=${1:-41a3e06} out=${2:-$HOME/erts-sweeps} noise_commit=${3:-b39b199}
   local frozen=${ERTS_FROZEN:-/work/sweep-frozen} frozen_nf=${ERTS_FROZEN_NF:-/work/sweep-frozen-nf3}
   local queue_commit=${4:-31e1be1} frozen_q=${ERTS_FROZEN_Q:-/work/sweep-frozen-q}
-  local from=${ERTS_CHAIN_FROM:-1} to=${ERTS_CHAIN_TO:-5}
-  if [ "$from" -le 2 ] && [ "$to" -ge 1 ]; then steps_1_2 "$commit" "$out" "$frozen" || return 1; fi
-  if [ "$from" -le 3 ] && [ "$to" -ge 3 ]; then
+  local retrain_commit=${5:-4322872} frozen_r=${ERTS_FROZEN_R:-/work/sweep-frozen-x2}
+  if runs_step 1 || runs_step 2; then steps_1_2 "$commit" "$out" "$frozen" || return 1; fi
+  if runs_step 3; then
     frozen_checkout "$frozen_nf" "$noise_commit" || return 1
     (cd "$frozen_nf" && .venv/bin/python benchmarks/noise_filter.py --controls cheapest --seeds 3 --out "$out" \
         --name noise-cinc2017-bf16 bf16=true) || return 1
   fi
-  frozen_checkout "$frozen_q" "$queue_commit" || return 1
-  if [ "$from" -le 4 ] && [ "$to" -ge 4 ]; then step_4 "$out" "$frozen_q" || return 1; fi
-  if [ "$to" -ge 5 ]; then step_5 "$out" "$frozen_q"; fi
+  if runs_step 4 || runs_step 5; then frozen_checkout "$frozen_q" "$queue_commit" || return 1; fi
+  if runs_step 4; then step_4 "$out" "$frozen_q" || return 1; fi
+  if runs_step 5; then step_5 "$out" "$frozen_q" || return 1; fi
+  if runs_step 6; then
+    frozen_checkout "$frozen_r" "$retrain_commit" || return 1
+    step_6 "$out" "$frozen_r"
+  fi
+}
+
+runs_step() {  # runs_step N: N is within ERTS_CHAIN_FROM..ERTS_CHAIN_TO and not in ERTS_CHAIN_SKIP
+  local n=$1
+  [ "$n" -ge "${ERTS_CHAIN_FROM:-1}" ] && [ "$n" -le "${ERTS_CHAIN_TO:-6}" ] &&
+    [[ " ${ERTS_CHAIN_SKIP:-} " != *" $n "* ]]
 }
 
 steps_1_2() {  # steps_1_2 COMMIT OUT FROZEN: issues 23 and 22
@@ -91,6 +106,27 @@ step_5() {  # step_5 OUT FROZEN_Q
       --measured "$out/audit-cinc2017-sym20" labels=current label_noise=symmetric label_noise_rate=0.2 &&
     .venv/bin/python benchmarks/audit_bench.py --out "$out/audit-pair20" --measured "$out/audit-cinc2017-pair20" \
       labels=current label_noise=pair label_noise_rate=0.2 "label_noise_classes=[N,O]")
+}
+
+step_6() {  # step_6 OUT FROZEN_R
+  local out=$1 frozen_r=$2 seed setting audit base
+  # 6. train `full` again without the seed-0 audit's top K (combined rank and p_oof) and without K random records,
+  # seeds 1-2: the label noise is the same in every seed (label_noise_seed=0), so the seed-0 audit's lists hold;
+  # each seed's own `full` of the noise sweep (step 3) is the baseline, so step 3 must have finished that seed
+  for seed in 1 2; do
+    for setting in sym20 pair20; do
+      audit="$out/audit-$setting/audit-cinc2017-e12-s0"
+      if [ ! -f "$audit/audit.csv" ]; then  # a new machine: the published ranking
+        mkdir -p "$audit" &&
+          cp "$REPO/benchmarks/measured/audit-cinc2017-$setting/audit.csv" "$audit/audit.csv" &&
+          cp "$REPO/benchmarks/measured/audit-cinc2017-$setting/audit_seed0.json" "$audit/audit.json" || return 1
+      fi
+      base="$out/noise-cinc2017-bf16-$setting/runs/seed=$seed,method=full"
+      [ -f "$base/metrics.json" ] || { echo "evidence_chain: step 6 needs $base (step 3) finished" >&2; return 1; }
+      (cd "$frozen_r" && .venv/bin/python benchmarks/audit_retrain.py --audit "$audit" --setting "$setting" \
+          --seed "$seed" --rank-by p_oof --baseline "$base" --out "$out" bf16=true) || return 1
+    done
+  done
 }
 
 REPO=${ERTS_REPO:-$(cd "$(dirname "$0")/.." && pwd)}  # ERTS_REPO: the clone to make the frozen worktrees from, when this file is a copy

@@ -141,3 +141,40 @@ def test_markdown_table_is_the_docs_table_of_drop_rates_f1_over_seeds_and_flops(
     assert by_name["full"].startswith("| full |  |  | 0.710 [") and by_name["full"].endswith("| 3 | 1.00 |")
     control = next(v for k, v in by_name.items() if k.startswith("full@"))  # named after the method it matches
     assert control.endswith("|  |  | 0.670 [0.645, 0.695] | 3 | 0.60 |")
+
+
+def test_audit_retrain_summarises_several_seeds_paired_over_seeds_and_records(tmp_path):
+    """--summary-seeds: each arm's seeds in one row (mean [t-interval], each seed's value) and the
+    differences as means over the seeds of each seed's macro-F1 difference on the same test records."""
+    from sklearn.metrics import f1_score
+    from test_report import make_run
+
+    from erts.eval.paired import load_predictions
+    from erts.train.sweep import run_row
+
+    ar = load_benchmark("audit_retrain")
+    audit = pd.DataFrame({"record_id": [f"syn{i:05d}" for i in range(60)], "wrong": [i % 5 == 0 for i in range(60)]})
+    arms: dict[str, list] = {}
+    for seed in (0, 1, 2):
+        for arm, f1 in (("full", 0.70), ("pruned", 0.66), ("random", 0.68)):
+            run = tmp_path / f"{arm}-s{seed}"
+            make_run(run, method="full", seed=seed * 3 + len(arm), f1=f1 + 0.01 * seed ** 2)
+            if arm != "full":  # pruned: records 0-4, random: 10-14; one wrong in each (i % 5 == 0)
+                left = [f"syn{i:05d}" for i in (range(5) if arm == "pruned" else range(10, 15))]
+                pd.DataFrame({"record_id": left}).to_csv(run / "excluded_records.csv", index=False)
+            arms.setdefault(arm, []).append(run)
+    text = ar.summary(arms, audit, {"folds": 3, "epochs": 12}, "noise_flipped", 5, n_boot=200)
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    f1 = [run_row(r, ["method"])["test_macro_f1"] for r in arms["pruned"]]
+    lo, hi = sps.t.interval(0.95, 2, loc=np.mean(f1), scale=sps.sem(f1))
+    assert f"| pruned | 5 | 1 (20.0%) | {np.mean(f1):.3f} [{lo:.3f}, {hi:.3f}] ({f1[0]:.3f}, {f1[1]:.3f}, {f1[2]:.3f})" \
+        in rows["pruned"]
+    assert "| random | 5 | 1 (20.0%) |" in rows["random"] and "| full | 0 |  |" in rows["full"]
+    assert "3 seeds: two-level bootstrap over the seeds and the test records" in text
+
+    def macro_f1(run):
+        y, p, _ = load_predictions(run)
+        return f1_score(y, p.argmax(1), average="macro")
+
+    d = np.mean([macro_f1(a) - macro_f1(b) for a, b in zip(arms["pruned"], arms["full"])])
+    assert f"- pruned - full: {d:+.3f} [" in text
