@@ -173,7 +173,11 @@ def f1_table(df: pd.DataFrame, configs: list[str]) -> pd.DataFrame:
     """One row per configuration shown (``configs`` that finished, then the controls): test macro-F1 (and
     F1 NAO) mean and 95 % t-interval over seeds, ``n`` seeds, effective epochs, share, and FLOPs and
     CPU time of training over ``full``'s (medians; NaN without them)."""
-    df, labelled = prepared(df)
+    return prepared_table(*prepared(df), configs)
+
+
+def prepared_table(df: pd.DataFrame, labelled: pd.DataFrame, configs: list[str]) -> pd.DataFrame:
+    """``f1_table`` of results already ``prepared``."""
     shown = [c for c in configs if c in set(labelled["method"])]
     shown += sorted(m for m in set(labelled["method"]) if is_control(m))
     metrics = ["test_macro_f1", "effective_epochs", "share"] + (["test_f1_nao"] if "test_f1_nao" in df else [])
@@ -189,8 +193,8 @@ def f1_lines(df: pd.DataFrame, configs: list[str]) -> list[str]:
     """Test F1 per configuration and its paired comparisons (filter vs rule; vs equal-budget controls)."""
     if df.empty:
         return ["Test F1: no finished run yet"]
-    table = f1_table(df, configs)
     df, labelled = prepared(df)
+    table = prepared_table(df, labelled, configs)
     out = ["Test macro-F1 mean [95 % t-interval over seeds], effective epochs, share of full's compute "
            "(rho-loss: its IL models charged; the controls' budget), FLOPs / full's (all the work: scoring "
            "passes, Grad-CAM, IL models and their validation), median CPU s of training / full's at one speed "

@@ -119,9 +119,10 @@ class RunCounts:
     drop: np.ndarray     # (n_records, n_epochs) int
 
 
-def _log_counts(run_dir: Path, which: str) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray] | None:
-    """From the selection logs: (record index, epochs, candidates, drops) per record and epoch, or None."""
-    sel = load_selection_log(run_dir)
+def _log_counts(run_dir: Path, sel: pd.DataFrame,
+                which: str) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray] | None:
+    """From the run's selection logs ``sel``: (record index, epochs, candidates, drops) per record and
+    epoch, or None."""
     if sel.empty:
         return None
     phases = _phases(run_dir, sel)
@@ -173,7 +174,7 @@ def run_counts(run_dir: str | Path, which: str, truth: str = "label_changed") ->
     if not has_label_truth(run_dir, truth):
         return None
     if (run_dir / "selection").is_dir():
-        found = _log_counts(run_dir, which)
+        found = _log_counts(run_dir, load_selection_log(run_dir), which)
     elif (run_dir / COUNTS_FILE).exists():
         found = _file_counts(run_dir / COUNTS_FILE, which)
     else:
@@ -198,9 +199,10 @@ def write_counts(run_dir: str | Path, dest: str | Path | None = None) -> Path | 
     it to (default: the run's own). Returns the file, or None when the run has no select epoch.
     """
     run_dir = Path(run_dir)
+    sel = load_selection_log(run_dir)  # empty without a selection folder
     arrays: dict[str, np.ndarray] = {}
     for which in WHICH:
-        found = _log_counts(run_dir, which) if (run_dir / "selection").is_dir() else None
+        found = _log_counts(run_dir, sel, which)
         if found is None:
             continue
         index, epochs, cand, drop = found
