@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the noise benchmark'
 
 from noise_filter import SETTINGS, setting_base  # noqa: E402
 from end_to_end import parse_value  # noqa: E402
-from erts.audit.signals import SIGNALS  # noqa: E402
+from erts.audit.signals import ranking_signal  # noqa: E402
+from erts.errors import ConfigError  # noqa: E402
 from erts.config import load_config  # noqa: E402
 from erts.eval.paired import load_predictions, paired_bootstrap  # noqa: E402
 from erts.eval.stats import summarize  # noqa: E402
@@ -68,10 +69,10 @@ def random_list(audit: pd.DataFrame, k: int, seed: int, path: Path) -> Path:
 
 def signal_list(audit: pd.DataFrame, column: str, k: int, path: Path) -> Path:
     """The K most suspicious records by one signal column of audit.csv, written as a record_id CSV."""
-    signal = next((s for s in SIGNALS if s.column == column), None)
-    if signal is None:
-        raise SystemExit(f"--rank-by {column}: not a signal column of audit.csv "
-                         f"({', '.join(sorted({s.column for s in SIGNALS}))})")
+    try:
+        signal = ranking_signal(column)  # the order `erts audit --rank-by` gives
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     order = np.argsort(-signal.score(audit), kind="stable")[:k]
     return write_list(audit["record_id"].to_numpy(dtype=str)[order], path)
 

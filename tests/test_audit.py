@@ -3,6 +3,8 @@ audit of the synthetic set (CSV columns and ranking, metrics recomputed from the
 score beating chance on the planted corruption, the page, reuse of the folds, the CLI's errors)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from erts.audit import signals as sig
 from erts.audit.metrics import bootstrap_ranking, length_matched_auroc, ranking_metrics, weighted_metrics
 from erts.cli.main import main
+from erts.errors import ConfigError
 
 
 # ---------------------------------------------------------------- metrics
@@ -146,6 +149,7 @@ def test_csv_has_every_column_and_is_ranked(tiny_audit):
                 "wrong"]:
         assert col in df.columns, col
     assert df["combined_rank"].tolist() == list(range(1, len(df) + 1))
+    assert df["rank"].tolist() == df["combined_rank"].tolist()  # the default ranking is the combined score
     assert np.all(np.diff(df["combined"]) <= 1e-6)  # rank 1 is the most suspicious
     assert len(df) == 252 and df["record_id"].is_unique  # the 70 % training split of 360
     assert set(df["predicted_label"]) <= {"NORM", "MI", "STTC", "CD", "HYP"}
@@ -226,6 +230,54 @@ def test_a_run_folder_is_audited_with_its_config(tiny_audit, cache_dir, capsys):
     assert capsys.readouterr().err.count("reusing") == 3  # the same folds: method and name do not matter
 
 
+def test_rank_by_one_signal_orders_the_csv_page_and_next_step_by_it(tiny_audit, cache_dir, capsys):
+    res, out = tiny_audit
+    dest = out / "audit-p_oof"
+    import shutil
+
+    shutil.copytree(out / "audit" / "folds", dest / "folds")  # the same folds: re-ranking trains nothing
+    rc = main(["audit", *audit_overrides(cache_dir, out), "--out", str(dest), "--top", "1", "--n-boot", "20",
+               "--rank-by", "p_oof"])
+    captured = capsys.readouterr()
+    assert rc == 0 and captured.err.count("reusing") == 3
+    df = pd.read_csv(dest / "audit.csv")
+    # expected independently: lowest p(given label) from the held-out model first, ties in record order
+    expected = df.sort_values(["p_oof", "index"], kind="stable")["record_id"].tolist()
+    assert df.sort_values("rank")["record_id"].tolist() == expected == df["record_id"].tolist()
+    default = pd.read_csv(res.csv).set_index("record_id")
+    assert (df.set_index("record_id")["combined_rank"] == default.loc[df.record_id, "combined_rank"]).all()
+    assert json.loads((dest / "audit.json").read_text())["rank_by"] == {
+        "signal": "OOF self-confidence", "column": "p_oof", "suspicious": "low"}
+    page = (dest / "audit.html").read_text()
+    assert "ranked by one signal, OOF self-confidence (p_oof, low = suspicious" in page
+    assert f"rank 1: record {expected[0]} " in page  # the one strip drawn is p_oof's first suspect
+    flagged = int(np.nansum(df["cleanlab_issue"]))
+    top_labels = df.set_index("record_id").loc[expected[:flagged], "given_label"]
+    for label, n in df.given_label.value_counts().items():
+        taken = int((top_labels == label).sum())
+        assert f"{label} {taken} of {n} ({taken / n:.0%})" in captured.out
+    from erts.config import load_config
+    from erts.data import load_dataset
+    from erts.data.records import EXCLUDED
+
+    rs = load_dataset(load_config(overrides=audit_overrides(cache_dir, out) +
+                                  [f"exclude_records={dest / 'audit.csv'}", f"exclude_top={flagged}"]).data)
+    assert set(rs.record_ids[rs.indices(EXCLUDED)]) == set(expected[:flagged])
+
+
+def test_ranking_signal_reads_a_column_at_its_suspicious_end():
+    assert sig.ranking_signal("combined").column == "combined"
+    assert sig.ranking_signal("p_oof").suspicious == "low"
+    assert sig.ranking_signal("cam_topq").name == "focus topq (paper), low"  # the paper's reading first
+    assert sig.ranking_signal("cam_topq:high").name == "focus topq, high"
+    table = pd.DataFrame({"cam_topq": [0.2, 0.9, 0.5]})
+    assert sig.ranking_signal("cam_topq:high").score(table).tolist() == [0.2, 0.9, 0.5]
+    assert sig.ranking_signal("cam_topq").score(table).tolist() == [-0.2, -0.9, -0.5]
+    for bad in ["nosuch", "p_oof:high", "combined:low", "p_oof:sideways"]:
+        with pytest.raises(ConfigError, match="--rank-by"):
+            sig.ranking_signal(bad)
+
+
 def test_user_truth_csv_replaces_the_dataset_truth(tiny_audit, cache_dir, tmp_path):
     import erts
 
@@ -254,6 +306,9 @@ def one_line(err: str) -> str:
     (["audit", "epochs=0"], "config error: epochs=0 must be >= 1"),
     (["audit", "dataset=synthetic", "multilabel=true", "n_records=60"], "is multi-label"),
     (["audit", "dataset=synthetic", "n_records=60", "--noise-class", "~"], "--noise-class ~: synthetic has no such class"),
+    (["audit", "dataset=synthetic", "n_records=60", "--rank-by", "nosuch"], "--rank-by nosuch: not a signal"),
+    (["audit", "dataset=synthetic", "n_records=60", "--rank-by", "p_noise"],
+     "--rank-by p_noise: synthetic has no noise class"),
     (["audit", "dataset=synthetic", "n_records=60", "--truth", "missing.csv"],
      "missing.csv: no such ground-truth CSV file"),
     (["audit", "dataset=synthetic", "n_records=60", "--truth", "bad.csv"], "bad.csv: needs a 'record_id' column"),

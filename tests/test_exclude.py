@@ -53,6 +53,15 @@ def test_an_audit_ranking_needs_exclude_top_and_is_read_by_rank(cache_dir, tmp_p
         data(cache_dir, exclude_records=ranking, exclude_top=7)
 
 
+def test_an_audit_ranking_by_one_signal_is_read_by_its_rank_not_the_combined_one(cache_dir, tmp_path):
+    whole = data(cache_dir)
+    ids = whole.record_ids[whole.indices("train")][:6]
+    # `erts audit --rank-by p_oof`: `rank` is p_oof's order, `combined_rank` stays the combined score's
+    ranking = write_list(tmp_path / "audit.csv", ids, rank=[2, 6, 1, 5, 3, 4], combined_rank=[4, 1, 6, 2, 5, 3])
+    out = data(cache_dir, exclude_records=ranking, exclude_top=2)
+    assert set(out.record_ids[out.indices(EXCLUDED)]) == {ids[2], ids[0]}  # ranks 1, 2 of `rank`
+
+
 def test_bad_lists_are_refused_by_name(cache_dir, tmp_path):
     whole = data(cache_dir)
     train_ids = list(whole.record_ids[whole.indices("train")][:2])

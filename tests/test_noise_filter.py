@@ -114,7 +114,7 @@ def test_audit_retrain_ranks_by_a_signal_in_its_suspicious_direction(tmp_path):
     low = pd.read_csv(ar.signal_list(audit, "p_oof", 2, tmp_path / "p.csv")).record_id.tolist()
     high = pd.read_csv(ar.signal_list(audit, "el2n", 2, tmp_path / "e.csv")).record_id.tolist()
     assert low == ["d", "b"] and high == ["b", "d"]  # p_oof: low is suspicious; EL2N: high
-    with pytest.raises(SystemExit, match="not a signal column"):
+    with pytest.raises(SystemExit, match="given_label: not a signal of the audit"):
         ar.signal_list(audit, "given_label", 2, tmp_path / "x.csv")
 
 

@@ -145,13 +145,14 @@ def explain(run: Run | str | Path, signals: Sequence[np.ndarray] | np.ndarray, f
 
 def audit(target: str | Path | None = None, *, folds: int = 3, out: str | Path | None = None,
           truth: str | Path | None = None, top: int = 12, n_boot: int = 1000, noise_class: str = "auto",
-          **overrides: Any):
+          rank_by: str = "combined", **overrides: Any):
     """Ranks the training records of a run folder or config by how likely their label is wrong (as
     ``erts audit``); returns an ``AuditResult`` (``.table`` ranked, ``.metrics`` with ground truth).
 
-    ``erts.audit("runs/x")``, ``erts.audit(dataset="synthetic", epochs=6, folds=3)``; settings
-    (``epochs``: of each fold) override the run's or config's."""
+    ``erts.audit("runs/x")``, ``erts.audit(dataset="synthetic", epochs=6, folds=3)``,
+    ``erts.audit("runs/x", rank_by="p_oof")`` (one signal's ranking); settings (``epochs``: of each
+    fold) override the run's or config's."""
     from erts.audit.core import audit as _audit
 
     return _audit(target, overrides, folds=folds, out=out, truth=truth, top=top, n_boot=n_boot,
-                  noise_class=noise_class)
+                  noise_class=noise_class, rank_by=rank_by)

@@ -2,7 +2,7 @@
 
 For a run folder (its config.yaml) or a config, every training record is scored by k-fold
 cross-training (erts.audit.crossfit), the signals are gathered into one table
-(erts.audit.signals), ranked by the fixed combined score, written as a CSV and an HTML page
+(erts.audit.signals), ranked by the fixed combined score (or one chosen signal), written as a CSV and an HTML page
 of the top suspects, and, where ground truth exists, evaluated (erts.audit.metrics).
 """
 from __future__ import annotations
@@ -119,9 +119,10 @@ def resolve_noise_class(rs: RecordSet, name: str) -> int | None:
 
 
 def build_table(rs: RecordSet, ids: np.ndarray, folds: list[FoldScores], warn_fn: Callable[[str], None],
-                noise: int | None = None) -> pd.DataFrame:
+                noise: int | None = None, rank_by: sig.Signal | None = None) -> pd.DataFrame:
     """One row per audited record: given and predicted label, every signal, the combined score
-    and its rank (1 = most suspicious), sorted by rank."""
+    and its rank ``combined_rank``, and ``rank``, the order of ``rank_by`` (default: the combined
+    score; 1 = most suspicious), sorted by ``rank``."""
     names = np.array(rs.class_names)
     labels = rs.labels[ids]
     whole, centre = sig.oof_probs(folds)
@@ -135,17 +136,27 @@ def build_table(rs: RecordSet, ids: np.ndarray, folds: list[FoldScores], warn_fn
         table[k] = v
     table["combined"] = sig.combined_score(table)
     table["combined_v1"] = sig.combined_score(table, sig.COMBINED_V1)
-    table["combined_rank"] = pd.Series(-table["combined"]).rank(method="first").astype(int).to_numpy()
-    return table.sort_values("combined_rank", kind="stable").reset_index(drop=True)
+    table["combined_rank"] = suspicion_rank(table["combined"].to_numpy(dtype=float))
+    rank_by = rank_by or sig.ranking_signal("combined")
+    score = rank_by.score(table)
+    if not np.isfinite(score).any():
+        raise ConfigError(f"--rank-by {rank_by.column}: no record of this audit has a value of it")
+    table["rank"] = suspicion_rank(score)
+    return table.sort_values("rank", kind="stable").reset_index(drop=True)
+
+
+def suspicion_rank(score: np.ndarray) -> np.ndarray:
+    """1 = most suspicious; ties in record order; no value (NaN) ranks last."""
+    return pd.Series(-score).rank(method="first", na_option="bottom").astype(int).to_numpy()
 
 
 def taken_by_class(table: pd.DataFrame, k: int) -> pd.DataFrame:
-    """What the top ``k`` of the ranking would take from each given label: training records, taken, share.
+    """What the top ``k`` of the ranking (``rank``) would take from each given label: training records, taken, share.
 
     Why: pruning by a ranking can empty a rare class of its genuine hard records (CinC 2017, pair20: the
     combined top K took 251 of 516 A records, none of them wrong), so look before training without them.
     """
-    top = table.nsmallest(k, "combined_rank")["given_label"].value_counts()
+    top = table.nsmallest(k, "rank")["given_label"].value_counts()
     out = table["given_label"].value_counts().rename("records").to_frame()
     out["taken"] = top.reindex(out.index, fill_value=0)
     out["share"] = out["taken"] / out["records"]
@@ -177,14 +188,16 @@ def evaluate(table: pd.DataFrame, truth_col: str = "wrong", n_boot: int = 1000, 
 
 def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None, *,
           folds: int = 3, out: str | Path | None = None, truth: str | Path | None = None,
-          top: int = 12, n_boot: int = 1000, noise_class: str = "auto",
+          top: int = 12, n_boot: int = 1000, noise_class: str = "auto", rank_by: str = "combined",
           log: Callable[[str], None] | None = None) -> AuditResult:
     """Scores every training record of a run folder or config and ranks them, most suspicious first.
 
     ``target``: a run folder (its config.yaml), a config YAML, or None (``overrides`` alone);
     ``folds``: k of the cross-training, each fold trained for the config's ``epochs``;
     ``truth``: a CSV of records known to be wrong (else the dataset's own ground truth, if any);
-    ``noise_class``: the class meaning "too noisy to classify" (``auto``: the dataset's, CinC's ~).
+    ``noise_class``: the class meaning "too noisy to classify" (``auto``: the dataset's, CinC's ~);
+    ``rank_by``: the ranking, ``combined`` or one signal column (``p_oof`` for label flips between
+    classes; ``column:high|low`` picks the suspicious end; erts.audit.signals.ranking_signal).
     Writes ``audit.csv``, ``audit.html`` (``top`` suspects drawn), ``audit.json`` and, with ground
     truth, ``audit_metrics.csv``/``.md`` into ``out`` (default: <run>/audit, or
     <out_dir>/audit-<dataset>-<model>-s<seed>)."""
@@ -193,6 +206,7 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
         raise ConfigError(f"--folds {folds}: cross-training needs at least 2 folds")
     if top < 0 or n_boot < 0:
         raise ConfigError("--top and --n-boot must be >= 0")
+    ranking = sig.ranking_signal(rank_by)
     cfg, run_dir = resolve_config(target, overrides)
     from erts.data import load_dataset
 
@@ -200,6 +214,8 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
     if rs.multilabel:
         raise DataError(f"{rs.name}: erts audit ranks single-label records; this dataset is multi-label")
     noise = resolve_noise_class(rs, noise_class)
+    if ranking.column == "p_noise" and noise is None:
+        raise ConfigError(f"--rank-by {rank_by}: {rs.name} has no noise class (--noise-class names one)")
     ids = rs.indices("train")
     known = read_truth_csv(truth, rs.record_ids[ids]) if truth else None
     if len(ids) < 2 * folds:
@@ -210,13 +226,14 @@ def audit(target: str | Path | None = None, overrides: dict[str, Any] | list[str
     assignment = fold_assignment(rs.labels[ids], folds, cfg.train.seed)
     started = time.perf_counter()
     results = [train_fold(cfg, rs, ids, assignment, f, out_dir / "folds", epochs, log) for f in range(folds)]
-    table = build_table(rs, ids, results, warn, noise)
+    table = build_table(rs, ids, results, warn, noise, ranking)
     truth_what = attach_truth(table, rs, ids, known, truth)
     metrics = evaluate(table, n_boot=n_boot, seed=cfg.train.seed) if truth_what else None
     csv_path = out_dir / "audit.csv"
     runio.write_text(csv_path, table.to_csv(index=False))  # full precision: ranks recomputed from it agree
     summary = {"config": cfg.to_dict(), "run": str(run_dir) if run_dir else None, "folds": folds, "epochs": epochs,
                "records": len(ids), "truth": truth_what, "combined": list(sig.COMBINED),
+               "rank_by": {"signal": ranking.name, "column": ranking.column, "suspicious": ranking.suspicious},
                "noise_class": None if noise is None else rs.class_names[noise], "top_frac": TOP_FRAC,
                "fold_seconds": [r.seconds for r in results], "fold_cpu_seconds": [r.cpu_seconds for r in results],
                "best_epochs": [r.best_epoch for r in results], "seconds": time.perf_counter() - started,

@@ -88,8 +88,11 @@ def fold_recordset(rs: RecordSet, audit_ids: np.ndarray, held_out: np.ndarray) -
 
 
 def settings_key(cfg: Config, audit_ids: np.ndarray, folds: np.ndarray, fold: int) -> str:
-    """What a fold's saved result depends on: the config, the audited records and the fold split."""
-    h = hashlib.sha256(dump_config(cfg).encode())
+    """What a fold's saved result depends on: the config, the audited records and the fold split; not
+    where it is written (an audit folder copied or moved elsewhere still reuses its folds)."""
+    placeless = copy.deepcopy(cfg)
+    apply_dict(placeless, {"out_dir": "."})
+    h = hashlib.sha256(dump_config(placeless).encode())
     h.update(np.ascontiguousarray(audit_ids, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(folds, dtype=np.int64).tobytes())
     h.update(str(fold).encode())

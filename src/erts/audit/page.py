@@ -16,7 +16,7 @@ from erts.config import Config
 from erts.data.records import RecordSet
 from erts.train import runio
 
-SUSPECT_COLUMNS = ["combined_rank", "record_id", "given_label", "predicted_label", "p_oof", "p_noise", "cam_mass",
+SUSPECT_COLUMNS = ["rank", "record_id", "given_label", "predicted_label", "p_oof", "p_noise", "cam_mass",
                    "record_s", "combined"]
 
 
@@ -29,9 +29,8 @@ def write_page(out_dir: Path, cfg: Config, rs: RecordSet, table: pd.DataFrame, m
     k, epochs = summary["folds"], summary["epochs"]
     cpu = sum(summary["fold_cpu_seconds"])
     intro = (f"{len(table)} training records of {rs.name} ({cfg.model.model}), scored by {k}-fold cross-training "
-             f"({epochs} epochs per fold, {cpu:.0f} CPU s in all) and ranked by the combined score: the mean rank of "
-             f"{', '.join(sig.COMBINED)} (equal weights, nothing fitted; docs/audit.md says how it was chosen and "
-             f"what each signal finds). Rank 1 is the record to re-read first.")
+             f"({epochs} epochs per fold, {cpu:.0f} CPU s in all) and ranked by {ranking_text(summary)}. "
+             "Rank 1 is the record to re-read first.")
     sections = []
     if metrics is not None:
         s = Section("How well each signal finds the known wrong records")
@@ -42,11 +41,12 @@ def write_page(out_dir: Path, cfg: Config, rs: RecordSet, table: pd.DataFrame, m
         s.table(metrics_view(metrics), "metrics")
         sections.append(s)
     s = Section("Top suspects")
-    s.text("The most suspicious records by the combined score. p_oof: the held-out model's probability of the "
-           "given label; p_noise: its probability of the noise class; cam_mass: map concentration; record_s: "
+    chosen = summary["rank_by"]["signal"]
+    s.text(f"The most suspicious records by {'the combined score' if chosen == 'combined' else chosen}. "
+           "p_oof: the held-out model's probability of the given label; p_noise: its probability of the noise class; cam_mass: map concentration; record_s: "
            "seconds recorded. The full ranked table is audit.csv.")
-    shown = table.head(max(top, 20))[[c for c in SUSPECT_COLUMNS + ["wrong"]
-                                      if c in table.columns and table[c].notna().any()]]
+    columns = dict.fromkeys(SUSPECT_COLUMNS[:4] + [summary["rank_by"]["column"]] + SUSPECT_COLUMNS[4:] + ["wrong"])
+    shown = table.head(max(top, 20))[[c for c in columns if c in table.columns and table[c].notna().any()]]
     s.table(shown.round(3), "suspects")
     sections.append(s)
     if top:
@@ -56,6 +56,15 @@ def write_page(out_dir: Path, cfg: Config, rs: RecordSet, table: pd.DataFrame, m
     runio.write_text(html_path, render_html(rep))
     runio.write_text(out_dir / "audit.md", render_markdown(rep, out_dir / "audit_files"))
     return html_path
+
+
+def ranking_text(summary: dict) -> str:
+    """What the ranking is: the combined score's parts, or the one signal chosen with --rank-by."""
+    chosen = summary["rank_by"]
+    if chosen["column"] == "combined":
+        return (f"the combined score: the mean rank of {', '.join(sig.COMBINED)} (equal weights, nothing fitted; "
+                "docs/audit.md says how it was chosen and what each signal finds)")
+    return f"one signal, {chosen['signal']} ({chosen['column']}, {chosen['suspicious']} = suspicious; --rank-by)"
 
 
 def strips_section(cfg: Config, rs: RecordSet, rows: pd.DataFrame, folds: list[FoldScores], out_dir: Path):
@@ -86,11 +95,11 @@ def strips_section(cfg: Config, rs: RecordSet, rows: pd.DataFrame, folds: list[F
         cam, _ = record_cam(models[f], x, names.index(r.given_label))
         leads = min(3, x.shape[0])
         truth = truth_text(rs.meta.iloc[i]) if len(rs.meta) else ""
-        title = (f"#{r.combined_rank} {r.record_id}: given {r.given_label}, held-out model predicts "
+        title = (f"#{r.rank} {r.record_id}: given {r.given_label}, held-out model predicts "
                  f"{r.predicted_label} ({r.p_predicted:.2f}), p(given) {r.p_oof:.2f}\n"
                  f"AUM {r.aum:.2f}, mass {r.cam_mass:.2f}, {r.record_s:.1f} s recorded" + (f"; {truth}" if truth else ""))
         fig = ecg_strip_figure(x[:leads], rs.fs, list(rs.lead_names)[:leads],
                                cam[:leads] if cam.ndim == 2 else cam, title, amplitude_unit(cfg))
-        s.figure(f"suspect_{r.combined_rank:03d}_{r.record_id}", fig,
-                 f"rank {r.combined_rank}: record {r.record_id} (given {r.given_label})")
+        s.figure(f"suspect_{r.rank:03d}_{r.record_id}", fig,
+                 f"rank {r.rank}: record {r.record_id} (given {r.given_label})")
     return s

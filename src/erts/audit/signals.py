@@ -16,6 +16,7 @@ from scipy import stats
 
 from erts.audit.crossfit import FoldScores
 from erts.data.records import RecordSet
+from erts.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,23 @@ def combined_signals() -> list[Signal]:
     return [Signal("combined", "combined", "combined", "high", "mean rank of " + ", ".join(COMBINED)),
             Signal("combined v1 (fixed before evaluation)", "combined_v1", "combined", "high",
                    "mean rank of " + ", ".join(COMBINED_V1))]
+
+
+def ranking_signal(spec: str) -> Signal:
+    """The signal a ranking reads: ``combined`` (the default), ``combined_v1``, or an audit.csv signal
+    column, optionally ``:high`` or ``:low`` for the end that is suspicious (default: the column's first
+    reading in ``SIGNALS``, e.g. ``cam_topq`` low as the paper reads it).
+
+    Why: the combined score is built for CinC 2017's relabels to its noise class; for label flips
+    between classes the out-of-fold self-confidence alone ranks better (docs/audit.md), as cleanlab
+    ranks by it (``return_indices_ranked_by``)."""
+    column, _, end = spec.partition(":")
+    found = [s for s in [*combined_signals(), *SIGNALS] if s.column == column and end in ("", s.suspicious)]
+    if not found:
+        columns = list(dict.fromkeys(s.column for s in [*combined_signals(), *SIGNALS]))
+        raise ConfigError(f"--rank-by {spec}: not a signal of the audit (one of {', '.join(columns)}; "
+                         "optionally :high or :low, the suspicious end)")
+    return found[0]
 
 
 def noise_probability(probs: np.ndarray, labels: np.ndarray, noise: int | None) -> np.ndarray:

@@ -9,7 +9,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Scores every training record of a run folder (its config.yaml) or of a config "
                                    "by k-fold cross-training: training dynamics (mean p, AUM, forgetting, EL2N), "
                                    "out-of-fold confidence (cleanlab), Grad-CAM focus and concentration, signal "
-                                   "quality; ranks them by one fixed combined score and, where ground truth exists "
+                                   "quality; ranks them by one fixed combined score (or one signal, --rank-by) "
+                                   "and, where ground truth exists "
                                    "(CinC 2017 relabels, synthetic corruption, --truth), prints AUROC, AP and "
                                    "top-5 %% precision with bootstrap intervals.")
     p.add_argument("items", nargs="*", metavar="RUN|CONFIG.yaml|key=value",
@@ -23,6 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="class meaning 'too noisy to classify': its out-of-fold probability is a signal "
                         "(default auto: the dataset's own, CinC 2017's ~; none: no such class)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the intervals (default 1000)")
+    p.add_argument("--rank-by", default="combined", metavar="SIGNAL",
+                   help="the ranking: combined (default: built for recordings that should have been the noise "
+                        "class) or one signal column of audit.csv, e.g. p_oof for labels flipped between classes "
+                        "(COLUMN:high or :low picks the suspicious end); the folds are reused, so re-ranking is cheap")
     p.set_defaults(func=run_audit)
 
 
@@ -41,13 +46,15 @@ def taken_text(taken) -> str:
 def run_audit(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from erts.audit import signals as sig
     from erts.audit.core import audit, taken_by_class
     from erts.audit.metrics import metrics_view
 
     target, overrides = split_items(args.items)
     res = audit(target, overrides, folds=args.folds, out=args.out, truth=args.truth,
-                top=args.top, n_boot=args.n_boot, noise_class=args.noise_class)
-    head = res.table.head(10)[["combined_rank", "record_id", "given_label", "predicted_label", "combined"]]
+                top=args.top, n_boot=args.n_boot, noise_class=args.noise_class, rank_by=args.rank_by)
+    columns = ["rank", "record_id", "given_label", "predicted_label", sig.ranking_signal(args.rank_by).column]
+    head = res.table.head(10)[list(dict.fromkeys(columns + ["combined"]))]
     print(head.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if res.metrics is not None:
         m = res.metrics.iloc[0]
@@ -59,6 +66,7 @@ def run_audit(args: argparse.Namespace) -> int:
         print(f"to train again without the top {flagged} (cleanlab's estimate of how many labels are wrong): "
               f"erts train <the same settings> exclude_records={res.csv} exclude_top={flagged}\n"
               f"  it would take, by given label: {taken_text(taken_by_class(res.table, flagged))}\n"
-              "  measured on CinC 2017 with 20 % injected noise, it did not raise test F1, and the combined rank "
-              "took genuine records of the rarest class: read docs/audit.md, 'Train again without the suspects'")
+              "  measured on CinC 2017 with 20 % injected noise, it did not raise test F1 (ranked by p_oof: level "
+              "with training on everything; by the combined score: lower, it took genuine records of the rarest "
+              "class): read docs/audit.md, 'Train again without the suspects'")
     return 0

@@ -20,19 +20,22 @@ import pandas as pd
 from erts.data.records import EXCLUDED, RecordSet, names_text
 from erts.errors import DataError, warn
 
-AUDIT_RANK = "combined_rank"  # the column that makes a CSV an `erts audit` ranking (audit.csv)
+# the columns that make a CSV an `erts audit` ranking (audit.csv): its ranking (`--rank-by`, since
+# 2026-12-06), and the combined score's rank, the only one in audit.csv files written before
+AUDIT_RANKS = ("rank", "combined_rank")
 
 
 def read_exclusion_list(path: str | Path, top: int | None = None) -> list[str]:
-    """The record ids of the list, in its order (an audit.csv: by rank), its first ``top`` only if given."""
+    """The record ids of the list, in its order (an audit.csv: by its ``rank``), its first ``top`` only if given."""
     df = pd.read_csv(path, dtype={"record_id": str})
     if "record_id" not in df.columns:
         raise DataError(f"exclude_records={path}: no record_id column (columns: {', '.join(map(str, df.columns))})")
-    if AUDIT_RANK in df.columns:
+    rank = next((c for c in AUDIT_RANKS if c in df.columns), None)
+    if rank is not None:
         if top is None:
             raise DataError(f"exclude_records={path} is an `erts audit` ranking of all {len(df)} training records; "
                             "say how many of its most suspicious to set aside with exclude_top=N")
-        df = df.sort_values(AUDIT_RANK, kind="stable")
+        df = df.sort_values(rank, kind="stable")
     if top is not None:
         if top > len(df):
             raise DataError(f"exclude_top={top}: {path} lists only {len(df)} records")
