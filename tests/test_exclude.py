@@ -89,7 +89,7 @@ def test_validation_and_test_records_on_the_list_stay_with_a_warning(cache_dir, 
     assert "2 listed record(s) are in the validation or test split and stay there" in err and val_id in err
 
 
-def test_a_run_trains_without_them_keeps_its_copy_and_resumes_with_it(cache_dir, tmp_path, one_thread):
+def test_a_run_trains_without_them_keeps_its_copy_and_resumes_with_it(cache_dir, tmp_path, one_thread, capsys):
     whole = data(cache_dir)
     train_ids = whole.record_ids[whole.indices("train")]
     listed = list(train_ids[::7])
@@ -98,6 +98,15 @@ def test_a_run_trains_without_them_keeps_its_copy_and_resumes_with_it(cache_dir,
     metrics = train(load_config(overrides=over))
     run = tmp_path / "r"
     assert metrics["excluded_records"] == len(listed)
+    # the run says at its start what the list took from each class, counted here from the list itself
+    given = pd.Series(whole.labels[whole.indices("train")], index=train_ids).map(dict(enumerate(whole.class_names)))
+    per_class = []
+    for c in whole.class_names:
+        taken, total = int((given[listed] == c).sum()), int((given == c).sum())
+        if total:
+            per_class.append(f"{c} {taken} of {total} ({taken / total:.0%})")
+    assert f"excluded   {len(listed)} training records set aside (exclude_records=), by label: " \
+        f"{', '.join(per_class)}" in capsys.readouterr().out
     records = pd.read_csv(run / "train_records.csv", dtype={"record_id": str})
     assert not set(records.record_id) & set(listed) and len(records) == len(train_ids) - len(listed)
     for f in sorted((run / "selection").glob("epoch_*.npz")):  # never scored, selected or trained on

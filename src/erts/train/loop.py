@@ -23,6 +23,7 @@ from erts import distributed
 from erts.config import Config, config_from_dict, dump_config
 from erts.data import load_dataset
 from erts.distributed import Dist, all_sum, gather_cat, gather_pool, global_batches, rank_seed, rank_slice, shard
+from erts.data.exclude import set_aside_text
 from erts.data.records import EXCLUDED, RecordSet
 from erts.data.tensors import Tensors, aggregate, eval_stride_s, fit_standardizer
 from erts.errors import DataError
@@ -392,6 +393,9 @@ class Trainer:
         main = self.dist.main
         if main:
             print(f"schedule   {self.selector.schedule.describe()}", flush=True)
+            aside = set_aside_text(self.rs)
+            if aside:
+                print(f"excluded   {aside}", flush=True)
         desc = "epochs"
         if self.start_epoch and main:  # resumed: the bar counts the epochs left, and says which they are
             desc = f"epochs {self.start_epoch}-{total - 1} of 0-{total - 1}" if len(epochs) else "epochs"
