@@ -868,3 +868,25 @@ def test_running_the_controls_leaves_a_results_csv_with_every_finished_run(tmp_p
     assert sorted(pd.read_csv(grid.sweep_dir / "results.csv")["run"]) == [
         "seed=0,method=dbpd", "seed=0,method=full", "seed=0,method=full,budget=0.61",
         "seed=0,method=random,budget=0.61"]
+
+
+def test_markdown_figures_folder_holds_only_what_the_latest_render_draws(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from erts.report.format import Report, Section
+    from erts.report.render import render_markdown
+
+    def report(*names):
+        s = Section("figures")
+        for name in names:
+            fig, ax = plt.subplots()
+            ax.plot([0, 1])
+            s.figure(name, fig, name)
+        return Report("t", "intro", [s])
+
+    files = tmp_path / "report_files"
+    render_markdown(report("suspect_001_a", "curves"), files)
+    (files / "notes.txt").write_text("a user's file")  # not a figure: left alone
+    md = render_markdown(report("suspect_001_b", "curves"), files)  # e.g. the audit ranked again
+    assert sorted(p.name for p in files.glob("*.png")) == ["curves.png", "suspect_001_b.png"]
+    assert "report_files/suspect_001_b.png" in md and (files / "notes.txt").exists()

@@ -55,8 +55,14 @@ def md_table(df: pd.DataFrame) -> str:
 
 
 def render_markdown(rep: Report, files_dir: Path) -> str:
-    """Markdown text; figures are written to files_dir and linked relatively."""
+    """Markdown text; figures are written to files_dir and linked relatively. The folder is the
+    report's own: figures of an earlier render that this one does not draw (e.g. the suspects of
+    another ranking) are removed, so it holds what the Markdown shows and nothing stale."""
     files_dir.mkdir(parents=True, exist_ok=True)
+    drawn = {f"{b[1]}.png" for s in rep.sections for b in s.blocks if b[0] not in ("p", "table")}
+    for old in files_dir.glob("*.png"):
+        if old.name not in drawn:
+            old.unlink()
     out = [f"# {rep.title}", "", rep.intro, ""]
     out += [f"> **Warning:** {w}" + ("\n>" if i < len(rep.warnings) - 1 else "") for i, w in enumerate(rep.warnings)]
     out += [""] if rep.warnings else []
