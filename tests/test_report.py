@@ -337,6 +337,21 @@ def test_every_figure_is_labelled(fake_sweep):
     assert plots.pareto_frontier(np.array([3.0, 1.0, 2.0, 4.0]), np.array([0.8, 0.6, 0.7, 0.75])).tolist() == [1, 2, 0]
 
 
+def test_a_one_lead_strip_shows_its_whole_colour_bar_label():
+    """A one-lead strip (CinC 2017, the audit's suspects) is short: its colour bar's label must fit in the
+    figure's height, not run off it (it did: 'd-CAM (min-max normalise' was all that showed)."""
+    from erts.report import plots
+
+    fig = plots.ecg_strip_figure(np.zeros((1, 3000)) + np.sin(np.arange(3000) / 9), 100.0, ["ECG"],
+                                 np.linspace(0, 1, 3000), "record\nsecond title line", "std. units")
+    fig.draw_without_rendering()  # the layout is final, at the figure's own dpi
+    bar = next(ax for ax in fig.axes if ax.get_label() == "<colorbar>")
+    label = bar.yaxis.label.get_window_extent()
+    page = fig.bbox
+    assert "Grad-CAM" in bar.get_ylabel()
+    assert page.y0 <= label.y0 and label.y1 <= page.y1 and label.x1 <= page.x1, (label, page)
+
+
 def test_pareto_cost_axis_prefers_cpu_at_one_speed_and_its_legend_covers_no_point():
     from erts.report import plots
     from erts.report.tables import pareto_time

@@ -236,5 +236,7 @@ def ecg_strip_figure(signal: np.ndarray, fs: float, lead_names: list[str], cam: 
     axes[-1].set_xlabel("time (s)")
     axes[0].set_title(title, fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=list(axes), fraction=0.025, pad=0.01, label="Grad-CAM (min-max normalised)")
+        bar = fig.colorbar(image, ax=list(axes), fraction=0.025, pad=0.01)
+        bar.set_label("Grad-CAM\n(min-max normalised)", fontsize=8)  # two short lines: fits a one-lead strip's height
+        bar.ax.tick_params(labelsize=8)
     return fig
