@@ -243,6 +243,8 @@ def test_run_report_of_fabricated_run(fake_sweep, tmp_path):
     # curves, kept fraction, drop rates; no focus scores (dbpd has no focus filter)
     assert check_images(html, md, tmp_path / "report_files") == 3
     assert "no focus scores" in html
+    assert "dbpd: per class, the share of its training samples the selection rule removed each epoch " \
+        "(no reliability filter in this configuration)" in html  # one panel, not a second one of zeros
     rows = {r[0]: r for r in table_rows(html, "results")}
     assert float(rows["test macro-F1"][1]) == pytest.approx(0.70)
     lo, hi = map(float, rows["test macro-F1"][2].strip("[]").split(", "))
@@ -327,7 +329,9 @@ def test_every_figure_is_labelled(fake_sweep):
             plots.focus_figure(filter_candidates(sel, rec).assign(run="r"), "t"),
             plots.ecg_strip_figure(np.random.default_rng(0).normal(size=(3, 500)), 100.0, ["I", "II", "V1"],
                                    np.linspace(0, 1, 500), "record", "mV")]
-    for fig in figs:
+    rule_only = plots.drop_rates_figure(drop_rates(sel, rec), "t", filtered=False)
+    assert len(figs[3].axes) == 2 and len(rule_only.axes) == 1
+    for fig in figs + [rule_only]:
         _labels_ok(fig)
         assert plots.to_png(fig)[:4] == b"\x89PNG"
     strip = figs[-1]

@@ -61,9 +61,12 @@ def selection_sections(groups: list[tuple[str, str, list[Path]]], scope: str,
             continue
         rates = pd.concat([drop_rates(sel, rec) for sel, rec in logs])
         rates = rates.groupby(["epoch", "label"], as_index=False)[["pdd_drop", "focus_drop"]].mean()
-        drops.figure(f"drops_{scope}_{label}", plots.drop_rates_figure(rates, f"{label} ({scope}): who is dropped"),
-                     f"{label}: per class, the share of its training samples the PDD rule removed each epoch (left) "
-                     "and the share of the PDD-kept ones the focus filter then removed (right); mean over seeds.")
+        filtered = any(not filter_candidates(sel, rec).empty for sel, rec in logs)
+        drops.figure(f"drops_{scope}_{label}",
+                     plots.drop_rates_figure(rates, f"{label} ({scope}): who is dropped", filtered),
+                     f"{label}: per class, the share of its training samples the selection rule removed each epoch"
+                     + (" (left) and the share of the rule-kept ones the reliability filter then removed (right)"
+                        if filtered else " (no reliability filter in this configuration)") + "; mean over seeds.")
         n_drop_figs += 1
         for k, (sel, rec) in enumerate(logs):
             cand = filter_candidates(sel, rec)

@@ -139,22 +139,25 @@ def kept_fraction_figure(curves: list[tuple[str, str, pd.DataFrame]], title: str
     return fig
 
 
-def drop_rates_figure(rates: pd.DataFrame, title: str) -> Figure:
-    """Per class over the epochs: share removed by the PDD rule, and by the focus filter among PDD-kept."""
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+def drop_rates_figure(rates: pd.DataFrame, title: str, filtered: bool = True) -> Figure:
+    """Per class over the epochs: share removed by the selection rule and, for a run with a reliability
+    filter (``filtered``), by the filter among the rule-kept (a rule alone gets one panel: a second one
+    of zeros would read as a filter that removed nothing)."""
+    panels = [("pdd_drop", "removed by the selection rule", "share of the class's samples")]
+    if filtered:
+        panels.append(("focus_drop", "removed by the reliability filter (of rule-kept)", "share of its rule-kept samples"))
+    fig = Figure(figsize=(11 if filtered else 6, 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     classes = list(dict.fromkeys(rates["label"]))
     colors = [f"C{i % 10}" for i in range(len(classes))]
-    for ax, col, name in [(axes[0], "pdd_drop", "removed by the PDD rule"),
-                          (axes[1], "focus_drop", "removed by the focus filter (of PDD-kept)")]:
+    for ax, (col, name, ylabel) in zip(axes, panels):
         for cls, color in zip(classes, colors):
             r = rates[rates["label"] == cls]
             ax.plot(r["epoch"], r[col], "-o", ms=3, color=color, label=cls)
         if rates[col].isna().all():
-            ax.text(0.5, 0.5, "focus filter inactive in this run", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "filter inactive in this run", ha="center", va="center", transform=ax.transAxes)
         ax.set_ylim(-0.02, 1.02)
-        _finish(ax, "epoch", "share of the class's samples" if col == "pdd_drop" else "share of its PDD-kept samples", name,
-                legend=len(classes) > 1)
+        _finish(ax, "epoch", ylabel, name, legend=len(classes) > 1)
     fig.suptitle(title)
     return fig
 
