@@ -112,7 +112,8 @@ def selection_sections(groups: list[tuple[str, str, list[Path]]], scope: str,
             for config, g in agg.groupby("config", sort=False):
                 focus.text(focus_verdict(config, g))
     else:
-        focus.text(f"{scope}: no focus scores (no ERTS method in these runs, or the focus filter never started).")
+        focus.text(f"{scope}: no focus scores (no ERTS method in these runs, its filter never started, or it "
+                   "filters by the loss, reliability=loss, which needs no Grad-CAM).")
 
 
 def focus_verdict(config: str, agg: pd.DataFrame) -> str:
