@@ -26,7 +26,9 @@ Printed (and written to ``<out>/<name>-summary.md``) per setting:
 1. **Drop ratio**: for each filter, the share of its candidates it dropped among the noisy (flipped /
    relabelled) records and among the clean ones, their ratio with a 95 % two-level bootstrap CI over
    seeds and records (``erts.report.reliability``; candidates = what the filter ranked, ``filter_cand``);
-   for the unfiltered rules the same for the rule's own drops among the scored pool.
+   for the unfiltered rules the same for the rule's own drops among the scored pool. Beside it the ratio
+   within labels (Mantel-Haenszel over the given labels): random flips land most in the rare labels, whose
+   records a filter may drop more for their label alone, so the pooled ratio can flatter a filter.
 2. **Test F1**: macro-F1 (and F1 N/A/O) mean over seeds with its 95 % t-interval, effective epochs (and
    the charged share), CPU seconds of training relative to ``full`` at one speed (each run's CPU time
    scaled by the median validation-pass CPU time over its own: erts.report.machine); each filter against its
@@ -144,13 +146,15 @@ def drop_table(all_grids: list[tuple[str, Grid]], seeds: list[int], truth: str, 
 def drop_lines(t: pd.DataFrame, truth: str) -> list[str]:
     """The drop-ratio table in words (``drop_table``)."""
     out = [f"Drop rate of noisy ({truth}) and clean candidates, pooled over seeds; ratio with a 95 % "
-           "bootstrap CI (seeds, then records):",
-           f"  {'configuration':24s} {'dropped by':12s} {'noisy':>16s} {'clean':>17s} {'ratio [95% CI]':>24s}"]
+           "bootstrap CI (seeds, then records); within labels: the same among records of one given label "
+           "at a time (Mantel-Haenszel), since the noise is not spread evenly over the labels:",
+           f"  {'configuration':24s} {'dropped by':12s} {'noisy':>16s} {'clean':>17s} {'ratio [95% CI]':>24s}"
+           f"  {'within labels [95% CI]':>24s}"]
     for method, r in t.iterrows():
         which = "rule" if r.which == "rule" else "filter"
         out.append(f"  {method:24s} {which:12s} {r.relabelled_drop_rate:6.1%} of {r.n_relabelled_candidates:<7d} "
                    f"{r.unchanged_drop_rate:6.1%} of {r.n_unchanged_candidates:<8d} "
-                   f"{r.ratio:6.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]")
+                   f"{r.ratio:6.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]  {reliability.within_text(r):>24s}")
     return out if not t.empty else out[:1] + ["  no finished run with ground truth yet"]
 
 
@@ -222,16 +226,17 @@ def markdown_table(drops: pd.DataFrame, f1: pd.DataFrame, truth: str) -> list[st
     """The setting's table as docs/audit.md shows it: drop rates and ratio, test macro-F1 over the seeds
     finished, FLOPs over ``full``'s; one row per configuration of ``f1`` (those with a drop rate too)."""
     noisy = "flipped" if truth == "noise_flipped" else "relabelled"
-    out = [f"| configuration | {noisy} / clean dropped | ratio [95 % CI] | test macro-F1 [95 % CI] | seeds "
-           "| FLOPs x full |", "|---|---|---|---|---|---|"]
+    out = [f"| configuration | {noisy} / clean dropped | ratio [95 % CI] | within labels [95 % CI] "
+           "| test macro-F1 [95 % CI] | seeds | FLOPs x full |", "|---|---|---|---|---|---|---|"]
     for m, s in f1.iterrows():
         d = drops.loc[m] if m in drops.index else None
         dropped = f"{d.relabelled_drop_rate:.1%} / {d.unchanged_drop_rate:.1%}" if d is not None else ""
         ratio = f"{d.ratio:.2f} [{d.ci_low:.2f}, {d.ci_high:.2f}]" if d is not None else ""
+        within = reliability.within_text(d) if d is not None else ""
         ci = (f" [{s.test_macro_f1_ci_low:.3f}, {s.test_macro_f1_ci_high:.3f}]"
               if pd.notna(s.test_macro_f1_ci_low) else "")
         flops = f"{s.flops_x:.2f}" if pd.notna(s.flops_x) else ""
-        out.append(f"| {m} | {dropped} | {ratio} | {s.test_macro_f1_mean:.3f}{ci} | {int(s.n)} | {flops} |")
+        out.append(f"| {m} | {dropped} | {ratio} | {within} | {s.test_macro_f1_mean:.3f}{ci} | {int(s.n)} | {flops} |")
     return out
 
 

@@ -130,17 +130,22 @@ def test_markdown_table_is_the_docs_table_of_drop_rates_f1_over_seeds_and_flops(
             for m, values in f1.items() for seed, v in enumerate(values)]
     drops = pd.DataFrame({"which": ["rule", "focus_filter"], "relabelled_drop_rate": [0.112, 0.525],
                           "unchanged_drop_rate": [0.552, 0.107], "ratio": [0.2029, 4.92], "ci_low": [0.18, 4.49],
-                          "ci_high": [0.23, 5.43]}, index=pd.Index(["dbpd", "erts-dbpd+loss"], name="method"))
+                          "ci_high": [0.23, 5.43], "ratio_within_labels": [0.371, 2.84],
+                          "within_ci_low": [0.34, 2.66], "within_ci_high": [0.40, 3.01]},
+                         index=pd.Index(["dbpd", "erts-dbpd+loss"], name="method"))
     table = nf.markdown_table(drops, nf.f1_table(pd.DataFrame(rows), ["full", "dbpd", "erts-dbpd+loss"]),
                               "noise_flipped")
-    assert table[0].startswith("| configuration | flipped / clean dropped | ratio [95 % CI] | test macro-F1")
+    assert table[0].startswith("| configuration | flipped / clean dropped | ratio [95 % CI] | within labels [95 % CI] "
+                               "| test macro-F1")
     by_name = {line.split(" | ")[0].strip("| "): line for line in table[2:]}
     lo, hi = sps.t.interval(0.95, 2, loc=np.mean(f1["dbpd"]), scale=sps.sem(f1["dbpd"]))
-    assert by_name["dbpd"] == f"| dbpd | 11.2% / 55.2% | 0.20 [0.18, 0.23] | 0.673 [{lo:.3f}, {hi:.3f}] | 3 | 0.90 |"
-    assert by_name["erts-dbpd+loss"] == "| erts-dbpd+loss | 52.5% / 10.7% | 4.92 [4.49, 5.43] | 0.680 | 1 | 0.85 |"
-    assert by_name["full"].startswith("| full |  |  | 0.710 [") and by_name["full"].endswith("| 3 | 1.00 |")
+    assert by_name["dbpd"] == (f"| dbpd | 11.2% / 55.2% | 0.20 [0.18, 0.23] | 0.37 [0.34, 0.40] "
+                               f"| 0.673 [{lo:.3f}, {hi:.3f}] | 3 | 0.90 |")
+    assert by_name["erts-dbpd+loss"] == ("| erts-dbpd+loss | 52.5% / 10.7% | 4.92 [4.49, 5.43] | 2.84 [2.66, 3.01] "
+                                         "| 0.680 | 1 | 0.85 |")
+    assert by_name["full"].startswith("| full |  |  |  | 0.710 [") and by_name["full"].endswith("| 3 | 1.00 |")
     control = next(v for k, v in by_name.items() if k.startswith("full@"))  # named after the method it matches
-    assert control.endswith("|  |  | 0.670 [0.645, 0.695] | 3 | 0.60 |")
+    assert control.endswith("|  |  |  | 0.670 [0.645, 0.695] | 3 | 0.60 |")
 
 
 def test_audit_retrain_summarises_several_seeds_paired_over_seeds_and_records(tmp_path):

@@ -14,7 +14,8 @@ from erts.report import reliability as rel
 OFFSET = 1000  # training records sit at rows OFFSET + i of the record set: the index is a row, not a position
 
 
-def write_run(run_dir: Path, method: str, seed: int, changed: list[bool], epochs: list[dict]) -> Path:
+def write_run(run_dir: Path, method: str, seed: int, changed: list[bool], epochs: list[dict],
+              labels: list[str] | str = "N") -> Path:
     """A run folder as erts train writes it, reduced to what the analysis reads.
 
     epochs: one dict per epoch: phase, and optionally p, focus (arrays, NaN = not computed), pdd_keep,
@@ -23,7 +24,7 @@ def write_run(run_dir: Path, method: str, seed: int, changed: list[bool], epochs
     n = len(changed)
     (run_dir / "selection").mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"selection": {"method": method}, "train": {"seed": seed}}))
-    pd.DataFrame({"index": OFFSET + np.arange(n), "record_id": [f"A{i:05d}" for i in range(n)], "label": "N",
+    pd.DataFrame({"index": OFFSET + np.arange(n), "record_id": [f"A{i:05d}" for i in range(n)], "label": labels,
                   "label_changed": changed}).to_csv(run_dir / "train_records.csv", index=False)
     pd.DataFrame({"epoch": range(len(epochs)), "phase": [e["phase"] for e in epochs]}).to_csv(run_dir / "log.csv",
                                                                                                index=False)
@@ -329,3 +330,53 @@ def test_counts_file_of_the_wrong_shape_is_an_error(sweep, tmp_path):
     np.savez(run / rel.COUNTS_FILE, **arrays)
     with pytest.raises(rel.DataError, match="rule counts have shape"):
         rel.run_counts(run, "rule")
+
+
+def two_label_run(run_dir: Path, dropped: dict[str, tuple[int, int]]) -> Path:
+    """One ERTS epoch over 70 records: label A 10 relabelled + 10 unchanged, label N 10 relabelled + 40
+    unchanged; ``dropped[label]`` = (relabelled, unchanged) the filter removed."""
+    groups = [("A", True, 10), ("A", False, 10), ("N", True, 10), ("N", False, 40)]
+    labels, changed, drop = [], [], []
+    for label, rel_, n in groups:
+        k = dropped[label][0 if rel_ else 1]
+        labels += [label] * n
+        changed += [rel_] * n
+        drop += [True] * k + [False] * (n - k)
+    n = len(labels)
+    epoch = {"phase": "select", "p": np.full(n, 0.5), "focus": np.full(n, 0.5), "pdd_keep": np.ones(n, bool),
+             "erts_keep": ~np.array(drop)}
+    return write_run(run_dir, "erts-dbpd", 0, changed, [{"phase": "warmup"}, epoch], labels)
+
+
+def test_ratio_within_labels_sees_through_a_label_that_is_dropped_more(tmp_path):
+    # Each label's relabelled and unchanged records are dropped alike (A 50 % / 50 %, N 10 % / 10 %), but
+    # the relabelled sit more in A: pooled 6/20 against 9/50, a ratio of 1.67; within labels exactly 1.
+    run = two_label_run(tmp_path / "same", {"A": (5, 5), "N": (1, 4)})
+    r = row(rel.reliability_table({"f": [run]}, n_boot=300), "f", "focus_filter", "overall")
+    assert r["ratio"] == pytest.approx((6 / 20) / (9 / 50))
+    assert r["ratio_within_labels"] == pytest.approx(1.0)  # (5*10/20 + 1*40/50) / (5*10/20 + 4*10/50)
+    assert r["within_ci_low"] < 1 < r["within_ci_high"]
+    # Twice the unchanged rate in each label (A 40 % / 20 %, N 20 % / 10 %): within labels 2.
+    run = two_label_run(tmp_path / "twice", {"A": (4, 2), "N": (2, 4)})
+    t = rel.reliability_table({"f": [run]}, n_boot=300)
+    r = row(t, "f", "focus_filter", "overall")
+    assert r["ratio_within_labels"] == pytest.approx((4 * 10 / 20 + 2 * 40 / 50) / (2 * 10 / 20 + 4 * 10 / 50))
+    assert r["ratio_within_labels"] == pytest.approx(2.0)
+    assert np.isnan(row(t, "f", "focus_filter", 1)["ratio_within_labels"])  # overall rows only
+    shown = rel.display_table(t)
+    assert shown["ratio within labels [95% CI]"].iloc[0].startswith("2.00 [")
+    assert "Comparing only records that carry the same given label (Mantel-Haenszel over labels), the ratio " \
+        "is 2.00" in rel.verdict(t, "f")
+
+
+def test_the_within_labels_ratio_is_read_from_counts_too(tmp_path):
+    run = two_label_run(tmp_path / "run", {"A": (4, 2), "N": (2, 4)})
+    published = tmp_path / "published"
+    published.mkdir()
+    for f in ("config.yaml", "log.csv", "train_records.csv"):
+        shutil.copy(run / f, published / f)
+    rel.write_counts(run, published)
+    a = rel.reliability_table({"f": [run]}, n_boot=200)
+    b = rel.reliability_table({"f": [published]}, n_boot=200)
+    pd.testing.assert_frame_equal(a, b)
+

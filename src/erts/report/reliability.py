@@ -34,6 +34,12 @@ in one epoch's ``selection/epoch_XXX.npz``):
   the rule) epoch of every seed (``scope = "overall"``).
 - **ratio** = relabelled drop rate / unchanged drop rate (inf when only the
   unchanged rate is 0, NaN when both are).
+- **ratio within labels** (overall rows): the Mantel-Haenszel risk ratio over the records' given
+  (training) labels, sum_k a_k n0_k / N_k over sum_k b_k n1_k / N_k (per label k: a_k and b_k the
+  relabelled and unchanged drops, n1_k and n0_k their candidates, N_k = n1_k + n0_k). Why: noise is
+  rarely spread evenly over the given labels (20 % symmetric flips land most in the rare labels, whose
+  records a filter drops more anyway), so the pooled ratio mixes "drops wrong labels" with "drops
+  this label"; within labels it compares records that carry the same label. NaN without labels.
 - **95 % CI** of the ratio: percentile bootstrap, two-level and clustered. Each
   resample draws the runs (seeds) with replacement, then within each drawn run
   its records with replacement, a record with all its epochs (so repeated
@@ -69,7 +75,8 @@ COUNTS_FILE = "selection_counts.npz"  # write_counts: the drop ratios' inputs wi
 RULE_METHODS = ("dbpd", "erts-dbpd")
 COLUMNS = ["method", "scope", "which", "n_relabelled_candidates", "relabelled_drop_rate", "unchanged_drop_rate",
            "ratio", "ci_low", "ci_high", "n_unchanged_candidates", "relabelled_dropped", "unchanged_dropped",
-           "n_relabelled_records", "n_unchanged_records", "n_runs"]
+           "n_relabelled_records", "n_unchanged_records", "n_runs",
+           "ratio_within_labels", "within_ci_low", "within_ci_high"]
 _CHUNK = 256  # bootstrap resamples per vectorised block
 
 
@@ -117,6 +124,7 @@ class RunCounts:
     changed: np.ndarray  # (n_records,) bool: relabelled
     cand: np.ndarray     # (n_records, n_epochs) int
     drop: np.ndarray     # (n_records, n_epochs) int
+    label: np.ndarray | None = None  # (n_records,) str: the given (training) label; None: unknown
 
 
 def _log_counts(run_dir: Path, sel: pd.DataFrame,
@@ -187,7 +195,8 @@ def run_counts(run_dir: str | Path, which: str, truth: str = "label_changed") ->
     if len(missing):
         raise DataError(f"{run_dir}: selection log rows {missing[:5].tolist()} are not in train_records.csv")
     changed = as_bool(records.loc[index, truth]).to_numpy()
-    return RunCounts(run=run_dir.name, epochs=epochs, changed=changed, cand=cand, drop=drop)
+    label = records.loc[index, "label"].astype(str).to_numpy() if "label" in records.columns else None
+    return RunCounts(run=run_dir.name, epochs=epochs, changed=changed, cand=cand, drop=drop, label=label)
 
 
 def write_counts(run_dir: str | Path, dest: str | Path | None = None) -> Path | None:
@@ -228,7 +237,7 @@ def _aligned(runs: list[RunCounts]) -> tuple[list[int], list[RunCounts]]:
         cand = np.zeros((len(r.changed), len(epochs)), np.int64)
         drop = np.zeros_like(cand)
         cand[:, cols], drop[:, cols] = r.cand, r.drop
-        out.append(RunCounts(r.run, epochs, r.changed, cand, drop))
+        out.append(RunCounts(r.run, epochs, r.changed, cand, drop, r.label))
     return epochs, out
 
 
@@ -253,14 +262,48 @@ def _percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, floa
     return tuple(float(np.inf) if x >= big / 2 else float(x) for x in q)
 
 
+def label_onehot(runs: list[RunCounts]) -> list[np.ndarray] | None:
+    """Per run, (n_records, n_labels) 0/1 of the records' given labels over the group's labels; None
+    when a run does not know its labels."""
+    if any(r.label is None for r in runs):
+        return None
+    labels = sorted({str(v) for r in runs for v in r.label})
+    return [(r.label[:, None] == np.array(labels)[None, :]).astype(float) for r in runs]
+
+
+def label_totals(runs: list[RunCounts], onehot: list[np.ndarray]) -> list[np.ndarray]:
+    """Over all epochs, per given label: relabelled drops, relabelled candidates, unchanged drops,
+    unchanged candidates (``within_labels_ratio``'s arguments)."""
+    out = []
+    for relabelled in (True, False):
+        for counts in ("drop", "cand"):
+            out.append(sum((getattr(r, counts).sum(1) * (r.changed == relabelled)) @ h for r, h in zip(runs, onehot)))
+    return out
+
+
+def within_labels_ratio(rel_drop, rel_cand, unc_drop, unc_cand) -> np.ndarray:
+    """Mantel-Haenszel risk ratio over labels (last axis): sum a n0 / N over sum b n1 / N; inf when only
+    the denominator is 0, NaN when both are."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = np.maximum(rel_cand + unc_cand, 1)
+        num = (rel_drop * unc_cand / n).sum(-1)
+        den = (unc_drop * rel_cand / n).sum(-1)
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.where(num > 0, np.inf, np.nan))
+
+
 def bootstrap_totals(runs: list[RunCounts], n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Resampled totals per epoch, (n_boot, n_epochs) each: rel_cand, rel_drop, unc_cand, unc_drop.
+    """Resampled totals per epoch, (n_boot, n_epochs) each: rel_cand, rel_drop, unc_cand, unc_drop; and
+    over all epochs per given label, (n_boot, n_labels) each: the same keys with ``_by_label`` (when the
+    runs know their labels).
 
     Two levels: runs with replacement, then within each drawn run its relabelled and its
     unchanged records with replacement (a record with all its epochs).
     """
     n_runs, n_ep = len(runs), runs[0].cand.shape[1]
     tot = {k: np.zeros((n_boot, n_ep)) for k in ("rel_cand", "rel_drop", "unc_cand", "unc_drop")}
+    onehot = label_onehot(runs)
+    if onehot is not None:
+        tot |= {f"{k}_by_label": np.zeros((n_boot, onehot[0].shape[1])) for k in ("rel_cand", "rel_drop", "unc_cand", "unc_drop")}
     picks = rng.integers(0, n_runs, size=(n_boot, n_runs))
     for slot in range(n_runs):
         for j, run in enumerate(runs):
@@ -278,6 +321,9 @@ def bootstrap_totals(runs: list[RunCounts], n_boot: int, rng: np.random.Generato
                                     minlength=len(block) * n).reshape(len(block), n).astype(float)
                     tot[f"{side}_cand"][block] += w @ cand
                     tot[f"{side}_drop"][block] += w @ drop
+                    if onehot is not None:
+                        tot[f"{side}_cand_by_label"][block] += w @ (cand.sum(1)[:, None] * onehot[j][mask])
+                        tot[f"{side}_drop_by_label"][block] += w @ (drop.sum(1)[:, None] * onehot[j][mask])
     return tot
 
 
@@ -296,6 +342,13 @@ def group_rows(name: str, runs: list[RunCounts], which: str, n_boot: int = 2000,
     n_rel_rec = [int(sum(((r.cand[:, k] > 0) & c).sum() for r, c in zip(runs, ch))) for k in range(len(epochs))]
     n_unc_rec = [int(sum(((r.cand[:, k] > 0) & ~c).sum() for r, c in zip(runs, ch))) for k in range(len(epochs))]
     boot = bootstrap_totals(runs, n_boot, np.random.default_rng(_group_seed(seed, name, which))) if n_boot > 0 else None
+    onehot = label_onehot(runs)
+    within, within_ci = float("nan"), (float("nan"), float("nan"))
+    if onehot is not None:  # per label, over all epochs: relabelled and unchanged drops and candidates
+        within = float(within_labels_ratio(*label_totals(runs, onehot)))
+        if boot is not None:
+            within_ci = _percentile_ci(within_labels_ratio(*(boot[f"{k}_by_label"] for k in
+                                                            ("rel_drop", "rel_cand", "unc_drop", "unc_cand"))))
     rows = []
     scopes = [(e, k) for k, e in enumerate(epochs)] + [("overall", None)]
     for scope, k in scopes:
@@ -313,7 +366,10 @@ def group_rows(name: str, runs: list[RunCounts], which: str, n_boot: int = 2000,
                      "relabelled_drop_rate": r_rel, "unchanged_drop_rate": r_unc, "ratio": ratio,
                      "ci_low": lo, "ci_high": hi, "n_unchanged_candidates": int(pt[3]),
                      "relabelled_dropped": int(pt[0]), "unchanged_dropped": int(pt[2]),
-                     "n_relabelled_records": n_rel, "n_unchanged_records": n_unc, "n_runs": len(runs)})
+                     "n_relabelled_records": n_rel, "n_unchanged_records": n_unc, "n_runs": len(runs),
+                     "ratio_within_labels": within if k is None else float("nan"),
+                     "within_ci_low": within_ci[0] if k is None else float("nan"),
+                     "within_ci_high": within_ci[1] if k is None else float("nan")})
     return rows
 
 
@@ -401,13 +457,23 @@ def verdict(table: pd.DataFrame, method: str) -> str:
                    f"{r['n_relabelled_records']} records x seeds) and {_pct(r['unchanged_drop_rate'])} of the unchanged "
                    f"ones ({r['unchanged_dropped']} of {r['n_unchanged_candidates']}), a ratio of {_num(r['ratio'])} "
                    f"({_ci(r)}, {r['n_runs']} seed(s)): it {'does' if met else 'does not'} drop relabelled "
-                   f"candidates at >= 1.5x the rate of unchanged ones with the CI excluding 1{why}.")
+                   f"candidates at >= 1.5x the rate of unchanged ones with the CI excluding 1{why}."
+                   + within_sentence(r))
     if len(rule):
         r = rule.iloc[0]
         out.append(f"{method}: the rule alone (confidence, before any reliability filter) dropped "
                    f"{_pct(r['relabelled_drop_rate'])} of the relabelled samples it scored and "
-                   f"{_pct(r['unchanged_drop_rate'])} of the unchanged ones, a ratio of {_num(r['ratio'])} ({_ci(r)}).")
+                   f"{_pct(r['unchanged_drop_rate'])} of the unchanged ones, a ratio of {_num(r['ratio'])} ({_ci(r)})."
+                   + within_sentence(r))
     return " ".join(out)
+
+
+def within_sentence(row) -> str:
+    """The within-labels ratio in words, or '' without one."""
+    if np.isnan(row["ratio_within_labels"]):
+        return ""
+    return (f" Comparing only records that carry the same given label (Mantel-Haenszel over labels), the ratio is "
+            f"{_num(row['ratio_within_labels'])} (95% CI {_num(row['within_ci_low'])} to {_num(row['within_ci_high'])}).")
 
 
 def display_table(table: pd.DataFrame, scope: str | None = "overall") -> pd.DataFrame:
@@ -422,7 +488,15 @@ def display_table(table: pd.DataFrame, scope: str | None = "overall") -> pd.Data
         "unchanged dropped": [_pct(v) for v in t["unchanged_drop_rate"]],
         "ratio": [_num(v) for v in t["ratio"]],
         "95% CI": [f"{_num(a)} to {_num(b)}" for a, b in zip(t["ci_low"], t["ci_high"])],
+        "ratio within labels [95% CI]": [within_text(r) for _, r in t.iterrows()],
     }).reset_index(drop=True)
+
+
+def within_text(row) -> str:
+    """'1.42 [1.36, 1.48]', '' where there is none (per-epoch rows, runs without labels)."""
+    if np.isnan(row["ratio_within_labels"]):
+        return ""
+    return f"{_num(row['ratio_within_labels'])} [{_num(row['within_ci_low'])}, {_num(row['within_ci_high'])}]"
 
 
 TRUTH_SENTENCES = {  # what "relabelled" means, by the ground truth the runs carry
@@ -437,6 +511,9 @@ EXPLANATION = (
     "dropped (pdd_keep false, not rescued), so confidence alone can be told from what the filter adds. "
     "Rates pool sample-epochs over epochs and seeds; ratio = relabelled rate / unchanged rate; 95% CI: "
     "percentile bootstrap resampling seeds, then records within each seed (a record with all its epochs). "
+    "Ratio within labels: the same comparison made among records of one given label at a time and pooled "
+    "(Mantel-Haenszel risk ratio), because noise is seldom spread evenly over the labels and a filter may "
+    "simply drop one label's records more (random flips land most in the rare labels). "
     "Goal: ratio >= 1.5 with the CI above 1.")
 
 
