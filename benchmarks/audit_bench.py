@@ -13,6 +13,11 @@ Resumable: a finished fold is reused (its dynamics.npz), so rerun the same comma
     nice -n 19 python benchmarks/audit_bench.py --out ~/erts-audit --seeds 0,1,2
     nice -n 19 python benchmarks/audit_bench.py --dataset synthetic --out ~/erts-audit
     python benchmarks/audit_bench.py --out ~/erts-audit --seeds 0,1,2 --average-only
+    python benchmarks/audit_bench.py --evaluate benchmarks/measured/audit-cinc2017-sym20/audit.csv
+
+``--evaluate`` scores a published ranking (an audit.csv with its ``wrong`` column) again with this
+checkout's metrics, nothing retrained, into evaluated.md beside it: a metric added later (the
+label-matched AUROC) reaches the published audits.
 """
 from __future__ import annotations
 
@@ -108,6 +113,22 @@ def write_seed_average(csvs: list[Path], measured: Path, label: str, n_boot: int
     print((measured / "seed_average.md").read_text())
 
 
+def write_evaluated(csv: Path, n_boot: int) -> None:
+    """evaluated.md beside a published audit.csv: its ranking scored with this checkout's metrics."""
+    from erts.audit.core import evaluate
+    from erts.audit.metrics import metrics_markdown
+    from erts.train import runio
+
+    table = pd.read_csv(csv, dtype={"record_id": str})
+    if "wrong" not in table.columns:
+        raise SystemExit(f"{csv}: no 'wrong' column (ground truth), nothing to evaluate against")
+    path = csv.parent / "evaluated.md"
+    runio.write_text(path, f"# {csv.name} scored again with the current metrics (nothing retrained)\n\n"
+                     f"{runio.provenance().get('git_commit') or 'erts'}, {n_boot} bootstrap resamples.\n\n"
+                     + metrics_markdown(evaluate(table, n_boot=n_boot), "wrong"))
+    print(path.read_text())
+
+
 def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of each metric and interval bound (one seed: that seed's values)."""
     cols = [c for c in per_seed.columns if c.startswith(("auroc", "ap", "top_precision"))]
@@ -133,7 +154,12 @@ def main() -> None:
     ap.add_argument("--measured", help="where the tables go (default benchmarks/measured/audit-<dataset>)")
     ap.add_argument("--average-only", action="store_true",
                     help="only seed_average.md, from the seeds' audit.csv already in --out (nothing retrained)")
+    ap.add_argument("--evaluate", metavar="AUDIT_CSV",
+                    help="only score this published audit.csv again (evaluated.md beside it; nothing retrained)")
     args = ap.parse_args()
+    if args.evaluate:
+        write_evaluated(Path(args.evaluate), args.n_boot)
+        return
     settings = {**DATASETS[args.dataset], **COMMON,
                 **dict(o.split("=", 1) for o in args.overrides)}
     epochs = args.epochs or EPOCHS[args.dataset]

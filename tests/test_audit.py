@@ -12,7 +12,8 @@ from conftest import tiny_overrides
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from erts.audit import signals as sig
-from erts.audit.metrics import bootstrap_ranking, length_matched_auroc, ranking_metrics, weighted_metrics
+from erts.audit.metrics import (bootstrap_ranking, label_matched_auroc, length_matched_auroc, ranking_metrics,
+                                weighted_metrics)
 from erts.cli.main import main
 from erts.errors import ConfigError
 
@@ -77,6 +78,20 @@ def test_length_matched_auroc_sees_through_a_length_proxy():
     assert length_matched_auroc(truth, proxy, length, bins=4) == pytest.approx(0.5)
     informative = truth.astype(float)
     assert length_matched_auroc(truth, informative, length, bins=4) == pytest.approx(1.0)
+
+
+def test_label_matched_auroc_sees_through_a_score_that_only_finds_the_noisy_label():
+    # 40 % of the '~' records are wrong and 5 % of the N records; a score that only says "labelled ~"
+    # ranks well overall and at chance within labels; pairs weigh each label: N 5*95, ~ 8*12
+    labels = np.array(["N"] * 100 + ["~"] * 20)
+    truth = np.zeros(120, dtype=bool)
+    truth[[0, 1, 2, 3, 4, *range(100, 108)]] = True
+    rare = (labels == "~").astype(float)
+    assert ranking_metrics(truth, rare)["auroc"] > 0.75
+    assert label_matched_auroc(truth, rare, labels) == pytest.approx(0.5)
+    within_n_only = np.where(labels == "N", truth, 0.0)  # perfect among N, a constant among ~
+    expected = (1.0 * 5 * 95 + 0.5 * 8 * 12) / (5 * 95 + 8 * 12)
+    assert label_matched_auroc(truth, within_n_only, labels) == pytest.approx(expected)
 
 
 # ---------------------------------------------------------------- signals

@@ -40,3 +40,28 @@ def test_seed_average_refuses_audits_of_different_records():
     other.loc[3, "record_id"] = "elsewhere"
     with pytest.raises(ValueError, match="different records"):
         ab.seed_average([audit_table(0), other])
+
+
+def test_evaluate_scores_a_published_ranking_again_with_the_current_metrics(tmp_path):
+    ab = load_benchmark("audit_bench")
+    from erts.audit import signals as sig
+    from erts.audit.metrics import label_matched_auroc
+
+    table = audit_table(0)
+    table["given_label"] = np.where(np.arange(len(table)) % 20 == 0, "A", "N")  # half the wrong records are A
+    for col in dict.fromkeys(s.column for s in sig.SIGNALS):
+        if col not in table:
+            table[col] = 0.5
+    table["combined"] = sig.combined_score(table)
+    table["combined_v1"] = sig.combined_score(table, sig.COMBINED_V1)
+    csv = tmp_path / "audit.csv"
+    table.to_csv(csv, index=False)
+    ab.write_evaluated(csv, n_boot=50)
+    text = (tmp_path / "evaluated.md").read_text()
+    assert "| AUROC length-matched | AUROC label-matched |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| OOF self-confidence |"))
+    expected = label_matched_auroc(table["wrong"].to_numpy(bool), -table["p_oof"].to_numpy(), table["given_label"])
+    assert row.rstrip(" |").endswith(f"{expected:.3f}")
+    table.drop(columns="wrong").to_csv(csv, index=False)
+    with pytest.raises(SystemExit, match="no 'wrong' column"):
+        ab.write_evaluated(csv, n_boot=50)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from erts.audit import signals as sig
 from erts.audit.crossfit import FoldScores, fold_assignment, train_fold
-from erts.audit.metrics import TOP_FRAC, bootstrap_ranking, length_matched_auroc, metrics_markdown
+from erts.audit.metrics import TOP_FRAC, bootstrap_ranking, label_matched_auroc, length_matched_auroc, metrics_markdown
 from erts.config import Config, ConfigError, apply_dict, load_config, validate
 from erts.data.records import RecordSet
 from erts.data.truth import ground_truth, truth_description
@@ -166,11 +166,12 @@ def taken_by_class(table: pd.DataFrame, k: int) -> pd.DataFrame:
 def evaluate(table: pd.DataFrame, truth_col: str = "wrong", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Each signal (and the combined score) against the ground truth: AUROC, AP and top-5 %
     precision with bootstrap 95 % intervals (the same resamples for every signal), the
-    length-matched AUROC, and the base rate the precisions compare with. Records are taken in
-    dataset order, so the resamples do not depend on the ranking."""
+    length-matched and the label-matched AUROC, and the base rate the precisions compare with.
+    Records are taken in dataset order, so the resamples do not depend on the ranking."""
     table = table.sort_values("index", kind="stable")
     truth = table[truth_col].to_numpy(dtype=bool)
     length = table["record_s"].to_numpy(dtype=float)
+    given = table["given_label"].to_numpy(dtype=str)
     rows = []
     for s in [*sig.SIGNALS, *sig.combined_signals()]:
         score = s.score(table)
@@ -178,7 +179,8 @@ def evaluate(table: pd.DataFrame, truth_col: str = "wrong", n_boot: int = 1000, 
             continue
         m = bootstrap_ranking(truth, score, n_boot=n_boot, seed=seed)
         rows.append({"signal": s.name, "family": s.family, "suspicious": s.suspicious, **m,
-                     "auroc_length_matched": length_matched_auroc(truth, score, length)})
+                     "auroc_length_matched": length_matched_auroc(truth, score, length),
+                     "auroc_label_matched": label_matched_auroc(truth, score, given)})
     out = pd.DataFrame(rows)
     out["base_rate"] = truth.mean()
     out["n_wrong"] = int(truth.sum())

@@ -83,13 +83,29 @@ def length_matched_auroc(truth: np.ndarray, score: np.ndarray, length: np.ndarra
     of ``length``; bins that coincide are merged): how well a score ranks beyond what record
     length alone tells (on CinC 2017, 20 bins take record length itself from 0.68 to 0.50). NaN
     when no bin holds both kinds."""
-    truth, score = _check(truth, score)
     length = np.asarray(length, dtype=float)
     edges = (pd.qcut(length, bins, labels=False, duplicates="drop") if len(np.unique(length)) > 1
              else np.zeros(len(length)))
+    return matched_auroc(truth, score, np.where(np.isnan(edges), -1, edges))
+
+
+def label_matched_auroc(truth: np.ndarray, score: np.ndarray, labels: np.ndarray) -> float:
+    """AUROC over the (wrong, right) pairs of records with the same given label only: how well a score
+    ranks beyond finding the labels where the errors sit (20 % random flips leave 69 % of CinC 2017's
+    ``~`` records wrong and 5 % of its N records; a score that only ranks ``~`` first looks good)."""
+    return matched_auroc(truth, score, np.asarray(labels).astype(str))
+
+
+def matched_auroc(truth: np.ndarray, score: np.ndarray, strata: np.ndarray) -> float:
+    """AUROC of the (wrong, right) pairs within each stratum, pooled (weighted by the stratum's pairs);
+    stratum -1 (numeric) is left out. NaN when no stratum holds both kinds."""
+    truth, score = _check(truth, score)
+    strata = np.asarray(strata)
     num = den = 0.0
-    for b in np.unique(edges[~np.isnan(edges)]):
-        sel = edges == b
+    for b in np.unique(strata):
+        if strata.dtype.kind in "fi" and b == -1:
+            continue
+        sel = strata == b
         pairs = truth[sel].sum() * (~truth[sel]).sum()
         if pairs:
             num += ranking_metrics(truth[sel], score[sel])["auroc"] * pairs
@@ -118,6 +134,8 @@ def metrics_view(m: pd.DataFrame) -> pd.DataFrame:
         f"top-{TOP_FRAC:.0%} precision [95% CI]": [fmt_interval(*r) for r in
                                                   m[["top_precision", "top_precision_low", "top_precision_high"]].to_numpy()],
         "AUROC length-matched": [f"{v:.3f}" if np.isfinite(v) else "-" for v in m["auroc_length_matched"]],
+        **({"AUROC label-matched": [f"{v:.3f}" if np.isfinite(v) else "-" for v in m["auroc_label_matched"]]}
+           if "auroc_label_matched" in m.columns else {}),
     })
 
 

@@ -37,7 +37,9 @@ def write_page(out_dir: Path, cfg: Config, rs: RecordSet, table: pd.DataFrame, m
         s.text(f"Ground truth: {int(metrics['n_wrong'].iloc[0])} records {summary['truth']} "
                f"(base rate {metrics['base_rate'].iloc[0]:.3f}, the top-5 % precision of a random order). "
                "Intervals: percentile bootstrap over records. 'AUROC length-matched' compares only records of "
-               "about the same length: a signal that is only a proxy for record length drops to 0.5 there.")
+               "about the same length: a signal that is only a proxy for record length drops to 0.5 there; "
+               "'AUROC label-matched' only records with the same given label: a signal that only finds the "
+               "label where the errors sit drops to 0.5 there.")
         s.table(metrics_view(metrics), "metrics")
         sections.append(s)
     s = Section("Top suspects")
