@@ -5,15 +5,16 @@
 #   3. issue 24: the reliability filters and rho-loss on injected and real label noise (noise_filter.py);
 #   4. issue 24: rho-loss again, stepping on full batches (update_batches=full);
 #   5. issue 24: `erts audit` on the injected label noise (sym20, pair20; seed 0);
-#   6. issue 24: train again without the audit's suspects, seeds 1-2 (audit_retrain.py; seed 0 is published).
+#   6. issue 24: train again without the audit's suspects, seeds 1-2 (audit_retrain.py; seed 0 is published);
+#   7. issue 24: the CinC 2017 relabel audit, seed 0, again, to keep its ranking and score it within labels.
 # Every run in bf16 autocast: on this CPU (avx512_bf16, AMX) it trains 1.9x (CinC) to 2.3x (PTB-XL) faster
 # and scored inside the fp32 run's bootstrap interval on both (benchmarks/bf16_check.py; benchmarks/README.md).
 # Resumable: run it again after any stop; finished runs are skipped, a started one resumes from its
 # last epoch. Usage: bash benchmarks/evidence_chain.sh [FROZEN_COMMIT] [OUT] [NOISE_COMMIT] [QUEUE_COMMIT]
-#   [RETRAIN_COMMIT]
+#   [RETRAIN_COMMIT] [AUDIT_COMMIT]
 #   ERTS_CHAIN_FROM=N (environment, default 1): start at step N, e.g. on a new machine whose earlier steps
 #     are finished and published (the sweep folders are not kept between machines; benchmarks/measured is);
-#   ERTS_CHAIN_TO=N (default 6): stop after step N
+#   ERTS_CHAIN_TO=N (default 7): stop after step N
 #   ERTS_CHAIN_SKIP="5 ..." (default none): leave these steps out (step 5's audits are published,
 #     measured/audit-cinc2017-*, their rankings included, which step 6 reads when $OUT lacks them)
 #   FROZEN_COMMIT: the commit sweeps 1-2 started from (41a3e06); its checkout lives in /work/sweep-frozen
@@ -24,6 +25,8 @@
 #     its checkout lives in /work/sweep-frozen-nf3
 #   QUEUE_COMMIT: the commit of sweep 4 (31e1be1: update_batches); its checkout lives in /work/sweep-frozen-q
 #   RETRAIN_COMMIT: the commit of step 6 (4322872, which trained seed 0's p_oof runs); in /work/sweep-frozen-x2
+#   AUDIT_COMMIT: the commit of step 7 (c2b0c47: the label-matched AUROC, audit_bench --evaluate); in
+#     /work/sweep-frozen-a7
 # The whole script is read before it runs (functions, called on the last lines), so editing this file never disturbs a running chain.
 set -u
 
@@ -40,6 +43,7 @@ chain() {
   local frozen=${ERTS_FROZEN:-/work/sweep-frozen} frozen_nf=${ERTS_FROZEN_NF:-/work/sweep-frozen-nf3}
   local queue_commit=${4:-31e1be1} frozen_q=${ERTS_FROZEN_Q:-/work/sweep-frozen-q}
   local retrain_commit=${5:-4322872} frozen_r=${ERTS_FROZEN_R:-/work/sweep-frozen-x2}
+  local audit_commit=${6:-c2b0c47} frozen_a=${ERTS_FROZEN_A:-/work/sweep-frozen-a7}
   if runs_step 1 || runs_step 2; then steps_1_2 "$commit" "$out" "$frozen" || return 1; fi
   if runs_step 3; then
     frozen_checkout "$frozen_nf" "$noise_commit" || return 1
@@ -51,13 +55,17 @@ chain() {
   if runs_step 5; then step_5 "$out" "$frozen_q" || return 1; fi
   if runs_step 6; then
     frozen_checkout "$frozen_r" "$retrain_commit" || return 1
-    step_6 "$out" "$frozen_r"
+    step_6 "$out" "$frozen_r" || return 1
+  fi
+  if runs_step 7; then
+    frozen_checkout "$frozen_a" "$audit_commit" || return 1
+    step_7 "$out" "$frozen_a"
   fi
 }
 
 runs_step() {  # runs_step N: N is within ERTS_CHAIN_FROM..ERTS_CHAIN_TO and not in ERTS_CHAIN_SKIP
   local n=$1
-  [ "$n" -ge "${ERTS_CHAIN_FROM:-1}" ] && [ "$n" -le "${ERTS_CHAIN_TO:-6}" ] &&
+  [ "$n" -ge "${ERTS_CHAIN_FROM:-1}" ] && [ "$n" -le "${ERTS_CHAIN_TO:-7}" ] &&
     [[ " ${ERTS_CHAIN_SKIP:-} " != *" $n "* ]]
 }
 
@@ -127,6 +135,16 @@ step_6() {  # step_6 OUT FROZEN_R
           --seed "$seed" --rank-by p_oof --baseline "$base" --out "$out" bf16=true) || return 1
     done
   done
+}
+
+step_7() {  # step_7 OUT FROZEN_A
+  local out=$1 frozen_a=$2
+  # 7. the relabel audit of docs/audit.md (labels=original-train, 3 folds x 12 epochs, fp32, one thread), seed 0
+  # again: its ranking was not kept, so its label-matched AUROC is unmeasured; its seed0.md must equal the
+  # published benchmarks/measured/audit-cinc2017/seed0.md (the same settings and seed)
+  (cd "$frozen_a" && .venv/bin/python benchmarks/audit_bench.py --seeds 0 --out "$out/audit-relabel" \
+      --measured "$out/audit-cinc2017-relabel" &&
+    .venv/bin/python benchmarks/audit_bench.py --evaluate "$out/audit-relabel/audit-cinc2017-e12-s0/audit.csv")
 }
 
 REPO=${ERTS_REPO:-$(cd "$(dirname "$0")/.." && pwd)}  # ERTS_REPO: the clone to make the frozen worktrees from, when this file is a copy
