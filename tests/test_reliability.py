@@ -367,6 +367,12 @@ def test_ratio_within_labels_sees_through_a_label_that_is_dropped_more(tmp_path)
     assert shown["ratio within labels [95% CI]"].iloc[0].startswith("2.00 [")
     assert "Comparing only records that carry the same given label (Mantel-Haenszel over labels), the ratio " \
         "is 2.00" in rel.verdict(t, "f")
+    by_label = rel.by_label_table({"f": [run]}).set_index(["which", "label"])
+    a, n = by_label.loc[("focus_filter", "A")], by_label.loc[("focus_filter", "N")]
+    assert (a.n_relabelled_candidates, a.relabelled_drop_rate, a.unchanged_drop_rate) == (10, 0.4, 0.2)
+    assert (n.n_unchanged_candidates, n.relabelled_drop_rate, n.unchanged_drop_rate, n.ratio) == (40, 0.2, 0.1, 2.0)
+    md = section_markdown({"f": [run]}, n_boot=50)
+    assert "Per given label" in md and "| f | reliability filter | N | 20.0% of 10 | 10.0% of 40 | 2.00 |" in md
 
 
 def test_the_within_labels_ratio_is_read_from_counts_too(tmp_path):

@@ -408,15 +408,40 @@ def reliability_table(runs: str | Path | Sequence[str | Path] | Mapping[str, Seq
     a group without any gives no rows. Columns: ``COLUMNS``.
     """
     rows = []
+    for name, which, counts in group_counts(runs, rule_methods, truth):
+        rows += group_rows(name, counts, which, n_boot=n_boot, seed=seed)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.astype({"scope": object})
+
+
+def group_counts(runs, rule_methods: Sequence[str] = RULE_METHODS, truth: str = "label_changed"):
+    """(group name, which, its runs' counts) for every group and ``which`` that has any."""
     for name, dirs in _groups(runs).items():
         for which in WHICH:
             if which == "rule" and not any(run_method(d) in rule_methods for d in dirs):
                 continue
             counts = [c for d in dirs if (c := run_counts(d, which, truth)) is not None]
             if counts:
-                rows += group_rows(name, counts, which, n_boot=n_boot, seed=seed)
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({"scope": object})
+                yield name, which, counts
+
+
+def by_label_table(runs, rule_methods: Sequence[str] = RULE_METHODS, truth: str = "label_changed") -> pd.DataFrame:
+    """Per group, ``which`` and given label, over all epochs and seeds: relabelled and unchanged candidates,
+    their drop rates and ratio; what the ratio within labels pools, to see which labels a filter drops."""
+    rows = []
+    for name, which, counts in group_counts(runs, rule_methods, truth):
+        onehot = label_onehot(counts)
+        if onehot is None:
+            continue
+        labels = sorted({str(v) for r in counts for v in r.label})
+        rel_drop, rel_cand, unc_drop, unc_cand = label_totals(counts, onehot)
+        r_rel, r_unc, ratio = _ratio(rel_drop, rel_cand, unc_drop, unc_cand)
+        for k, label in enumerate(labels):
+            rows.append({"method": name, "which": which, "label": label, "n_relabelled_candidates": int(rel_cand[k]),
+                         "relabelled_drop_rate": r_rel[k], "n_unchanged_candidates": int(unc_cand[k]),
+                         "unchanged_drop_rate": r_unc[k], "ratio": ratio[k]})
+    return pd.DataFrame(rows, columns=["method", "which", "label", "n_relabelled_candidates", "relabelled_drop_rate",
+                                       "n_unchanged_candidates", "unchanged_drop_rate", "ratio"])
 
 
 # --- in words ----------------------------------------------------------------------------
@@ -568,6 +593,19 @@ def fill_section(section, runs, *, n_boot: int = 2000, seed: int = 0) -> pd.Data
     for m in dict.fromkeys(t["method"]):
         if v := verdict(t, m):
             section.text(v)
+    labels = by_label_table(runs, truth=truth)
+    if not labels.empty:
+        section.text("Per given label (over the epochs and seeds): which labels' records are dropped, and whether "
+                     "the relabelled ones among them more than the unchanged (the ratio within labels pools these):")
+        section.table(pd.DataFrame({
+            "method": labels["method"],
+            "which": labels["which"].map({"focus_filter": "reliability filter", "rule": "rule (confidence)"}),
+            "given label": labels["label"],
+            "relabelled dropped": [f"{_pct(r)} of {n}" for r, n in zip(labels["relabelled_drop_rate"],
+                                                                        labels["n_relabelled_candidates"])],
+            "unchanged dropped": [f"{_pct(r)} of {n}" for r, n in zip(labels["unchanged_drop_rate"],
+                                                                       labels["n_unchanged_candidates"])],
+            "ratio": [_num(v) for v in labels["ratio"]]}), "label_noise_by_label")
     section.text("Per epoch (pooled over seeds):")
     section.table(display_table(t[t["scope"] != "overall"], None), "label_noise_epochs")
     return t
