@@ -365,6 +365,7 @@ def test_ratio_within_labels_sees_through_a_label_that_is_dropped_more(tmp_path)
     assert np.isnan(row(t, "f", "focus_filter", 1)["ratio_within_labels"])  # overall rows only
     shown = rel.display_table(t)
     assert shown["ratio within labels [95% CI]"].iloc[0].startswith("2.00 [")
+    assert "ratio within labels [95% CI]" not in rel.display_table(t[t["scope"] != "overall"], None).columns
     assert "Comparing only records that carry the same given label (Mantel-Haenszel over labels), the ratio " \
         "is 2.00" in rel.verdict(t, "f")
     by_label = rel.by_label_table({"f": [run]}).set_index(["which", "label"])

@@ -504,7 +504,7 @@ def within_sentence(row) -> str:
 def display_table(table: pd.DataFrame, scope: str | None = "overall") -> pd.DataFrame:
     """The table with formatted cells (rates as %, ratio and CI to 2 decimals), one scope or all."""
     t = table if scope is None else table[table["scope"].astype(str) == scope]
-    return pd.DataFrame({
+    shown = pd.DataFrame({
         "method": t["method"], "scope": t["scope"].astype(str),
         "which": t["which"].map({"focus_filter": "reliability filter", "rule": "rule (confidence)"}),
         "relabelled candidates": t["n_relabelled_candidates"],
@@ -515,6 +515,8 @@ def display_table(table: pd.DataFrame, scope: str | None = "overall") -> pd.Data
         "95% CI": [f"{_num(a)} to {_num(b)}" for a, b in zip(t["ci_low"], t["ci_high"])],
         "ratio within labels [95% CI]": [within_text(r) for _, r in t.iterrows()],
     }).reset_index(drop=True)
+    within = "ratio within labels [95% CI]"
+    return shown if shown[within].astype(bool).any() else shown.drop(columns=within)  # per-epoch rows have none
 
 
 def within_text(row) -> str:
