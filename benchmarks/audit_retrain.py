@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the noise benchmark'
 from noise_filter import SETTINGS, setting_base  # noqa: E402
 from end_to_end import parse_value  # noqa: E402
 from erts.audit.signals import ranking_signal  # noqa: E402
-from erts.errors import ConfigError  # noqa: E402
 from erts.config import load_config  # noqa: E402
+from erts.errors import ConfigError  # noqa: E402
 from erts.eval.paired import load_predictions, paired_bootstrap  # noqa: E402
 from erts.eval.stats import summarize  # noqa: E402
 from erts.train.loop import is_finished, resume, train  # noqa: E402

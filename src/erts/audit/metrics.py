@@ -86,7 +86,8 @@ def length_matched_auroc(truth: np.ndarray, score: np.ndarray, length: np.ndarra
     length = np.asarray(length, dtype=float)
     edges = (pd.qcut(length, bins, labels=False, duplicates="drop") if len(np.unique(length)) > 1
              else np.zeros(len(length)))
-    return matched_auroc(truth, score, np.where(np.isnan(edges), -1, edges))
+    known = ~np.isnan(edges)  # a record without a length is in no bin
+    return matched_auroc(np.asarray(truth)[known], np.asarray(score)[known], edges[known])
 
 
 def label_matched_auroc(truth: np.ndarray, score: np.ndarray, labels: np.ndarray) -> float:
@@ -98,13 +99,11 @@ def label_matched_auroc(truth: np.ndarray, score: np.ndarray, labels: np.ndarray
 
 def matched_auroc(truth: np.ndarray, score: np.ndarray, strata: np.ndarray) -> float:
     """AUROC of the (wrong, right) pairs within each stratum, pooled (weighted by the stratum's pairs);
-    stratum -1 (numeric) is left out. NaN when no stratum holds both kinds."""
+    NaN when no stratum holds both kinds."""
     truth, score = _check(truth, score)
     strata = np.asarray(strata)
     num = den = 0.0
     for b in np.unique(strata):
-        if strata.dtype.kind in "fi" and b == -1:
-            continue
         sel = strata == b
         pairs = truth[sel].sum() * (~truth[sel]).sum()
         if pairs:

@@ -45,8 +45,8 @@ def write_page(out_dir: Path, cfg: Config, rs: RecordSet, table: pd.DataFrame, m
     s = Section("Top suspects")
     chosen = summary["rank_by"]["signal"]
     s.text(f"The most suspicious records by {'the combined score' if chosen == 'combined' else chosen}. "
-           "p_oof: the held-out model's probability of the given label; p_noise: its probability of the noise class; cam_mass: map concentration; record_s: "
-           "seconds recorded. The full ranked table is audit.csv.")
+           "p_oof: the held-out model's probability of the given label; p_noise: its probability of the noise "
+           "class; cam_mass: map concentration; record_s: seconds recorded. The full ranked table is audit.csv.")
     columns = dict.fromkeys(SUSPECT_COLUMNS[:4] + [summary["rank_by"]["column"]] + SUSPECT_COLUMNS[4:] + ["wrong"])
     shown = table.head(max(top, 20))[[c for c in columns if c in table.columns and table[c].notna().any()]]
     s.table(shown.round(3), "suspects")

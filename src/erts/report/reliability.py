@@ -262,13 +262,13 @@ def _percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, floa
     return tuple(float(np.inf) if x >= big / 2 else float(x) for x in q)
 
 
-def label_onehot(runs: list[RunCounts]) -> list[np.ndarray] | None:
-    """Per run, (n_records, n_labels) 0/1 of the records' given labels over the group's labels; None
-    when a run does not know its labels."""
+def label_onehot(runs: list[RunCounts]) -> tuple[list[str], list[np.ndarray]] | None:
+    """The group's given labels, and per run (n_records, n_labels) 0/1 of its records' labels over them;
+    None when a run does not know its labels."""
     if any(r.label is None for r in runs):
         return None
     labels = sorted({str(v) for r in runs for v in r.label})
-    return [(r.label[:, None] == np.array(labels)[None, :]).astype(float) for r in runs]
+    return labels, [(r.label[:, None] == np.array(labels)[None, :]).astype(float) for r in runs]
 
 
 def label_totals(runs: list[RunCounts], onehot: list[np.ndarray]) -> list[np.ndarray]:
@@ -291,17 +291,17 @@ def within_labels_ratio(rel_drop, rel_cand, unc_drop, unc_cand) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.where(num > 0, np.inf, np.nan))
 
 
-def bootstrap_totals(runs: list[RunCounts], n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def bootstrap_totals(runs: list[RunCounts], n_boot: int, rng: np.random.Generator,
+                     onehot: list[np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Resampled totals per epoch, (n_boot, n_epochs) each: rel_cand, rel_drop, unc_cand, unc_drop; and
-    over all epochs per given label, (n_boot, n_labels) each: the same keys with ``_by_label`` (when the
-    runs know their labels).
+    with the runs' ``onehot`` labels (``label_onehot``), over all epochs per given label, (n_boot, n_labels)
+    each: the same keys with ``_by_label``.
 
     Two levels: runs with replacement, then within each drawn run its relabelled and its
     unchanged records with replacement (a record with all its epochs).
     """
     n_runs, n_ep = len(runs), runs[0].cand.shape[1]
     tot = {k: np.zeros((n_boot, n_ep)) for k in ("rel_cand", "rel_drop", "unc_cand", "unc_drop")}
-    onehot = label_onehot(runs)
     if onehot is not None:
         tot |= {f"{k}_by_label": np.zeros((n_boot, onehot[0].shape[1])) for k in ("rel_cand", "rel_drop", "unc_cand", "unc_drop")}
     picks = rng.integers(0, n_runs, size=(n_boot, n_runs))
@@ -341,8 +341,10 @@ def group_rows(name: str, runs: list[RunCounts], which: str, n_boot: int = 2000,
     unc_drop = sum(r.drop[~c].sum(0) for r, c in zip(runs, ch))
     n_rel_rec = [int(sum(((r.cand[:, k] > 0) & c).sum() for r, c in zip(runs, ch))) for k in range(len(epochs))]
     n_unc_rec = [int(sum(((r.cand[:, k] > 0) & ~c).sum() for r, c in zip(runs, ch))) for k in range(len(epochs))]
-    boot = bootstrap_totals(runs, n_boot, np.random.default_rng(_group_seed(seed, name, which))) if n_boot > 0 else None
-    onehot = label_onehot(runs)
+    labelled = label_onehot(runs)
+    onehot = labelled[1] if labelled is not None else None
+    rng = np.random.default_rng(_group_seed(seed, name, which))
+    boot = bootstrap_totals(runs, n_boot, rng, onehot) if n_boot > 0 else None
     within, within_ci = float("nan"), (float("nan"), float("nan"))
     if onehot is not None:  # per label, over all epochs: relabelled and unchanged drops and candidates
         within = float(within_labels_ratio(*label_totals(runs, onehot)))
@@ -407,8 +409,13 @@ def reliability_table(runs: str | Path | Sequence[str | Path] | Mapping[str, Seq
     method is in ``rule_methods``. Runs without ``truth`` ground truth (``label_changed``) are left out;
     a group without any gives no rows. Columns: ``COLUMNS``.
     """
+    return counts_table(list(group_counts(runs, rule_methods, truth)), n_boot=n_boot, seed=seed)
+
+
+def counts_table(groups: list[tuple[str, str, list[RunCounts]]], *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """``reliability_table`` of counts already read (``group_counts``)."""
     rows = []
-    for name, which, counts in group_counts(runs, rule_methods, truth):
+    for name, which, counts in groups:
         rows += group_rows(name, counts, which, n_boot=n_boot, seed=seed)
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.astype({"scope": object})
@@ -428,12 +435,17 @@ def group_counts(runs, rule_methods: Sequence[str] = RULE_METHODS, truth: str = 
 def by_label_table(runs, rule_methods: Sequence[str] = RULE_METHODS, truth: str = "label_changed") -> pd.DataFrame:
     """Per group, ``which`` and given label, over all epochs and seeds: relabelled and unchanged candidates,
     their drop rates and ratio; what the ratio within labels pools, to see which labels a filter drops."""
+    return label_table(list(group_counts(runs, rule_methods, truth)))
+
+
+def label_table(groups: list[tuple[str, str, list[RunCounts]]]) -> pd.DataFrame:
+    """``by_label_table`` of counts already read (``group_counts``)."""
     rows = []
-    for name, which, counts in group_counts(runs, rule_methods, truth):
-        onehot = label_onehot(counts)
-        if onehot is None:
+    for name, which, counts in groups:
+        labelled = label_onehot(counts)
+        if labelled is None:
             continue
-        labels = sorted({str(v) for r in counts for v in r.label})
+        labels, onehot = labelled
         rel_drop, rel_cand, unc_drop, unc_cand = label_totals(counts, onehot)
         r_rel, r_unc, ratio = _ratio(rel_drop, rel_cand, unc_drop, unc_cand)
         for k, label in enumerate(labels):
@@ -582,7 +594,8 @@ def fill_section(section, runs, *, n_boot: int = 2000, seed: int = 0) -> pd.Data
     with the overall table, one verdict per group and the per-epoch table; returns the tidy table.
     The ground truth is the runs' own (``truth_column``)."""
     truth = truth_column(runs)
-    t = reliability_table(runs, n_boot=n_boot, seed=seed, truth=truth)
+    groups = list(group_counts(runs, truth=truth))  # the selection logs are read once for both tables
+    t = counts_table(groups, n_boot=n_boot, seed=seed)
     if t.empty:
         section.text(f"No run here has {truth} ground truth and a selection log with select epochs "
                      "(runs of an ERTS method, dbpd or erts-dbpd, on CinC 2017 or with label_noise=), so there "
@@ -595,7 +608,7 @@ def fill_section(section, runs, *, n_boot: int = 2000, seed: int = 0) -> pd.Data
     for m in dict.fromkeys(t["method"]):
         if v := verdict(t, m):
             section.text(v)
-    labels = by_label_table(runs, truth=truth)
+    labels = label_table(groups)
     if not labels.empty:
         section.text("Per given label (over the epochs and seeds): which labels' records are dropped, and whether "
                      "the relabelled ones among them more than the unchanged (the ratio within labels pools these):")
