@@ -16,14 +16,14 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
-from erts.eval.paired import load_predictions, paired_bootstrap
-from erts.eval.stats import holm
+from erts.eval.paired import paired_runs
 from erts.fileio import write_text
 
 SETTINGS = ("sym20", "pair20", "original-train")
 MEASURED = Path(__file__).resolve().parent / "measured" / "noise-cinc2017-bf16"
+FULL_BATCHES = "rho-loss, full batches"
 
 
 def run_dirs(runs: Path, pattern: str) -> dict[int, Path]:
@@ -36,36 +36,26 @@ def run_dirs(runs: Path, pattern: str) -> dict[int, Path]:
     return found
 
 
-def compare(a: dict[int, Path], b: dict[int, Path], n_boot: int) -> dict[str, float] | None:
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return None
-    pa, pb = [load_predictions(a[s]) for s in seeds], [load_predictions(b[s]) for s in seeds]
-    y = pa[0][0]
-    if any(not np.array_equal(p[0], y) for p in pa + pb):
-        raise SystemExit(f"{a[seeds[0]]} and {b[seeds[0]]} were not tested on the same records")
-    res = paired_bootstrap(y, [p[1] for p in pa], [p[1] for p in pb], metric="macro_f1", n_boot=n_boot)
-    return {**res, "n_seeds": len(seeds)}
-
-
 def setting_lines(root: Path, prefix: str, setting: str, n_boot: int) -> list[str]:
     step3, step4 = root / f"{prefix}{setting}" / "runs", root / f"{prefix}rhofull-{setting}" / "runs"
-    rho_full = run_dirs(step4, r"method=rho-loss")
-    partners = {
+    arms = {
+        FULL_BATCHES: run_dirs(step4, r"method=rho-loss"),
         "rho-loss, 6-sample steps (step 3)": run_dirs(step3, r"method=rho-loss"),
         "full": run_dirs(step3, r"method=full"),
         "full@cheapest": run_dirs(step3, r"method=full,budget=[\d.]+"),
         "random@cheapest": run_dirs(step3, r"method=random,budget=[\d.]+"),
     }
-    rows = [(name, compare(rho_full, runs, n_boot)) for name, runs in partners.items()]
-    rows = [(name, r) for name, r in rows if r is not None]
-    if not rows:
+    runs = pd.DataFrame([{"method": arm, "seed": seed, "run_dir": str(d)}
+                         for arm, dirs in arms.items() for seed, d in dirs.items()],
+                        columns=["method", "seed", "run_dir"])
+    pairs = pd.DataFrame({"method": FULL_BATCHES, "baseline": [arm for arm in arms if arm != FULL_BATCHES]})
+    res = paired_runs(pairs, runs, "test_macro_f1", n_boot=n_boot)  # Holm over the setting's comparisons
+    if res.empty:
         return [f"## {setting}", "", "no pair finished yet", ""]
-    p_holm = holm(np.array([r["p"] for _, r in rows]))
-    out = [f"## {setting}", "", "| rho-loss, full batches, against | difference [95 % CI] | seeds | p | p(Holm) |",
+    out = [f"## {setting}", "", f"| {FULL_BATCHES}, against | difference [95 % CI] | seeds | p | p(Holm) |",
            "|---|---|---|---|---|"]
-    out += [f"| {name} | {r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['n_seeds']} | "
-            f"{r['p']:.3f} | {ph:.3f} |" for (name, r), ph in zip(rows, p_holm)]
+    out += [f"| {r.baseline} | {r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.n_seeds} | "
+            f"{r.p:.3f} | {r.p_holm:.3f} |" for r in res.itertuples()]
     return out + [""]
 
 

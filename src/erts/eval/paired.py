@@ -132,7 +132,7 @@ def paired_runs(pairs: pd.DataFrame, runs: pd.DataFrame, metric: str, keys: Sequ
     if name not in METRICS:
         raise ValueError(f"paired_runs: no paired bootstrap for {metric!r} (one of test_{', test_'.join(METRICS)})")
     keys = list(dict.fromkeys(["method", *keys]))
-    have = runs[[Path(d, "predictions_test.npz").exists() for d in runs["run_dir"]]]
+    have = runs[runs["run_dir"].map(lambda d: Path(d, "predictions_test.npz").exists()).astype(bool)]
     rows = []
     for _, r in pairs.iterrows():
         a, b = have, have

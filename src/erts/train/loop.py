@@ -23,9 +23,9 @@ from erts import distributed
 from erts.config import Config, config_from_dict, dump_config
 from erts.data import load_dataset
 from erts.data.exclude import set_aside_text
-from erts.distributed import Dist, all_sum, gather_cat, gather_pool, global_batches, rank_seed, rank_slice, shard
 from erts.data.records import EXCLUDED, RecordSet
 from erts.data.tensors import Tensors, aggregate, eval_stride_s, fit_standardizer
+from erts.distributed import Dist, all_sum, gather_cat, gather_pool, global_batches, rank_seed, rank_slice, shard
 from erts.errors import DataError
 from erts.progress import progress as progress_bar  # alias: self.progress / train(progress=) shadow the name
 from erts.eval.metrics import compute_metrics, tune_thresholds
